@@ -1,0 +1,271 @@
+"""The square context crop used everywhere (training data, tracker, oracle) and its exact transform.
+
+A crop is a square window of the original image, ``side`` original pixels wide, centred on the
+target (plus optional jitter), resized to ``out_side x out_side`` crop pixels. Where the window
+leaves the image it is padded with a fill colour (default black, as the reference R1-Track data
+was made). Boxes map between the two frames with
+
+    x_crop = (x_orig - x0) * out_side / side        x_orig = x_crop * side / out_side + x0
+
+which is exact for continuous pixel coordinates (pixel i covers [i, i + 1)) because the resize maps
+the window ``[x0, x0 + side)`` onto ``[0, out_side)``.
+
+Steps, usable on their own: :func:`plan_window` (pure geometry), :func:`load_image` (decode, with
+JPEG DCT downscaling when the crop needs less than full resolution), :func:`render_crop` (cut, pad,
+resize). :func:`crop_square` chains the three.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from .boxes import BoxXYWH, BoxXYXY, xywh_to_xyxy, xyxy_to_xywh
+from .qwen import check_crop_side
+
+__all__ = [
+    "CropJitter",
+    "CropWindow",
+    "CropTransform",
+    "DecodedImage",
+    "Crop",
+    "plan_window",
+    "load_image",
+    "render_crop",
+    "crop_square",
+]
+
+ImageSource = Union[np.ndarray, Image.Image, str, os.PathLike]
+"""An RGB uint8 H x W x 3 array, a PIL image (opened lazily or loaded), or a path to an image file."""
+
+
+@dataclass(frozen=True)
+class CropJitter:
+    """Training-time perturbation of a crop window.
+
+    ``center``: the window centre moves by U(-center, center) * side on each axis (R1-Track: 0.2).
+    ``scale``: the window side is multiplied by exp(U(log lo, log hi)) (1, 1 = no scale jitter).
+    """
+
+    center: float = 0.0
+    scale: tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.scale
+        if not (self.center >= 0 and 0 < lo <= hi and math.isfinite(hi)):
+            raise ValueError(f"invalid CropJitter: center={self.center}, scale={self.scale}")
+
+
+@dataclass(frozen=True)
+class CropTransform:
+    """Maps boxes between the original-image frame and one crop frame.
+
+    ``x0, y0``: top-left of the crop window in original pixels (may be negative or past the image);
+    ``side``: window side in original pixels; ``out_side``: crop side in crop pixels.
+    """
+
+    x0: float
+    y0: float
+    side: float
+    out_side: int
+
+    @property
+    def scale(self) -> float:
+        """Crop pixels per original pixel."""
+        return self.out_side / self.side
+
+    def window_xyxy_orig(self) -> BoxXYXY:
+        """The crop window in original pixels."""
+        return BoxXYXY(self.x0, self.y0, self.x0 + self.side, self.y0 + self.side)
+
+    def xyxy_orig_to_crop(self, box_xyxy_orig: Sequence[float]) -> BoxXYXY:
+        x1, y1, x2, y2 = box_xyxy_orig
+        s = self.scale
+        return BoxXYXY((x1 - self.x0) * s, (y1 - self.y0) * s, (x2 - self.x0) * s, (y2 - self.y0) * s)
+
+    def xyxy_crop_to_orig(self, box_xyxy_crop: Sequence[float]) -> BoxXYXY:
+        x1, y1, x2, y2 = box_xyxy_crop
+        k = self.side / self.out_side
+        return BoxXYXY(x1 * k + self.x0, y1 * k + self.y0, x2 * k + self.x0, y2 * k + self.y0)
+
+    def xywh_orig_to_crop(self, box_xywh_orig: Sequence[float]) -> BoxXYWH:
+        return xyxy_to_xywh(self.xyxy_orig_to_crop(xywh_to_xyxy(box_xywh_orig)))
+
+    def xywh_crop_to_orig(self, box_xywh_crop: Sequence[float]) -> BoxXYWH:
+        return xyxy_to_xywh(self.xyxy_crop_to_orig(xywh_to_xyxy(box_xywh_crop)))
+
+
+@dataclass(frozen=True)
+class CropWindow:
+    """A planned crop: integer window (x0, y0, side) in original pixels and the output side."""
+
+    x0: int
+    y0: int
+    side: int
+    out_side: int
+
+    @property
+    def transform(self) -> CropTransform:
+        return CropTransform(float(self.x0), float(self.y0), float(self.side), self.out_side)
+
+
+def plan_window(
+    box_xywh_orig: Sequence[float],
+    factor: float,
+    out_side: int,
+    *,
+    jitter: CropJitter | None = None,
+    rng: random.Random | np.random.Generator | None = None,
+    check_side: bool = True,
+) -> CropWindow:
+    """Window of side ``ceil(sqrt(w * h) * factor)`` centred on the target (R1-Track / OSTrack
+    rule), top-left rounded to whole pixels. With ``jitter`` the centre and side are perturbed using
+    ``rng`` (required then; pass a seeded one for reproducible data).
+
+    Raises ValueError for a non-finite or zero-area box, a non-positive factor, or an ``out_side``
+    that is not a multiple of 28 (unless ``check_side=False``).
+    """
+    if check_side:
+        check_crop_side(out_side)
+    x, y, w, h = (float(v) for v in box_xywh_orig)
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise ValueError(f"target box must be finite, got {tuple(box_xywh_orig)!r}")
+    if w <= 0 or h <= 0:
+        raise ValueError(f"target box has zero or negative size: w={w}, h={h}")
+    if not (factor > 0 and math.isfinite(factor)):
+        raise ValueError(f"area factor must be positive and finite, got {factor}")
+    side_f = math.sqrt(w * h) * factor
+    cx, cy = x + 0.5 * w, y + 0.5 * h
+    if jitter is not None:
+        if rng is None:
+            raise ValueError("jitter needs an rng (random.Random or numpy Generator)")
+        uniform = rng.uniform
+        lo, hi = jitter.scale
+        side_f *= math.exp(uniform(math.log(lo), math.log(hi))) if hi > lo else lo
+        cx += uniform(-jitter.center, jitter.center) * side_f
+        cy += uniform(-jitter.center, jitter.center) * side_f
+    side = max(1, math.ceil(side_f))
+    return CropWindow(x0=round(cx - 0.5 * side), y0=round(cy - 0.5 * side), side=side, out_side=out_side)
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An RGB PIL image decoded at 1/``reduce`` of the original resolution (JPEG DCT scaling).
+    ``orig_size`` = (width, height) of the original image."""
+
+    image: Image.Image
+    reduce: int
+    orig_size: tuple[int, int]
+
+
+def load_image(source: ImageSource, *, min_scale: float = 1.0) -> DecodedImage:
+    """Decode ``source`` as RGB. For a JPEG file or a not-yet-loaded JPEG PIL image, decode at the
+    coarsest of 1, 1/2, 1/4, 1/8 resolution that still gives at least ``min_scale`` decoded pixels
+    per original pixel (crop output side / window side): the crop then needs no more detail than
+    what is decoded. Arrays must be H x W x 3 uint8 RGB. Raises ValueError on anything else, naming
+    the file for paths."""
+    if isinstance(source, np.ndarray):
+        if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
+            raise ValueError(f"image array must be H x W x 3 uint8 RGB, got {source.shape} {source.dtype}")
+        img = Image.fromarray(source)
+        return DecodedImage(img, 1, img.size)
+    path = None
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            source = Image.open(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot open image: {exc}") from exc
+    if not isinstance(source, Image.Image):
+        raise ValueError(f"unsupported image source: {type(source).__name__}")
+    img = source
+    orig_size = img.size
+    reduce = 1
+    try:
+        if getattr(img, "format", None) == "JPEG" and getattr(img, "tile", None) and min_scale < 1.0:
+            # tile is non-empty until the image is loaded: only then can the decoder still be told to downscale
+            want = (max(1, math.ceil(img.size[0] * min_scale)), max(1, math.ceil(img.size[1] * min_scale)))
+            img.draft("RGB", want)
+            reduce = int(getattr(img, "decoderconfig", (1,))[0] or 1) if img.size != orig_size else 1
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        else:
+            img.load()
+    except (OSError, ValueError, SyntaxError) as exc:
+        where = f"{path}: " if path else ""
+        raise ValueError(f"{where}cannot decode image: {exc}") from exc
+    return DecodedImage(img, reduce, orig_size)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square crop (RGB PIL image, ``out_side`` pixels) and its transform to/from the original."""
+
+    image: Image.Image
+    transform: CropTransform
+
+    def array(self) -> np.ndarray:
+        """The crop as an H x W x 3 uint8 RGB array."""
+        return np.asarray(self.image)
+
+
+def render_crop(
+    decoded: DecodedImage,
+    window: CropWindow,
+    *,
+    fill: tuple[int, int, int] = (0, 0, 0),
+    resample: int = Image.Resampling.BILINEAR,
+) -> Crop:
+    """Cut ``window`` out of ``decoded`` (padding with ``fill`` outside the image) and resize it to
+    ``window.out_side``. With a reduced decode the window snaps to multiples of ``reduce`` original
+    pixels (at most ``reduce / 2`` px off-centre); the returned transform is always the exact one of
+    the pixels produced."""
+    r = decoded.reduce
+    x0, y0, side = window.x0, window.y0, window.side
+    if r > 1:
+        x0 = r * round(x0 / r)
+        y0 = r * round(y0 / r)
+        side = r * max(1, math.ceil(side / r))
+    dx0, dy0, dside = x0 // r, y0 // r, side // r
+    img = decoded.image
+    box = (dx0, dy0, dx0 + dside, dy0 + dside)
+    inside = dx0 >= 0 and dy0 >= 0 and box[2] <= img.size[0] and box[3] <= img.size[1]
+    if inside or tuple(fill) == (0, 0, 0):
+        cut = img.crop(box)  # PIL pads outside the image with zeros (black)
+    else:
+        cut = Image.new("RGB", (dside, dside), tuple(int(c) for c in fill))
+        ix0, iy0 = max(dx0, 0), max(dy0, 0)
+        ix1, iy1 = min(dx0 + dside, img.size[0]), min(dy0 + dside, img.size[1])
+        if ix1 > ix0 and iy1 > iy0:
+            cut.paste(img.crop((ix0, iy0, ix1, iy1)), (ix0 - dx0, iy0 - dy0))
+    if dside != window.out_side:
+        cut = cut.resize((window.out_side, window.out_side), resample)
+    return Crop(cut, CropTransform(float(x0), float(y0), float(side), window.out_side))
+
+
+def crop_square(
+    image: ImageSource,
+    box_xywh_orig: Sequence[float],
+    factor: float,
+    out_side: int,
+    *,
+    fill: tuple[int, int, int] = (0, 0, 0),
+    jitter: CropJitter | None = None,
+    rng: random.Random | np.random.Generator | None = None,
+    resample: int = Image.Resampling.BILINEAR,
+    reduced_decode: bool = True,
+) -> Crop:
+    """Square context crop around ``box_xywh_orig`` (original pixels): window side
+    ``ceil(sqrt(w*h) * factor)``, output ``out_side`` px (a multiple of 28), padded with ``fill``.
+    See :func:`plan_window`, :func:`load_image`, :func:`render_crop` for the rules and errors."""
+    window = plan_window(box_xywh_orig, factor, out_side, jitter=jitter, rng=rng)
+    min_scale = window.out_side / window.side if reduced_decode else 1.0
+    decoded = load_image(image, min_scale=min_scale)
+    return render_crop(decoded, window, fill=fill, resample=resample)

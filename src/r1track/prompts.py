@@ -1,0 +1,184 @@
+"""The one registry of prompt texts, and the renderers every consumer uses.
+
+Image order is always: template, (memory), search — then the text. The think wrapper, when used,
+comes before the task text. Boxes in prompts and answers are ``[x1,y1,x2,y2]`` integers in the
+model-input frame (which equals the crop frame for crops that are multiples of 28).
+
+Consumers:
+
+* LLaMA-Factory (ShareGPT) and EasyR1/verl: :func:`render_text` -> one ``<image>`` placeholder per
+  image, in order, at the start, then the text.
+* OpenAI chat API (vLLM): :func:`render_chat_content` -> image parts in order, then one text part.
+* Answers (SFT targets, reward ground truth): :func:`render_answer`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+__all__ = [
+    "IMAGE_PLACEHOLDER",
+    "THINK_WRAPPER",
+    "THINK_SEPARATOR",
+    "PromptVersion",
+    "PROMPTS",
+    "DEFAULT_VERSION",
+    "get_prompt",
+    "format_box",
+    "render_task",
+    "render_text",
+    "render_chat_content",
+    "render_answer",
+    "render_grounding_prompt",
+    "example_boxes",
+]
+
+IMAGE_PLACEHOLDER = "<image>"
+
+THINK_WRAPPER = (
+    "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. \n"
+    " The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in "
+    "<answer> </answer> tags."
+)
+"""R1-Track's think instruction, verbatim."""
+
+THINK_SEPARATOR = " \n "
+"""Between the think wrapper and the task text (as in R1-Track's published prompt)."""
+
+GROUNDING_TEMPLATE = "Locate the {text} in this image and output the bbox coordinates in JSON format."
+"""Qwen2.5-VL's native grounding request; the model answers ``[{"bbox_2d": [x1, y1, x2, y2], "label": ...}]``
+in model-input pixels."""
+
+
+@dataclass(frozen=True)
+class PromptVersion:
+    """A named task text. ``template`` holds ``{box0}``, ``{box1}`` ... for the boxes of every image
+    but the last (the search image), in image order."""
+
+    name: str
+    n_images: int
+    template: str
+    description: str
+
+    @property
+    def n_boxes(self) -> int:
+        return self.n_images - 1
+
+
+PROMPTS: dict[str, PromptVersion] = {
+    p.name: p
+    for p in (
+        PromptVersion(
+            name="r1track-v0",
+            n_images=2,
+            template=(
+                "Please identify the target specified by the bounding box {box0} in the first image and locate it "
+                "in the second image. \n Return the coordinates in [x_min,y_min,x_max,y_max] format."
+            ),
+            description="R1-Track-5k / SFT prompt (reference, verbatim).",
+        ),
+        PromptVersion(
+            name="r1track-v1",
+            n_images=2,
+            template=(
+                "Given two images, you need to:\n"
+                "1. Analyze and Identify the target object marked by bounding box {box0} in <image_1>;\n"
+                "2. Re-locate this target in <image_2>;\n"
+                "3. Return [x_min, y_min, x_max, y_max] coordinates of the target in <image_2>."
+            ),
+            description="R1-Track-100k prompt (reference, verbatim); used by the published 0503 checkpoints.",
+        ),
+        PromptVersion(
+            name="r1track-mem-v1",
+            n_images=3,
+            template=(
+                "Given three images, you need to:\n"
+                "1. Analyze and Identify the target object marked by bounding box {box0} in <image_1>;\n"
+                "2. Note how the same target looks in <image_2>, its most recent appearance, at bounding box {box1};\n"
+                "3. Re-locate this target in <image_3>;\n"
+                "4. Return [x_min, y_min, x_max, y_max] coordinates of the target in <image_3>."
+            ),
+            description="r1track's own 3-image prompt: template, recent memory frame, search.",
+        ),
+    )
+}
+
+DEFAULT_VERSION = "r1track-v1"
+
+
+def get_prompt(version: str) -> PromptVersion:
+    """The registered version; ValueError listing the known ones otherwise."""
+    try:
+        return PROMPTS[version]
+    except KeyError:
+        raise ValueError(f"unknown prompt version {version!r}; known: {', '.join(sorted(PROMPTS))}") from None
+
+
+def format_box(box_xyxy_model: Sequence[float]) -> str:
+    """``[x1,y1,x2,y2]`` with each value rounded to the nearest integer (model-frame pixels).
+    ValueError on non-finite values or not 4 values."""
+    values = list(box_xyxy_model)
+    if len(values) != 4:
+        raise ValueError(f"a box needs 4 values, got {len(values)}")
+    out = []
+    for v in values:
+        v = float(v)
+        if not math.isfinite(v):
+            raise ValueError(f"cannot format a non-finite box value: {values!r}")
+        out.append(str(int(round(v))))
+    return "[" + ",".join(out) + "]"
+
+
+def render_task(version: str, boxes_xyxy_model: Sequence[Sequence[float]]) -> str:
+    """The task text of ``version`` with its boxes filled in (no images, no think wrapper)."""
+    p = get_prompt(version)
+    if len(boxes_xyxy_model) != p.n_boxes:
+        raise ValueError(f"prompt {version!r} takes {p.n_boxes} box(es) (one per image before the search image), got {len(boxes_xyxy_model)}")
+    return p.template.format(**{f"box{i}": format_box(b) for i, b in enumerate(boxes_xyxy_model)})
+
+
+def _text(version: str, think: bool, boxes_xyxy_model: Sequence[Sequence[float]]) -> str:
+    task = render_task(version, boxes_xyxy_model)
+    return THINK_WRAPPER + THINK_SEPARATOR + task if think else task
+
+
+def render_text(
+    version: str, *, think: bool, boxes_xyxy_model: Sequence[Sequence[float]], placeholder: str = IMAGE_PLACEHOLDER
+) -> str:
+    """User text for LLaMA-Factory / EasyR1 / verl: one ``placeholder`` per image, in image order,
+    then the (think wrapper and) task text."""
+    p = get_prompt(version)
+    return placeholder * p.n_images + _text(version, think, boxes_xyxy_model)
+
+
+def render_chat_content(
+    version: str, *, think: bool, boxes_xyxy_model: Sequence[Sequence[float]], image_urls: Sequence[str]
+) -> list[dict]:
+    """OpenAI chat ``content`` list: the images (data or http URLs) in order, then the text. Putting
+    the unchanged template first lets vLLM reuse its prefix and encoder caches across frames."""
+    p = get_prompt(version)
+    if len(image_urls) != p.n_images:
+        raise ValueError(f"prompt {version!r} takes {p.n_images} images, got {len(image_urls)}")
+    parts: list[dict] = [{"type": "image_url", "image_url": {"url": u}} for u in image_urls]
+    parts.append({"type": "text", "text": _text(version, think, boxes_xyxy_model)})
+    return parts
+
+
+def render_answer(box_xyxy_model: Sequence[float]) -> str:
+    """The expected reply for a box: ``[x1,y1,x2,y2]`` integers in the model-input frame."""
+    return format_box(box_xyxy_model)
+
+
+def render_grounding_prompt(text: str) -> str:
+    """Qwen2.5-VL grounding request for text initialisation (one image, answer with ``bbox_2d``)."""
+    text = " ".join(str(text).split())
+    if not text:
+        raise ValueError("grounding text is empty")
+    return GROUNDING_TEMPLATE.format(text=text)
+
+
+def example_boxes(version: str) -> list[tuple[int, int, int, int]]:
+    """Plausible boxes for showing a version (a 336-px crop with the target in the middle)."""
+    return [(124, 130, 212, 206), (118, 126, 206, 204)][: get_prompt(version).n_boxes]

@@ -1,0 +1,214 @@
+import math
+import random
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from r1track.crop import (
+    CropJitter,
+    CropTransform,
+    CropWindow,
+    crop_square,
+    load_image,
+    plan_window,
+    render_crop,
+)
+
+RED = (255, 0, 0)
+VALID_SIDES = st.sampled_from([112, 224, 336])
+
+
+def frame_with_box(w, h, box_xyxy, seed=0):
+    """Background without red (R = 0), the box painted pure red on whole pixels."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), dtype=np.uint8)
+    img[..., 1:] = rng.integers(0, 256, size=(h, w, 2), dtype=np.uint8)
+    x1, y1, x2, y2 = box_xyxy
+    img[y1:y2, x1:x2] = RED
+    return img
+
+
+def pixel_centres_inside(out_side, box_xyxy_crop):
+    """Boolean mask of crop pixels whose centre lies inside the box (crop frame), and a mask of the
+    ones whose centre is within 1e-6 of an edge (ambiguous under floating point)."""
+    c = np.arange(out_side) + 0.5
+    x1, y1, x2, y2 = box_xyxy_crop
+    inx = (c >= x1) & (c < x2)
+    iny = (c >= y1) & (c < y2)
+    edge_x = (np.abs(c - x1) < 1e-6) | (np.abs(c - x2) < 1e-6)
+    edge_y = (np.abs(c - y1) < 1e-6) | (np.abs(c - y2) < 1e-6)
+    return iny[:, None] & inx[None, :], edge_y[:, None] | edge_x[None, :]
+
+
+@st.composite
+def scene(draw):
+    w = draw(st.integers(40, 320))
+    h = draw(st.integers(40, 320))
+    bx1 = draw(st.integers(0, w - 2))
+    by1 = draw(st.integers(0, h - 2))
+    bx2 = draw(st.integers(bx1 + 1, w))
+    by2 = draw(st.integers(by1 + 1, h))
+    # crop around a possibly different target near the drawn box
+    tx = draw(st.floats(-20, w))
+    ty = draw(st.floats(-20, h))
+    tw = draw(st.floats(2, 120))
+    th = draw(st.floats(2, 120))
+    factor = draw(st.floats(1.0, 8.0))
+    return w, h, (bx1, by1, bx2, by2), (tx, ty, tw, th), factor
+
+
+@given(scene(), VALID_SIDES, st.booleans(), st.integers(0, 10_000))
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_drawn_box_lands_pixel_for_pixel_where_the_transform_says(sc, out_side, jitter, seed):
+    w, h, box_xyxy, target_xywh, factor = sc
+    img = frame_with_box(w, h, box_xyxy, seed)
+    crop = crop_square(
+        img,
+        target_xywh,
+        factor,
+        out_side,
+        jitter=CropJitter(center=0.2, scale=(0.8, 1.25)) if jitter else None,
+        rng=random.Random(seed),
+        resample=Image.Resampling.NEAREST,
+    )
+    arr = crop.array()
+    assert arr.shape == (out_side, out_side, 3)
+    expected, ambiguous = pixel_centres_inside(out_side, crop.transform.xyxy_orig_to_crop(box_xyxy))
+    red = (arr[..., 0] == 255) & (arr[..., 1] == 0) & (arr[..., 2] == 0)
+    assert (red == expected)[~ambiguous].all()
+
+
+@given(scene(), VALID_SIDES)
+@settings(max_examples=60, deadline=None)
+def test_padding_uses_fill_colour_exactly_outside_the_image(sc, out_side):
+    w, h, box_xyxy, target_xywh, factor = sc
+    img = frame_with_box(w, h, box_xyxy)
+    fill = (7, 201, 9)
+    img[(img == np.array(fill, dtype=np.uint8)).all(axis=2)] = (0, 0, 0)  # fill colour never in the frame
+    crop = crop_square(img, target_xywh, factor, out_side, fill=fill, resample=Image.Resampling.NEAREST)
+    inside, ambiguous = pixel_centres_inside(out_side, crop.transform.xyxy_orig_to_crop((0, 0, w, h)))
+    is_fill = (crop.array() == np.array(fill, dtype=np.uint8)).all(axis=2)
+    assert (is_fill == ~inside)[~ambiguous].all()
+
+
+@given(scene(), VALID_SIDES, st.integers(0, 1000))
+@settings(max_examples=60, deadline=None)
+def test_bilinear_crop_keeps_the_box_where_the_transform_says(sc, out_side, seed):
+    w, h, box_xyxy, target_xywh, factor = sc
+    img = frame_with_box(w, h, box_xyxy, seed)
+    crop = crop_square(img, target_xywh, factor, out_side)  # default BILINEAR with antialiasing
+    x1, y1, x2, y2 = crop.transform.xyxy_orig_to_crop(box_xyxy)
+    margin = 1.0 + crop.transform.scale  # filter support: one source pixel + one crop pixel
+    deep_in, _ = pixel_centres_inside(out_side, (x1 + margin, y1 + margin, x2 - margin, y2 - margin))
+    grown, _ = pixel_centres_inside(out_side, (x1 - margin, y1 - margin, x2 + margin, y2 + margin))
+    r = crop.array()[..., 0]
+    assert (r[deep_in] >= 250).all()
+    assert (r[~grown] == 0).all()
+
+
+transform_params = st.tuples(
+    st.floats(-5000, 5000), st.floats(-5000, 5000), st.floats(1, 8000), st.sampled_from([112, 224, 336, 448])
+)
+box_vals = st.floats(-1e4, 1e4)
+
+
+@given(transform_params, st.tuples(box_vals, box_vals, box_vals, box_vals))
+def test_transform_round_trips_within_1e6(params, box):
+    t = CropTransform(*params)
+    back = t.xyxy_crop_to_orig(t.xyxy_orig_to_crop(box))
+    assert np.allclose(back, box, atol=1e-6, rtol=1e-12)
+    back2 = t.xyxy_orig_to_crop(t.xyxy_crop_to_orig(box))
+    assert np.allclose(back2, box, atol=1e-6, rtol=1e-12)
+    xywh = (box[0], box[1], abs(box[2]), abs(box[3]))
+    assert np.allclose(t.xywh_crop_to_orig(t.xywh_orig_to_crop(xywh)), xywh, atol=1e-6, rtol=1e-12)
+
+
+def test_window_follows_the_area_factor_rule():
+    win = plan_window((100, 50, 40, 90), 4.0, 336)
+    side = math.ceil(math.sqrt(40 * 90) * 4.0)
+    assert win.side == side
+    assert win.x0 == round(120 - side / 2) and win.y0 == round(95 - side / 2)
+    t = win.transform
+    # the target centre maps to the crop centre (to within the whole-pixel rounding of x0)
+    cx, cy = (t.xyxy_orig_to_crop((120, 95, 120, 95)))[:2]
+    assert abs(cx - 168) <= 0.5 * t.scale and abs(cy - 168) <= 0.5 * t.scale
+
+
+def test_jitter_is_reproducible_and_bounded():
+    j = CropJitter(center=0.2, scale=(0.5, 2.0))
+    wins = [plan_window((100, 100, 50, 50), 4.0, 224, jitter=j, rng=random.Random(7)) for _ in range(2)]
+    assert wins[0] == wins[1]
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        w = plan_window((100, 100, 50, 50), 4.0, 224, jitter=j, rng=rng)
+        assert 0.5 * 200 - 1 <= w.side <= 2.0 * 200 + 1
+        cx, cy = w.x0 + w.side / 2, w.y0 + w.side / 2
+        assert abs(cx - 125) <= 0.2 * w.side + 1 and abs(cy - 125) <= 0.2 * w.side + 1
+    with pytest.raises(ValueError, match="rng"):
+        plan_window((0, 0, 5, 5), 2.0, 112, jitter=j)
+
+
+@pytest.mark.parametrize("side,names", [(300, "280 or 308"), (330, "308 or 336"), (64, "56 or 84")])
+def test_non_multiple_of_28_is_a_clear_error(side, names):
+    img = np.zeros((100, 100, 3), np.uint8)
+    with pytest.raises(ValueError) as err:
+        crop_square(img, (10, 10, 20, 20), 2.0, side)
+    assert names in str(err.value) and "28" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "box", [(0, 0, 0, 10), (0, 0, 10, -1), (math.nan, 0, 5, 5), (0, math.inf, 5, 5)]
+)
+def test_bad_target_boxes_raise_value_error(box):
+    with pytest.raises(ValueError):
+        plan_window(box, 2.0, 112)
+
+
+def test_bad_images_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="H x W x 3"):
+        load_image(np.zeros((10, 10), np.uint8))
+    missing = tmp_path / "nope.jpg"
+    with pytest.raises(ValueError, match="nope.jpg"):
+        crop_square(missing, (1, 1, 5, 5), 2.0, 112)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ValueError, match="corrupt.jpg"):
+        crop_square(corrupt, (1, 1, 5, 5), 2.0, 112)
+
+
+@pytest.mark.parametrize("factor,expect_reduce", [(8.0, 8), (4.0, 4), (1.2, 1)])
+def test_reduced_jpeg_decode_keeps_geometry(tmp_path, factor, expect_reduce):
+    w, h = 1600, 1200
+    box = (600, 400, 780, 580)
+    img = frame_with_box(w, h, box)
+    img[..., 1:] //= 4  # keep the background dark so JPEG ringing stays far from red
+    path = tmp_path / "frame.jpg"
+    Image.fromarray(img).save(path, quality=95)
+    target = (box[0], box[1], box[2] - box[0], box[3] - box[1])
+    crop = crop_square(path, target, factor, 112)
+    win = plan_window(target, factor, 112)
+    decoded = load_image(path, min_scale=112 / win.side)
+    assert decoded.reduce == expect_reduce
+    t = crop.transform
+    assert t.side % expect_reduce == 0 and t.x0 % expect_reduce == 0
+    assert abs(t.x0 - win.x0) <= expect_reduce / 2 and abs(t.side - win.side) < expect_reduce
+    # compare with a full-resolution decode of the same window
+    full = render_crop(load_image(path), CropWindow(int(t.x0), int(t.y0), int(t.side), 112))
+    diff = np.abs(full.array().astype(int) - crop.array().astype(int)).mean()
+    assert diff < 6.0
+    x1, y1, x2, y2 = t.xyxy_orig_to_crop(box)
+    r = crop.array()[..., 0]
+    deep, _ = pixel_centres_inside(112, (x1 + 2, y1 + 2, x2 - 2, y2 - 2))
+    grown, _ = pixel_centres_inside(112, (x1 - 2, y1 - 2, x2 + 2, y2 + 2))
+    assert (r[deep] > 200).all() and (r[~grown] < 60).all()
+
+
+def test_pil_and_array_inputs_give_the_same_crop():
+    img = frame_with_box(200, 150, (50, 40, 90, 100))
+    a = crop_square(img, (50, 40, 40, 60), 3.0, 112)
+    b = crop_square(Image.fromarray(img), (50, 40, 40, 60), 3.0, 112)
+    assert a.transform == b.transform
+    assert (a.array() == b.array()).all()

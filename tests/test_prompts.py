@@ -1,0 +1,91 @@
+import pytest
+
+from r1track.prompts import (
+    PROMPTS,
+    THINK_WRAPPER,
+    get_prompt,
+    render_answer,
+    render_chat_content,
+    render_grounding_prompt,
+    render_task,
+    render_text,
+)
+
+# Texts as given in the R1-Track README / the foundation issue, typed here independently.
+V0 = (
+    "Please identify the target specified by the bounding box [241,66,329,154] in the first image and locate it "
+    "in the second image. \n Return the coordinates in [x_min,y_min,x_max,y_max] format."
+)
+V1 = (
+    "Given two images, you need to:\n1. Analyze and Identify the target object marked by bounding box "
+    "[241,66,329,154] in <image_1>;\n2. Re-locate this target in <image_2>;\n3. Return [x_min, y_min, x_max, "
+    "y_max] coordinates of the target in <image_2>."
+)
+THINK = (
+    "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. \n "
+    "The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in "
+    "<answer> </answer> tags."
+)
+BOX = (241, 66, 329, 154)
+
+
+def test_reference_texts_verbatim():
+    assert render_task("r1track-v0", [BOX]) == V0
+    assert render_task("r1track-v1", [BOX]) == V1
+    assert THINK_WRAPPER == THINK
+
+
+@pytest.mark.parametrize("version", sorted(PROMPTS))
+@pytest.mark.parametrize("think", [False, True])
+def test_placeholder_text_has_one_image_marker_per_image_first(version, think):
+    p = get_prompt(version)
+    boxes = [BOX] * p.n_boxes
+    text = render_text(version, think=think, boxes_xyxy_model=boxes)
+    assert text.count("<image>") == p.n_images
+    assert text.startswith("<image>" * p.n_images)
+    body = text[len("<image>") * p.n_images :]
+    task = render_task(version, boxes)
+    if think:
+        assert body.startswith(THINK) and body.endswith(task)
+        assert body.index(THINK) < body.index(task)
+    else:
+        assert body == task
+
+
+@pytest.mark.parametrize("version", sorted(PROMPTS))
+def test_chat_content_images_in_order_then_text(version):
+    p = get_prompt(version)
+    urls = [f"data:image/jpeg;base64,IMG{i}" for i in range(p.n_images)]
+    content = render_chat_content(version, think=True, boxes_xyxy_model=[BOX] * p.n_boxes, image_urls=urls)
+    assert [c["type"] for c in content] == ["image_url"] * p.n_images + ["text"]
+    assert [c["image_url"]["url"] for c in content[:-1]] == urls
+    assert "<image>" not in content[-1]["text"]
+    assert content[-1]["text"] == render_text(version, think=True, boxes_xyxy_model=[BOX] * p.n_boxes).replace("<image>", "")
+
+
+def test_three_image_prompt_mentions_both_boxes():
+    text = render_task("r1track-mem-v1", [(1, 2, 3, 4), (5, 6, 7, 8)])
+    assert "[1,2,3,4]" in text and "[5,6,7,8]" in text and "<image_3>" in text
+
+
+def test_answer_rounds_to_integers():
+    assert render_answer((10.4, 20.5, 30.6, 40.0)) == "[10,20,31,40]"
+    assert render_answer((0, 0, 336, 336)) == "[0,0,336,336]"
+
+
+def test_wrong_inputs_are_clear_errors():
+    with pytest.raises(ValueError, match="known"):
+        get_prompt("nope")
+    with pytest.raises(ValueError, match="1 box"):
+        render_task("r1track-v1", [BOX, BOX])
+    with pytest.raises(ValueError, match="3 images"):
+        render_chat_content("r1track-mem-v1", think=False, boxes_xyxy_model=[BOX, BOX], image_urls=["a", "b"])
+    with pytest.raises(ValueError, match="non-finite"):
+        render_answer((0, 0, float("nan"), 1))
+
+
+def test_grounding_prompt():
+    text = render_grounding_prompt("  red   car ")
+    assert "red car" in text and "JSON" in text
+    with pytest.raises(ValueError):
+        render_grounding_prompt("   ")
