@@ -1,0 +1,130 @@
+"""One in-memory form for an annotated tracking sequence, and the low-level file readers every
+dataset reader shares (frame listing, ground-truth and label files).
+
+All boxes are 0-based continuous ``xywh`` in original-image pixels (see README, "Conventions").
+Malformed files raise :class:`DatasetError` naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DatasetError",
+    "Sequence",
+    "list_frames",
+    "read_boxes_file",
+    "read_label_file",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class DatasetError(ValueError):
+    """Malformed dataset input; the message names the file (and line when there is one)."""
+
+
+@dataclass
+class Sequence:
+    """An annotated sequence.
+
+    ``frames``: image paths in temporal order. ``boxes_xywh_orig``: (N, 4) float64 for the N
+    annotated frames (N may be 1 on test splits; NaN rows mark frames without annotation).
+    ``visible``: (N,) bool, False where the target is absent/fully occluded/out of view.
+    ``cover``: GOT-10k visible eighths (0..8) when the dataset has them. ``image_size``: (W, H) when
+    known from metadata. ``text``: a language description (LaSOT ``nlp.txt``).
+    """
+
+    name: str
+    frames: list[Path]
+    boxes_xywh_orig: np.ndarray
+    visible: np.ndarray
+    dataset: str = "generic"
+    cover: np.ndarray | None = None
+    image_size: tuple[int, int] | None = None
+    text: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def init_box_xywh_orig(self) -> np.ndarray:
+        return self.boxes_xywh_orig[0]
+
+
+_NUM_SPLIT = re.compile(r"[,\t ;]+")
+
+
+def _frame_key(path: Path) -> tuple[int, str]:
+    digits = re.findall(r"\d+", path.stem)
+    return (int(digits[-1]) if digits else -1, path.name)
+
+
+def list_frames(folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
+    """Image files of ``folder`` sorted numerically by the last number in their name (``2.jpg``
+    before ``10.jpg``; zero-padded names sort the same). DatasetError if the folder is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: frame folder not found")
+    frames = [p for p in folder.iterdir() if p.suffix.lower() in extensions and p.is_file()]
+    return sorted(frames, key=_frame_key)
+
+
+def read_boxes_file(path: str | Path, *, allow_empty: bool = False) -> np.ndarray:
+    """Read one box per line, values separated by commas, tabs, spaces or semicolons. 4 values are
+    ``x,y,w,h``; 8 values are a polygon (VOT) turned into its enclosing axis-aligned ``xywh``.
+    ``NaN`` values are kept (frames without annotation). Blank lines at the end are ignored; any
+    other malformed line raises DatasetError naming file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ground truth: {exc.strerror or exc}") from exc
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    rows = []
+    for lineno, line in enumerate(lines, start=1):
+        parts = [p for p in _NUM_SPLIT.split(line.strip()) if p]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise DatasetError(f"{path}:{lineno}: expected numbers, got {line.strip()[:80]!r}") from None
+        if len(values) == 4:
+            rows.append(values)
+        elif len(values) == 8:
+            xs, ys = values[0::2], values[1::2]
+            rows.append([min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)])
+        else:
+            raise DatasetError(f"{path}:{lineno}: expected 4 values (x,y,w,h) or 8 (polygon), got {len(values)}")
+    if not rows and not allow_empty:
+        raise DatasetError(f"{path}: no boxes")
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def read_label_file(path: str | Path, *, length: int | None = None) -> np.ndarray:
+    """Read integer labels: one per line (GOT-10k ``absence.label``/``cover.label``) or one
+    comma-separated row (LaSOT ``full_occlusion.txt``). DatasetError naming file and line on a
+    non-integer value, or when ``length`` is given and does not match."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read labels: {exc.strerror or exc}") from exc
+    values = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        for part in (p for p in _NUM_SPLIT.split(line.strip()) if p):
+            try:
+                values.append(int(float(part)))
+            except ValueError:
+                raise DatasetError(f"{path}:{lineno}: expected an integer label, got {part[:40]!r}") from None
+    arr = np.asarray(values, dtype=np.int64)
+    if length is not None and len(arr) != length:
+        raise DatasetError(f"{path}: {len(arr)} labels for {length} frames")
+    return arr
