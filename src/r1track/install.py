@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .fsutil import atomic_write_bytes
+
 __all__ = [
     "MANIFEST_NAME",
     "FileMap",
@@ -429,19 +431,6 @@ def plan_uninstall(spec: TargetSpec, target: Path) -> Plan:
     return plan
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _atomic_symlink(path: Path, to: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.r1track-link")
@@ -467,13 +456,13 @@ def apply_plan(plan: Plan) -> None:
             continue
         dest = _safe_dest(root, a.path) if a.kind != "manifest" else root / MANIFEST_NAME
         if a.kind in ("create", "update"):
-            _atomic_write(dest, a.data or b"")
+            atomic_write_bytes(dest, a.data or b"")
         elif a.kind == "force":
             _backup(dest)
             if a.link_to:
                 _atomic_symlink(dest, a.link_to)
             else:
-                _atomic_write(dest, a.data or b"")
+                atomic_write_bytes(dest, a.data or b"")
         elif a.kind == "link":
             _atomic_symlink(dest, a.link_to or "")
         elif a.kind == "remove":
@@ -494,12 +483,12 @@ def apply_plan(plan: Plan) -> None:
                 value.pop(name, None)
             else:
                 value[name] = entry
-        _atomic_write(dest, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode())
+        atomic_write_bytes(dest, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode())
     manifest_path = root / MANIFEST_NAME
     if plan.mode == "install":
         data = manifest_bytes(plan)
         if not manifest_path.is_file() or manifest_path.read_bytes() != data:
-            _atomic_write(manifest_path, data)
+            atomic_write_bytes(manifest_path, data)
     elif manifest_path.exists():
         # Files kept because the user modified them are the user's from now on: a later install
         # reports them as conflicts instead of overwriting them.
