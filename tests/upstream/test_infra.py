@@ -204,6 +204,7 @@ def test_tiny_sft_model_in_llamafactory_venv(tiny_sft_model, tmp_path):
     assert s["check"]["ok"], s["check"]["problems"]
     assert s["check"]["image_grid_thw"] == [[1, 8, 8], [1, 8, 8]]  # two 112x112 images
     assert s["check"]["image_pad_tokens"] == 32  # 16 per image
+    assert s["check"]["bound_image"]["image_grid_thw"] == [[1, 24, 24]]  # 350x350 -> 336x336
     assert 1 <= s["check"]["new_tokens"] <= 8
     assert s["dtype"] == "float32" and s["vocab_size"] == s["tokenizer_len"] == s["learned_tokens"] + 14
     assert s["max_pixels"] == 12845056
@@ -259,6 +260,7 @@ def test_tiny_serve_model_structured_output_on_vllm(tiny_serve_model, tmp_path):
     assert s["variant"] == "serve" and s["transformers"].startswith("5.19.")
     assert s["check"]["ok"], s["check"]["problems"]
     assert s["check"]["image_grid_thw"] == [[1, 8, 12], [1, 8, 12]]  # two 160x120 images
+    assert s["check"]["bound_image"]["image_grid_thw"] == [[1, 12, 18]]  # 320x240 over max_pixels -> 252x168
     assert s["dtype"] == "bfloat16" and s["vocab_size"] % 128 == 0 and s["vocab_size"] >= s["tokenizer_len"]
 
     py = tiny_serve_model.python

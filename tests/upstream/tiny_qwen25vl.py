@@ -82,20 +82,37 @@ VARIANTS = {
         seed=1234, dtype="float32", hidden_size=64, intermediate_size=128, mrope_section=[4, 6, 6],
         bpe_target=600, qwen_regex=True, vocab_multiple=None,
         min_pixels=3136, max_pixels=12845056,
-        check_image=(112, 112), check_new_tokens=8,
+        check_image=(112, 112), check_new_tokens=8, bound_image=(350, 350),  # 350 -> 336 (banker's rounding)
     ),
     # B: vLLM-CPU serving; head_dim 64 (a size vLLM's CPU attention serves), bf16, small max_pixels.
     "serve": dict(
         seed=0, dtype="bfloat16", hidden_size=128, intermediate_size=256, mrope_section=[8, 12, 12],
         bpe_target=1010, qwen_regex=False, vocab_multiple=128,
         min_pixels=3136, max_pixels=50176,
-        check_image=(160, 120), check_new_tokens=16,
+        check_image=(160, 120), check_new_tokens=16, bound_image=(320, 240),  # over max_pixels -> 252x168
     ),
 }
 VARIANT_ALIASES = {"a": "sft", "b": "serve", "A": "sft", "B": "serve"}
 
 PATCH, MERGE, TEMPORAL_PATCH = 14, 2, 2
 FACTOR = PATCH * MERGE
+
+
+def smart_resize(height: int, width: int, min_pixels: int, max_pixels: int, factor: int = FACTOR) -> tuple[int, int]:
+    """Qwen2.5-VL's resize rule (vllm_and_qwen.md section 1), re-implemented to cross-check the processor."""
+    import math
+
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h = math.ceil(height * beta / factor) * factor
+        w = math.ceil(width * beta / factor) * factor
+    return h, w
 
 
 def log(msg: str) -> None:
@@ -360,13 +377,20 @@ def self_check(out: Path, variant: str, ids: dict) -> dict:
     images = [Image.new("RGB", (w, h), (200, 30, 30)), Image.new("RGB", (w, h), (30, 200, 30))]
     inputs = processor(text=[prompt], images=images, return_tensors="pt")
     grid = inputs["image_grid_thw"].tolist()
-    th, tw = round(h / FACTOR) * FACTOR, round(w / FACTOR) * FACTOR  # within bounds for the check sizes
+    th, tw = smart_resize(h, w, cfg["min_pixels"], cfg["max_pixels"])
     expected_grid = [1, th // PATCH, tw // PATCH]
     expect(grid == [expected_grid, expected_grid], f"image_grid_thw {grid}, expected {[expected_grid] * 2}")
     per_image = expected_grid[1] * expected_grid[2] // (MERGE * MERGE)
     n_pad = int((inputs["input_ids"] == ids["<|image_pad|>"]).sum())
     expect(n_pad == 2 * per_image, f"{n_pad} <|image_pad|> tokens, expected {2 * per_image}")
     prompt_len = int(inputs["input_ids"].shape[1])
+
+    # The saved pixel bounds are in force: an image that exercises them is resized as smart_resize says.
+    bw, bh = cfg["bound_image"]
+    bound_grid = processor.image_processor(images=[Image.new("RGB", (bw, bh))], return_tensors="pt")["image_grid_thw"]
+    bth, btw = smart_resize(bh, bw, cfg["min_pixels"], cfg["max_pixels"])
+    expect(bound_grid.tolist() == [[1, bth // PATCH, btw // PATCH]],
+           f"{bw}x{bh} image: grid {bound_grid.tolist()}, smart_resize expects {[1, bth // PATCH, btw // PATCH]}")
 
     max_new = cfg["check_new_tokens"]
     t_gen = time.perf_counter()
@@ -383,6 +407,7 @@ def self_check(out: Path, variant: str, ids: dict) -> dict:
         "prompt_tokens": prompt_len,
         "image_pad_tokens": n_pad,
         "image_grid_thw": grid,
+        "bound_image": {"size": [bw, bh], "model_frame": [btw, bth], "image_grid_thw": bound_grid.tolist()},
         "new_tokens": new_tokens,
         "generate_seconds": round(gen_s, 3),
         "check_seconds": round(time.perf_counter() - t0, 3),
