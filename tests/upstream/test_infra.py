@@ -314,3 +314,18 @@ def test_got10k_venv_imports(upstream_venv):
                            "import got10k.experiments; from got10k.experiments import ExperimentGOT10k; print('ok')"],
                           capture_output=True, text=True, env=venvs.venv_env(py), timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_vllm_server_startup_failure_is_reported(upstream_venv, tmp_path, capsys):
+    py = upstream_venv("vllm")
+    info: dict = {}
+    with pytest.raises(vllm_server.ServerError, match="exited with code"):
+        with vllm_server.serve(py, tmp_path / "no-such-model", "missing", info=info, startup_timeout_s=180):
+            pytest.fail("server must not come up without a model")
+    assert info["exit_code"] not in (None, 0)
+    assert "vLLM server log tail" in capsys.readouterr().err
+    import os
+
+    with pytest.raises(ProcessLookupError):
+        os.killpg(info["pid"], 0)

@@ -54,6 +54,8 @@ __all__ = [
     "ensure_venv",
     "is_ready",
     "offline_env",
+    "pip",
+    "python_script",
     "read_marker",
     "spec_hash",
     "venv_dir",
@@ -617,8 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(ensure_venv(args.name))
         return 0
     names = list(ENVS) if "all" in args.names else args.names
-    for name in names:
-        _spec(name)
+    unknown = [n for n in names if n not in ENVS]
+    if unknown:
+        parser.error(f"unknown venv(s) {', '.join(unknown)}; known: {', '.join(ENVS)} or all")
     failed = []
     for name in names:
         t0 = time.monotonic()
