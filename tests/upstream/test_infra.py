@@ -134,8 +134,11 @@ def test_marker_for_other_spec_is_not_ready(toy_envs, tmp_path):
     (vdir / "bin" / "python").touch()
     (vdir / venvs.MARKER_NAME).write_text(json.dumps({"spec_hash": "0" * 64}))
     assert not venvs.is_ready("toy")
-    (vdir / venvs.MARKER_NAME).write_text(json.dumps({"spec_hash": venvs.spec_hash(venvs.ENVS["toy"])}))
+    good = {"spec_hash": venvs.spec_hash(venvs.ENVS["toy"]), "venv_dir": str(vdir)}
+    (vdir / venvs.MARKER_NAME).write_text(json.dumps(good))
     assert venvs.is_ready("toy")
+    (vdir / venvs.MARKER_NAME).write_text(json.dumps({**good, "venv_dir": "/elsewhere/toy"}))  # moved venv
+    assert not venvs.is_ready("toy")
     (vdir / venvs.MARKER_NAME).write_text("{not json")
     assert not venvs.is_ready("toy")
 

@@ -328,6 +328,8 @@ def is_ready(name: str) -> bool:
     return (
         marker is not None
         and marker.get("spec_hash") == spec_hash(_spec(name))
+        # a venv's scripts hold absolute paths: one that was moved or copied elsewhere is rebuilt
+        and marker.get("venv_dir") == str(venv_dir(name))
         and venv_python(name).exists()
     )
 
@@ -480,6 +482,7 @@ def _build(spec: EnvSpec, vdir: Path, say) -> dict:
     return {
         "name": spec.name,
         "spec_hash": spec_hash(spec),
+        "venv_dir": str(vdir),
         "python": sys.version.split()[0],
         "base_interpreter": sys.executable,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -586,6 +589,8 @@ def _cmd_list(names: Iterable[str], sizes: bool) -> int:
             state = "not ready (no marker)"
         elif marker.get("spec_hash") != spec_hash(spec):
             state = "stale (spec changed)"
+        elif marker.get("venv_dir") != str(vdir):
+            state = "stale (moved)"
         else:
             state = "ready"
         line = f"{name:13s} {state:22s} {vdir}"
