@@ -145,7 +145,10 @@ def _stop(proc: subprocess.Popen, grace_s: float) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
         deadline = time.monotonic() + wait_s
-        while _group_alive(pgid) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, else its zombie keeps the group "alive"
+            if not _group_alive(pgid):
+                break
             time.sleep(0.1)
     if proc.poll() is None:
         proc.kill()
