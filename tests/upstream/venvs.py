@@ -15,7 +15,7 @@ A venv whose marker holds the current spec hash is reused as is (seconds); a cha
 or a failed build leads to a full rebuild. Builds take a ``fcntl`` lock (``<venv root>/.<name>.lock``), so two
 concurrent test runs never build the same venv at once: the second waits, then reuses the first one's result.
 
-Use from tests (``tests/upstream/conftest.py`` puts ``tests/`` on ``sys.path``, so import it as
+Use from tests (pytest's ``pythonpath = ["tests"]`` puts ``tests/`` on ``sys.path``, so import it as
 ``from upstream import venvs``)::
 
     py = venvs.ensure_venv("vllm")                       # Path of <venv>/bin/python

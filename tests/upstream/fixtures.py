@@ -1,11 +1,4 @@
-"""pytest glue for the real-upstream tests in tests/upstream/.
-
-Importing: this conftest puts ``tests/`` on ``sys.path`` (once, idempotently), so tests import the helpers as a
-package -- ``from upstream import venvs, vllm_server, tiny_qwen25vl`` -- under any pytest import mode.
-(``tests/upstream/__init__.py`` is empty and only makes ``upstream`` a regular package.) Test code elsewhere
-in the repository gets the same by adding ``pythonpath = ["tests"]`` to pytest's configuration.
-
-It registers the ``slow`` marker (until pyproject.toml does) and offers session fixtures:
+"""Session fixtures for the real-upstream tests, available to every test (imported by tests/conftest.py).
 
 * ``upstream_venv`` -- the factory ``venvs.ensure_venv``: ``py = upstream_venv("vllm")``;
 * ``tiny_sft_model`` / ``tiny_serve_model`` -- a tiny random Qwen2.5-VL (recipe variant A / B) built and
@@ -15,20 +8,13 @@ It registers the ``slow`` marker (until pyproject.toml does) and offers session 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import pytest
 
-_TESTS_DIR = str(Path(__file__).resolve().parents[1])
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
+from upstream import tiny_qwen25vl, venvs
 
-from upstream import tiny_qwen25vl, venvs  # noqa: E402
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: real-upstream tests in their own virtual environments")
+__all__ = ["TinyModel", "upstream_venv", "tiny_sft_model", "tiny_serve_model"]
 
 
 @dataclasses.dataclass(frozen=True)
