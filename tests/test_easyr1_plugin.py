@@ -384,3 +384,27 @@ def test_verl_script_dry_run(mode, max_response, tmp_path):
     assert args["data.image_key"] == "images"
     proc = dry_run(VERL_SCRIPT, tmp_path, {"MODE": "thinking"})
     assert proc.returncode == 2 and "MODE" in proc.stderr
+
+
+def test_scripts_and_config_work_from_an_installed_easyr1_checkout(tmp_path):
+    """`r1track install --easyr1` copies the plugin into an EasyR1 checkout; the scripts find the reward file
+    and the templates there, and config.yaml's relative paths resolve from the EasyR1 root."""
+    from r1track.install import TARGETS, apply_plan, plan_install
+
+    easyr1 = tmp_path / "EasyR1"
+    (easyr1 / "verl").mkdir(parents=True)
+    (easyr1 / "examples").mkdir()
+    (easyr1 / "examples" / "config.yaml").write_text("data: {}\n")
+    plan = plan_install(TARGETS["easyr1"], easyr1, source=REPO)
+    assert not plan.conflicts
+    apply_plan(plan)
+    for mode, script in SCRIPTS.items():
+        installed = easyr1 / "examples" / "r1track" / script.name
+        c = effective_config(installed, tmp_path)
+        assert Path(c["data.format_prompt"]) == easyr1 / "examples" / "format_prompt" / (
+            "r1track_think.jinja" if mode == "think" else "r1track.jinja")
+        assert c["worker.reward.reward_function"] == f"{easyr1 / 'examples' / 'reward_function' / 'r1track.py'}:compute_score"
+        load_like_easyr1(Path(c["worker.reward.reward_function"].rpartition(":")[0])).compute_score([])
+    raw = yaml.safe_load(CONFIG.read_text())
+    assert (easyr1 / raw["data"]["format_prompt"]).is_file()
+    assert (easyr1 / raw["worker"]["reward"]["reward_function"].rpartition(":")[0]).is_file()
