@@ -144,7 +144,8 @@ class OpenAIServer:
     """See the module docstring. ``script``: actions for the first chat requests, in order (more can
     be queued with :meth:`push`); ``responder(body) -> text`` answers the rest. ``latency_s`` /
     ``capacity``: engine imitation (None = unlimited). ``model``: the served model name.
-    ``record_bodies``: keep each request's JSON (False for long benchmarks)."""
+    ``record_bodies``: keep each request's JSON (False for long benchmarks). ``decode_bodies``: parse
+    request JSON (False: the responder gets ``{}`` — the cheapest server, for client benchmarks)."""
 
     def __init__(
         self,
@@ -155,6 +156,7 @@ class OpenAIServer:
         capacity: int | None = None,
         model: str = "fake-model",
         record_bodies: bool = True,
+        decode_bodies: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -165,6 +167,7 @@ class OpenAIServer:
         self.capacity = capacity
         self.model = model
         self.record_bodies = record_bodies
+        self.decode_bodies = decode_bodies
         self.host = host
         self.port = port
         self.requests: list[RecordedRequest] = []
@@ -309,10 +312,12 @@ class OpenAIServer:
 
     async def _chat(self, raw: bytes, writer: asyncio.StreamWriter, conn: int, headers: dict[str, str]) -> bool:
         index = next(self._counter)
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
+        body = None
+        if self.decode_bodies:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
         with self._script_lock:
             action = self._script.popleft() if self._script else None
         if action is None:
@@ -369,8 +374,14 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - manual use
     ap.add_argument("--latency", type=float, default=0.0, help="seconds per request (default 0)")
     ap.add_argument("--capacity", type=int, default=None, help="requests processed at once (default unlimited)")
     ap.add_argument("--model", default="fake-model", help="served model name (default fake-model)")
+    ap.add_argument("--reply", default=None, help="answer every request with this text and skip parsing request "
+                    "bodies (cheapest server, for client benchmarks); default: echo the template box")
     args = ap.parse_args(argv)
-    server = OpenAIServer(latency_s=args.latency, capacity=args.capacity, model=args.model, record_bodies=False, port=args.port)
+    fixed = args.reply
+    server = OpenAIServer(
+        latency_s=args.latency, capacity=args.capacity, model=args.model, record_bodies=False, port=args.port,
+        responder=(lambda body: fixed) if fixed is not None else echo_template_box, decode_bodies=fixed is None,
+    )
     server.start()
     print(f"fake OpenAI server on {server.base_url} (Ctrl-C to stop)", flush=True)
     try:
