@@ -484,7 +484,7 @@ class Tracker:
         """Pure step 3: read the reply (or the backend's error), run the sanity checks, update the
         state and return the frame's result. A fatal :class:`BackendError` is re-raised (after the
         request is released, so the tracker stays usable)."""
-        st = self._require_state()
+        self._require_state()
         if request is not self._pending:
             raise RuntimeError(f"{self.name or 'tracker'}: reply for a request that is not pending")
         self._pending = None
