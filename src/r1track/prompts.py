@@ -35,6 +35,8 @@ __all__ = [
     "render_chat_content",
     "render_answer",
     "render_grounding_prompt",
+    "render_grounding_content",
+    "answer_regex",
     "example_boxes",
     "easyr1_format_prompt",
 ]
@@ -181,6 +183,25 @@ def render_grounding_prompt(text: str) -> str:
     if not text:
         raise ValueError("grounding text is empty")
     return GROUNDING_TEMPLATE.format(text=text)
+
+
+def render_grounding_content(text: str, image_url: str) -> list[dict]:
+    """OpenAI chat ``content`` for text initialisation: the one image, then Qwen's grounding request
+    (:func:`render_grounding_prompt`). The model answers ``[{"bbox_2d": [x1, y1, x2, y2], ...}]`` in
+    model-input pixels of that image."""
+    return [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": render_grounding_prompt(text)}]
+
+
+def answer_regex(max_side: int) -> str:
+    """Regular expression for structured decoding of an answer (vLLM ``structured_outputs: {"regex": ...}``):
+    ``[x1,y1,x2,y2]`` with non-negative integers of at most as many digits as ``max_side`` has (336 ->
+    ``\\d{1,3}``), no spaces — the form :func:`render_answer` writes. It cannot force x1 < x2 or values
+    inside the image, and decoding may emit leading zeros (``[012,...]``): parse with
+    :func:`r1track.parse.parse_reply` and check the box."""
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side <= 0:
+        raise ValueError(f"max_side must be a positive integer, got {max_side!r}")
+    d = rf"\d{{1,{len(str(max_side))}}}"
+    return rf"\[{d},{d},{d},{d}\]"
 
 
 def example_boxes(version: str) -> list[tuple[int, int, int, int]]:
