@@ -21,7 +21,8 @@ __all__ = ["OracleBackend"]
 class OracleBackend(Backend):
     """``boxes_xywh_orig``: (N, 4) ground truth of one sequence, original pixels, row i = frame i.
     ``noise_px``: standard deviation of Gaussian noise added to each corner, in model pixels.
-    ``seed``: noise RNG seed. A frame without ground truth (NaN row or past the end) gets the reply
+    ``seed``: noise seed; the noise of frame i depends only on (seed, i), so re-running or resuming a
+    sequence gives the same answers whatever was asked before. A frame without ground truth (NaN row or past the end) gets the reply
     ``"no target"`` (a parse failure, as a model that sees nothing might answer)."""
 
     name = "oracle"
@@ -35,7 +36,7 @@ class OracleBackend(Backend):
             raise ValueError(f"noise_px must be >= 0, got {noise_px}")
         self.boxes_xywh_orig = arr
         self.noise_px = float(noise_px)
-        self._rng = np.random.default_rng(seed)
+        self.seed = int(seed)
         self.calls = 0
 
     def complete(self, request: FrameRequest) -> Reply:
@@ -45,7 +46,7 @@ class OracleBackend(Backend):
             return Reply("no target")
         box_model = np.asarray(request.orig_to_model_xyxy(xywh_to_xyxy(self.boxes_xywh_orig[i])), dtype=np.float64)
         if self.noise_px > 0:
-            box_model = box_model + self._rng.normal(0.0, self.noise_px, size=4)
+            box_model = box_model + np.random.default_rng([abs(self.seed), i]).normal(0.0, self.noise_px, size=4)
         if request.kind == KIND_GROUND:  # answer as Qwen's grounding does
             coords = [int(round(v)) for v in box_model]
             return Reply(json.dumps([{"bbox_2d": coords, "label": request.grounding_text or "target"}]))

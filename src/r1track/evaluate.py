@@ -1,0 +1,379 @@
+"""Run the tracker over a dataset: many sequences in flight in one process, resumable, then scored.
+
+One asyncio event loop drives up to ``concurrency`` sequences at once (each a :class:`~r1track.tracker.Tracker`
+calling :meth:`~r1track.tracker.Tracker.track_async`); decoding and cropping run in a thread pool, requests
+are awaited, so a single process keeps hundreds of requests in flight against one or several servers.
+With several OpenAI-compatible servers each *sequence* goes to the server with the fewest active sequences
+and stays there (vLLM then reuses its prefix and encoder caches for the sequence's template).
+
+Output folder::
+
+    results/{seq}/{seq}_001.txt, {seq}_time.txt   got10k toolkit / server layout (what `r1track pack` zips)
+    results_pytracking/{seq}.txt, {seq}_time.txt   PyTracking's layout (tab-separated), full precision
+    partial/{seq}.jsonl                           replay log of a sequence in progress (deleted when done)
+    run.json                                      settings, per-sequence fallbacks by reason, timing
+    report/                                       scores, table and plots (when the dataset has ground truth)
+
+Resuming: a finished sequence (its result file exists; result files are written atomically, last) is
+skipped. A sequence cut off mid-way has a replay log with one line per tracked frame (the reply text or
+the backend error): on restart its first frames are replayed through the same pure tracker steps
+without asking the model again, so the model does each frame exactly once and the results equal an
+uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence as Seq
+
+import numpy as np
+
+from .backends import Backend, BackendError, Reply, make_backend
+from .data.sequences import Sequence
+from .fsutil import atomic_write_text
+from .results import has_result, write_result
+from .tracker import Tracker, TrackerParams, TrackResult
+
+__all__ = ["EvalSettings", "SequenceOutcome", "EvalRun", "EvalAborted", "evaluate", "evaluate_async", "has_ground_truth"]
+
+log = logging.getLogger(__name__)
+
+RESULTS = "results"
+RESULTS_PYTRACKING = "results_pytracking"
+PARTIAL = "partial"
+
+
+class EvalAborted(RuntimeError):
+    """The run stopped: a fatal backend error (the server rejects every request) or a bad setting."""
+
+
+@dataclass
+class EvalSettings:
+    """How to run. ``backend``: ``openai`` | ``ncc`` | ``oracle``. ``servers``: base URLs of
+    OpenAI-compatible servers (openai; empty = ``R1TRACK_BASE_URL`` or the default). ``model``: served
+    model name (None: ask the server). ``concurrency``: sequences in flight. ``params``: tracker
+    settings. ``init``: ``box`` (first ground-truth box) or ``text`` (the sequence's description,
+    LaSOT ``nlp.txt``). ``threads``: pool for decoding/cropping (None: 2 x cores).
+    ``backend_options``: extra keyword options for the backend. ``max_frames``: track only the first
+    n frames of each sequence (quick checks)."""
+
+    out_dir: Path
+    backend: str = "openai"
+    servers: tuple[str, ...] = ()
+    model: str | None = None
+    concurrency: int = 256
+    params: TrackerParams = field(default_factory=TrackerParams)
+    init: str = "box"
+    threads: int | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    max_frames: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        if self.backend not in ("openai", "ncc", "oracle"):
+            raise ValueError(f"unknown backend {self.backend!r}; known: openai, ncc, oracle")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.init not in ("box", "text"):
+            raise ValueError(f"init must be 'box' or 'text', got {self.init!r}")
+        if self.max_frames is not None and self.max_frames < 2:
+            raise ValueError("max_frames must be >= 2")
+
+
+@dataclass
+class SequenceOutcome:
+    name: str
+    frames: int
+    status: str  # done | skipped (already finished) | failed
+    faults: dict[str, int] = field(default_factory=dict)
+    replayed: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    server: str = ""
+
+
+@dataclass
+class EvalRun:
+    outcomes: list[SequenceOutcome]
+    seconds: float
+    frames_tracked: int
+
+    @property
+    def fps(self) -> float:
+        return self.frames_tracked / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def failed(self) -> list[SequenceOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def has_ground_truth(seq: Sequence) -> bool:
+    """True when every frame has a ground-truth row (val/train splits, OTB-style folders)."""
+    return len(seq.boxes_xywh_orig) == len(seq.frames) and len(seq.frames) > 1
+
+
+class _ReplayLog:
+    """``partial/{seq}.jsonl``: one JSON line per tracked frame; a torn last line is ignored."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: list[dict] = []
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    break  # the process died while writing this line
+                if not isinstance(entry, dict) or entry.get("i") != len(self.entries) + 1:
+                    break
+                self.entries.append(entry)
+            # rewrite without a torn tail so appends stay line-aligned
+            atomic_write_text(path, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in self.entries))
+        self._fh = None
+
+    def append(self, result: TrackResult) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", buffering=1)
+        entry = {"i": result.frame_index, "t": round(result.timing.total_s, 6), "a": result.attempts}
+        if result.status == "backend-error":
+            entry["error"] = result.detail
+        else:
+            entry["reply"] = result.reply
+        self._fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
+
+    def close(self, remove: bool) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+class _Backends:
+    """Backend per sequence: shared per server (openai, ncc) or one per sequence (oracle)."""
+
+    def __init__(self, settings: EvalSettings) -> None:
+        self.settings = settings
+        self.shared: list[Backend] = []
+        self.active: Counter[int] = Counter()
+        if settings.backend == "openai":
+            urls = settings.servers or (None,)
+            self.shared = [make_backend("openai", base_url=u, model=settings.model, **settings.backend_options) for u in urls]
+        elif settings.backend == "ncc":
+            self.shared = [make_backend("ncc", **settings.backend_options)]
+
+    def acquire(self, seq: Sequence) -> tuple[Backend, int]:
+        if self.settings.backend == "oracle":
+            if not has_ground_truth(seq):
+                raise EvalAborted(f"{seq.name}: the oracle backend needs ground truth for every frame")
+            opts = dict(self.settings.backend_options)
+            return make_backend("oracle", boxes_xywh_orig=seq.boxes_xywh_orig, **opts), -1
+        k = min(range(len(self.shared)), key=lambda j: self.active[j])
+        self.active[k] += 1
+        return self.shared[k], k
+
+    def release(self, k: int) -> None:
+        if k >= 0:
+            self.active[k] -= 1
+
+    async def aclose(self) -> None:
+        for b in self.shared:
+            await b.aclose()
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        self.done = 0
+        self.faults = 0
+        self.t0 = time.perf_counter()
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="frame", desc="tracking", dynamic_ncols=True, smoothing=0.05)
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                self.bar = None
+
+    def update(self, n: int = 1, fault: bool = False) -> None:
+        self.done += n
+        self.faults += int(fault)
+        if self.bar is not None:
+            self.bar.update(n)
+            if self.done % 50 == 0:
+                self.bar.set_postfix(fallbacks=self.faults, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+async def _run_sequence(
+    seq: Sequence, settings: EvalSettings, backends: _Backends, pool: ThreadPoolExecutor, progress: _Progress
+) -> SequenceOutcome:
+    out = settings.out_dir
+    frames = seq.frames[: settings.max_frames] if settings.max_frames else seq.frames
+    outcome = SequenceOutcome(seq.name, len(frames), "done")
+    if has_result(out / RESULTS, seq.name):
+        outcome.status = "skipped"
+        progress.update(len(frames) - 1)
+        return outcome
+    if len(frames) == 0:
+        outcome.status, outcome.error = "failed", "no frames"
+        return outcome
+    backend, slot = backends.acquire(seq)
+    outcome.server = getattr(backend, "base_url", backend.name)
+    tracker = Tracker(backend, settings.params, name=seq.name)
+    replay = _ReplayLog(out / PARTIAL / f"{seq.name}.jsonl")
+    t0 = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    try:
+        if settings.init == "text":
+            if not seq.text:
+                raise EvalAborted(f"{seq.name}: --init text needs a description (LaSOT nlp.txt); this sequence has none")
+            init = await tracker.initialize_async(frames[0], text=seq.text, executor=pool)
+        else:
+            init = await tracker.initialize_async(frames[0], seq.boxes_xywh_orig[0], executor=pool)
+        boxes = [tuple(init.box_xywh_orig)]
+        times = [init.timing.total_s]
+        for i, frame in enumerate(frames[1:], start=1):
+            if i <= len(replay.entries):
+                entry = replay.entries[i - 1]
+                request = await loop.run_in_executor(pool, tracker.build_request, frame)
+                reply: Reply | BackendError = (
+                    BackendError(entry["error"], kind="replayed") if "error" in entry else Reply(entry.get("reply") or "")
+                )
+                result = tracker.apply_reply(request, reply)
+                times.append(float(entry.get("t", 0.0)))
+                outcome.replayed += 1
+            else:
+                result = await tracker.track_async(frame, executor=pool)
+                replay.append(result)
+                times.append(result.timing.total_s)
+                outcome.requests += 1
+            boxes.append(tuple(result.box_xywh_orig))
+            progress.update(1, fault=not result.ok)
+        await loop.run_in_executor(pool, _write_results, out, seq.name, np.array(boxes), np.array(times))
+        replay.close(remove=True)
+    except BackendError as exc:  # fatal: every request would fail the same way
+        replay.close(remove=False)
+        raise EvalAborted(f"{seq.name}: {exc}") from exc
+    except EvalAborted:
+        replay.close(remove=False)
+        raise
+    except Exception as exc:  # a broken sequence (unreadable frame, bad box): record it, go on
+        replay.close(remove=False)
+        log.error("%s: %s: %s", seq.name, type(exc).__name__, exc)
+        outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        backends.release(slot)
+    outcome.faults = {k: v for k, v in sorted(tracker.counts.items()) if k != "ok"}
+    outcome.seconds = time.perf_counter() - t0
+    return outcome
+
+
+def _fingerprint(settings: EvalSettings) -> dict:
+    """What must not change between a run and its resumption (anything that changes the boxes)."""
+    return {
+        "backend": settings.backend,
+        "model": settings.model,
+        "init": settings.init,
+        "max_frames": settings.max_frames,
+        "params": asdict(settings.params),
+        "backend_options": {k: repr(v) for k, v in sorted(settings.backend_options.items())},
+    }
+
+
+def _check_fingerprint(settings: EvalSettings) -> None:
+    path = settings.out_dir / "settings.json"
+    mine = json.loads(json.dumps(_fingerprint(settings)))
+    if path.is_file():
+        try:
+            theirs = json.loads(path.read_text())
+        except ValueError:
+            theirs = None
+        if theirs != mine:
+            diff = sorted(k for k in set(mine) | set(theirs or {}) if (theirs or {}).get(k) != mine.get(k))
+            raise EvalAborted(
+                f"{settings.out_dir} holds results made with other settings ({', '.join(diff) or 'unreadable settings.json'}); "
+                "resuming would mix them: use another output folder, or remove it to start over"
+            )
+        return
+    atomic_write_text(path, json.dumps(mine, indent=2, sort_keys=True) + "\n")
+
+
+def _write_results(out: Path, name: str, boxes: np.ndarray, times: np.ndarray) -> None:
+    write_result(out / RESULTS_PYTRACKING, name, boxes, times, layout="pytracking")
+    write_result(out / RESULTS, name, boxes, times, layout="got10k")  # last: its presence marks "done"
+
+
+async def evaluate_async(sequences: Seq[Sequence], settings: EvalSettings) -> EvalRun:
+    """Track every sequence (see the module docstring); returns per-sequence outcomes. Raises
+    :class:`EvalAborted` on a fatal backend error, after the in-flight sequences were stopped (their
+    replay logs are kept, so a rerun resumes them)."""
+    out = settings.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    _check_fingerprint(settings)
+    backends = _Backends(settings)
+    threads = settings.threads or 2 * (os.cpu_count() or 1)
+    total = sum(max(0, len(s.frames[: settings.max_frames] if settings.max_frames else s.frames) - 1) for s in sequences)
+    progress = _Progress(total, settings.progress)
+    gate = asyncio.Semaphore(settings.concurrency)
+    t0 = time.perf_counter()
+
+    async def one(seq: Sequence) -> SequenceOutcome:
+        async with gate:
+            return await _run_sequence(seq, settings, backends, pool, progress)
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="r1track-eval") as pool:
+        tasks = [asyncio.ensure_future(one(s)) for s in sequences]
+        try:
+            outcomes = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            progress.close()
+            await backends.aclose()
+    seconds = time.perf_counter() - t0
+    run = EvalRun(list(outcomes), seconds, sum(o.requests for o in outcomes))
+    _write_run_json(settings, run)
+    return run
+
+
+def _write_run_json(settings: EvalSettings, run: EvalRun) -> None:
+    params = asdict(settings.params)
+    doc = {
+        "backend": settings.backend,
+        "servers": list(settings.servers),
+        "model": settings.model,
+        "concurrency": settings.concurrency,
+        "init": settings.init,
+        "params": params,
+        "seconds": run.seconds,
+        "frames_requested": run.frames_tracked,
+        "fps": run.fps,
+        "fallbacks": dict(sum((Counter(o.faults) for o in run.outcomes), Counter())),
+        "sequences": [asdict(o) for o in run.outcomes],
+    }
+    atomic_write_text(settings.out_dir / "run.json", json.dumps(doc, indent=2) + "\n")
+
+
+def evaluate(sequences: Seq[Sequence], settings: EvalSettings) -> EvalRun:
+    """Synchronous wrapper of :func:`evaluate_async`."""
+    return asyncio.run(evaluate_async(sequences, settings))
