@@ -481,3 +481,46 @@ def test_default_output_path_matches_the_committed_dataset_info(red_root, tmp_pa
     hub = committed["r1track_5k_sharegpt"]
     assert hub["hf_hub_url"] == "WangBiao/R1-Track-Data-ShareGPT" and hub["formatting"] == "sharegpt"
     assert "file_name" not in hub
+
+
+def test_lasot_and_trackingnet_layouts_build_with_their_labels(red_root, tmp_path):
+    """The same red sequences laid out as LaSOT (1-based, occlusion labels) and TrackingNet (0-based
+    unpadded names, one frame missing): built together, every answer box is on the red target."""
+    import shutil
+
+    root, seqs = red_root
+    la, tn = tmp_path / "lasot", tmp_path / "tn" / "TRAIN_0"
+    for k, s in enumerate(seqs[:3]):
+        src = root / "train" / s.name
+        dst = la / "red" / f"red-{k + 1}"
+        (dst / "img").mkdir(parents=True)
+        for f in sorted(src.glob("*.jpg")):
+            shutil.copy(f, dst / "img" / f.name)
+        shutil.copy(src / "groundtruth.txt", dst / "groundtruth.txt")
+        (dst / "full_occlusion.txt").write_text(",".join(str(int(a)) for a in s.absent))
+        (dst / "out_of_view.txt").write_text(",".join("0" for _ in s.absent))
+        (dst / "nlp.txt").write_text("a red box")
+        (tn / "frames" / s.name).mkdir(parents=True)
+        for i, f in enumerate(sorted(src.glob("*.jpg"))):
+            if not (k == 0 and i == 3):
+                shutil.copy(f, tn / "frames" / s.name / f"{i}.jpg")
+        (tn / "anno").mkdir(exist_ok=True)
+        shutil.copy(src / "groundtruth.txt", tn / "anno" / f"{s.name}.txt")
+    (tn.parent / "TEST" / "anno").mkdir(parents=True)  # TEST is not read by default
+    (tn.parent / "TEST" / "frames").mkdir()
+    out = tmp_path / "set"
+    assert main(["data", "build", f"lasot:{la}", str(tn.parent), "--out", str(out), "--samples-per-sequence", "6",
+                 "--val-fraction", "0", "--quiet"]) == 0
+    st = stats(out)
+    assert st["sequences"]["read"] == 6 and st["frames"]["skipped"]["missing_frame"] == 1
+    assert st["frames"]["skipped"]["invisible"] == int(seqs[1].absent.sum())  # LaSOT copy only (TrackingNet has no labels)
+    samples = manifest(out)
+    assert {s["dataset"] for s in samples} == {"lasot", "trackingnet-TRAIN_0"}
+    for s in samples:
+        if s["dataset"] == "trackingnet-TRAIN_0" and s["sequence"] == seqs[0].name:
+            assert 3 not in s["frame_indices"]
+        for k, (name, win) in enumerate(zip(s["images"], s["windows"])):
+            rgb = decode((out / "llamafactory" / "images" / "train" / name).read_bytes())
+            written = ints(s["prompt_boxes"][0]) if k == 0 else ints(s["answer"])
+            if s["dataset"] == "lasot" or not seqs[[q.name for q in seqs].index(s["sequence"])].absent[s["frame_indices"][k]]:
+                assert np.abs(np.array(red_extent(rgb)) - np.array(written)).max() <= 1.0
