@@ -1,4 +1,9 @@
-"""Shared fixtures: paths to the real sequences in ../shared/data/realseq (skipped when absent)."""
+"""Shared fixtures: the real sequences in ../shared/data/realseq (skipped when absent), and the real-upstream
+fixtures of ``tests/upstream/fixtures.py`` (virtual environments, tiny Qwen2.5-VL checkpoints).
+
+``tests/`` is on ``sys.path`` (pytest ``pythonpath`` setting), so tests import the upstream helpers as
+``from upstream import venvs, vllm_server, tiny_qwen25vl``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from upstream.fixtures import TinyModel, tiny_serve_model, tiny_sft_model, upstream_venv  # noqa: F401  (fixtures)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALSEQ_DIR = Path(os.environ.get("R1TRACK_REALSEQ", REPO_ROOT.parent / "shared" / "data" / "realseq"))

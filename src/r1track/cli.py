@@ -14,6 +14,8 @@ from . import __version__
 COMMAND_MODULES = (
     "r1track.commands.prompts",
     "r1track.commands.data",
+    "r1track.commands.pack",
+    "r1track.commands.install",
 )
 
 

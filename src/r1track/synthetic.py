@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .fsutil import atomic_write_text
+
 __all__ = ["SyntheticSequence", "make_sequence", "write_got10k_sequence", "write_got10k_split"]
 
 
@@ -127,12 +129,6 @@ def make_sequence(
     return SyntheticSequence(name, frames, boxes, cover, absence, occluders)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_got10k_sequence(seq: SyntheticSequence, folder: str | os.PathLike, *, quality: int = 92) -> Path:
     """Write ``seq`` in GOT-10k train/val layout: ``00000001.jpg``..., ``groundtruth.txt``,
     ``absence.label``, ``cover.label``, ``cut_by_image.label``, ``meta_info.ini``."""
@@ -140,10 +136,10 @@ def write_got10k_sequence(seq: SyntheticSequence, folder: str | os.PathLike, *, 
     folder.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(seq.frames, start=1):
         Image.fromarray(frame).save(folder / f"{i:08d}.jpg", quality=quality)
-    _atomic_write_text(folder / "groundtruth.txt", "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in seq.boxes_xywh_orig))
-    _atomic_write_text(folder / "absence.label", "".join(f"{int(a)}\n" for a in seq.absence))
-    _atomic_write_text(folder / "cover.label", "".join(f"{int(c)}\n" for c in seq.cover))
-    _atomic_write_text(folder / "cut_by_image.label", "".join("0\n" for _ in seq.frames))
+    atomic_write_text(folder / "groundtruth.txt", "".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in seq.boxes_xywh_orig))
+    atomic_write_text(folder / "absence.label", "".join(f"{int(a)}\n" for a in seq.absence))
+    atomic_write_text(folder / "cover.label", "".join(f"{int(c)}\n" for c in seq.cover))
+    atomic_write_text(folder / "cut_by_image.label", "".join("0\n" for _ in seq.frames))
     w, h = seq.size
     meta = (
         "[METAINFO]\n"
@@ -158,7 +154,7 @@ def write_got10k_sequence(seq: SyntheticSequence, folder: str | os.PathLike, *, 
         "motion_adverb: smoothly\n"
         f"resolution: ({w}, {h})\n"
     )
-    _atomic_write_text(folder / "meta_info.ini", meta)
+    atomic_write_text(folder / "meta_info.ini", meta)
     return folder
 
 
@@ -184,5 +180,5 @@ def write_got10k_split(
         seq = make_sequence(name, n_frames=n_frames, size=size, seed=seed * 1000 + k, full_occlusion=full)
         write_got10k_sequence(seq, split_dir / name)
         names.append(name)
-    _atomic_write_text(split_dir / "list.txt", "".join(n + "\n" for n in names))
+    atomic_write_text(split_dir / "list.txt", "".join(n + "\n" for n in names))
     return names

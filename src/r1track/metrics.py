@@ -1,0 +1,178 @@
+"""Tracking metrics, in one small numpy module. All boxes are 0-based ``xywh`` in original pixels.
+
+Two protocols, never to be compared with each other:
+
+* **GOT-10k** (as the got10k toolkit 0.1.3 and the evaluation server compute it): IoU on frames 2..N
+  only, frames with ``cover == 0`` dropped, both boxes first bounded to the image the toolkit's way
+  (``x`` clipped to [0, W], then ``w`` to [0, W - x]: a box hanging off the left edge is shifted, not
+  cut — replicated on purpose so numbers match the server), IoU = inter / (union + eps).
+  AO = mean IoU, SR0.5 / SR0.75 = share of IoU strictly above 0.5 / 0.75, over all frames of all
+  sequences pooled. Speed = mean of 1/t over frames with t > 0.
+* **OTB / LaSOT** (as PyTracking's analysis computes it): every frame counts, frame 1 included
+  (its prediction is the initial box, IoU 1); frames whose ground truth is invalid (w or h <= 0,
+  non-finite, or marked invisible) count as misses. Success AUC = mean over the 21 thresholds
+  0, 0.05, ..., 1 of the share of frames with IoU > threshold; precision = share with centre error
+  <= 20 px; normalised precision = share with centre error / (GT w, h) <= 0.2. Per sequence, then
+  averaged over sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from .boxes import iou_xywh_array
+
+__all__ = [
+    "GOT10K_THRESHOLDS",
+    "OTB_THRESHOLDS",
+    "got10k_bounded_iou",
+    "got10k_sequence_ious",
+    "Got10kScores",
+    "got10k_scores",
+    "OtbSequenceCurves",
+    "otb_sequence_curves",
+    "OtbScores",
+    "otb_scores",
+]
+
+GOT10K_THRESHOLDS = np.linspace(0.0, 1.0, 101)
+OTB_THRESHOLDS = np.arange(0.0, 1.05, 0.05)[:21]
+PRECISION_THRESHOLDS = np.arange(0, 51, dtype=np.float64)
+NORM_PRECISION_THRESHOLDS = np.arange(0, 51, dtype=np.float64) / 100.0
+
+
+def _n4(a: np.ndarray, what: str) -> np.ndarray:
+    arr = np.array(a, dtype=np.float64, copy=True).reshape(-1, 4) if np.size(a) else np.zeros((0, 4))
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{what}: expected (N, 4) boxes, got shape {np.shape(a)}")
+    return arr
+
+
+def got10k_bounded_iou(pred_xywh: np.ndarray, gt_xywh: np.ndarray, image_size: tuple[float, float]) -> np.ndarray:
+    """Row-wise IoU after the got10k toolkit's bounding (see module doc). Inputs are not modified."""
+    a, b = _n4(pred_xywh, "pred"), _n4(gt_xywh, "gt")
+    if a.shape != b.shape:
+        raise ValueError(f"{len(a)} predictions for {len(b)} ground-truth boxes")
+    w_img, h_img = float(image_size[0]), float(image_size[1])
+    for r in (a, b):
+        r[:, 0] = np.clip(r[:, 0], 0, w_img)
+        r[:, 1] = np.clip(r[:, 1], 0, h_img)
+        r[:, 2] = np.clip(r[:, 2], 0, w_img - r[:, 0])
+        r[:, 3] = np.clip(r[:, 3], 0, h_img - r[:, 1])
+    iw = np.maximum(np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0)
+    ih = np.maximum(np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0)
+    inter = iw * ih
+    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
+    with np.errstate(invalid="ignore"):
+        iou = inter / (union + np.finfo(float).eps)
+    return np.nan_to_num(np.clip(iou, 0.0, 1.0), nan=0.0)
+
+
+def got10k_sequence_ious(
+    pred_xywh: np.ndarray, gt_xywh: np.ndarray, cover: np.ndarray | None, image_size: tuple[float, float]
+) -> np.ndarray:
+    """IoUs of frames 2..N whose cover label is > 0 (all of 2..N when ``cover`` is None)."""
+    pred, gt = _n4(pred_xywh, "pred"), _n4(gt_xywh, "gt")
+    if len(pred) != len(gt):
+        raise ValueError(f"{len(pred)} predicted boxes for {len(gt)} annotated frames")
+    ious = got10k_bounded_iou(pred[1:], gt[1:], image_size)
+    if cover is not None:
+        cover = np.asarray(cover)
+        if len(cover) != len(gt):
+            raise ValueError(f"{len(cover)} cover labels for {len(gt)} frames")
+        ious = ious[cover[1:] > 0]
+    return ious
+
+
+@dataclass
+class Got10kScores:
+    ao: float
+    sr50: float
+    sr75: float
+    speed_fps: float
+    success_curve: np.ndarray
+    n_frames: int
+
+
+def got10k_scores(ious: np.ndarray, times: np.ndarray | None = None) -> Got10kScores:
+    """AO, SR0.5, SR0.75, the 101-point success curve and fps from pooled IoUs and frame times (s).
+    No frames -> zeros (and fps -1 without times, as the toolkit reports)."""
+    ious = np.asarray(ious, dtype=np.float64).ravel()
+    curve = (ious[:, None] > GOT10K_THRESHOLDS[None, :]).mean(axis=0) if len(ious) else np.zeros(len(GOT10K_THRESHOLDS))
+    t = np.asarray(times if times is not None else [], dtype=np.float64).ravel()
+    t = t[np.isfinite(t) & (t > 0)]
+    return Got10kScores(
+        ao=float(ious.mean()) if len(ious) else 0.0,
+        sr50=float((ious > 0.5).mean()) if len(ious) else 0.0,
+        sr75=float((ious > 0.75).mean()) if len(ious) else 0.0,
+        speed_fps=float((1.0 / t).mean()) if len(t) else -1.0,
+        success_curve=curve,
+        n_frames=len(ious),
+    )
+
+
+@dataclass
+class OtbSequenceCurves:
+    success: np.ndarray  # (21,) share of frames with IoU > threshold
+    precision: np.ndarray  # (51,) share with centre error <= 0..50 px
+    norm_precision: np.ndarray  # (51,) share with normalised centre error <= 0..0.5
+    n_frames: int
+
+
+def otb_sequence_curves(pred_xywh: np.ndarray, gt_xywh: np.ndarray, valid: np.ndarray | None = None) -> OtbSequenceCurves:
+    """Per-sequence curves of the OTB/LaSOT protocol (see module doc). ``valid`` marks frames whose
+    target is visible; frames with invalid ground truth always count as misses."""
+    pred, gt = _n4(pred_xywh, "pred"), _n4(gt_xywh, "gt")
+    if len(pred) != len(gt):
+        raise ValueError(f"{len(pred)} predicted boxes for {len(gt)} annotated frames")
+    n = len(gt)
+    if n == 0:
+        z = np.zeros
+        return OtbSequenceCurves(z(21), z(51), z(51), 0)
+    pred = pred.copy()
+    pred[0] = gt[0]
+    ok = np.isfinite(gt).all(axis=1) & (gt[:, 2] > 0) & (gt[:, 3] > 0)
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
+    iou = np.where(ok, iou_xywh_array(pred, gt), -1.0)
+    c_pred = pred[:, :2] + 0.5 * pred[:, 2:]
+    c_gt = gt[:, :2] + 0.5 * gt[:, 2:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = np.linalg.norm(c_pred - c_gt, axis=1)
+        nerr = np.linalg.norm((c_pred - c_gt) / gt[:, 2:], axis=1)
+    err = np.where(ok & np.isfinite(err), err, np.inf)
+    nerr = np.where(ok & np.isfinite(nerr), nerr, np.inf)
+    return OtbSequenceCurves(
+        success=(iou[:, None] > OTB_THRESHOLDS[None, :]).mean(axis=0),
+        precision=(err[:, None] <= PRECISION_THRESHOLDS[None, :]).mean(axis=0),
+        norm_precision=(nerr[:, None] <= NORM_PRECISION_THRESHOLDS[None, :]).mean(axis=0),
+        n_frames=n,
+    )
+
+
+@dataclass
+class OtbScores:
+    auc: float
+    precision20: float
+    norm_precision20: float
+    success_curve: np.ndarray
+    precision_curve: np.ndarray
+    norm_precision_curve: np.ndarray
+    per_sequence: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def otb_scores(curves: Mapping[str, OtbSequenceCurves]) -> OtbScores:
+    """Average the per-sequence curves over sequences (each sequence weighs the same)."""
+    if not curves:
+        raise ValueError("no sequences to score")
+    succ = np.mean([c.success for c in curves.values()], axis=0)
+    prec = np.mean([c.precision for c in curves.values()], axis=0)
+    nprec = np.mean([c.norm_precision for c in curves.values()], axis=0)
+    per = {
+        name: {"auc": float(c.success.mean()), "precision20": float(c.precision[20]), "norm_precision20": float(c.norm_precision[20])}
+        for name, c in curves.items()
+    }
+    return OtbScores(float(succ.mean()), float(prec[20]), float(nprec[20]), succ, prec, nprec, per)

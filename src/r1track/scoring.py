@@ -1,0 +1,158 @@
+"""Score a folder of tracking results against a dataset, and write the report (JSON, table, plots).
+
+``score_results`` picks the protocol: ``got10k`` for GOT-10k splits with labels (the toolkit's rules), ``otb``
+for everything else (OTB / LaSOT / TrackingNet-style folders). See ``r1track.metrics`` for the exact rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from PIL import Image
+
+from .data.sequences import Sequence
+from .fsutil import atomic_write_text
+from .metrics import GOT10K_THRESHOLDS, OTB_THRESHOLDS, got10k_scores, got10k_sequence_ious, otb_scores, otb_sequence_curves
+from .plots import line_plot
+from .results import read_result
+
+__all__ = ["Report", "score_results", "write_report", "format_table"]
+
+
+@dataclass
+class Report:
+    """Scores of one tracker on one dataset. ``overall`` and ``per_sequence`` hold plain floats."""
+
+    protocol: str
+    tracker: str
+    dataset: str
+    overall: dict[str, float]
+    per_sequence: dict[str, dict[str, float]]
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "protocol": self.protocol,
+            "tracker": self.tracker,
+            "dataset": self.dataset,
+            "overall": self.overall,
+            "per_sequence": self.per_sequence,
+            "curves": self.curves,
+            "missing": self.missing,
+        }
+
+
+def _image_size(seq: Sequence) -> tuple[int, int]:
+    if seq.image_size:
+        return seq.image_size
+    with Image.open(seq.frames[0]) as im:
+        return im.size
+
+
+def score_results(
+    sequences: Iterable[Sequence],
+    result_dir: str | os.PathLike,
+    *,
+    protocol: str | None = None,
+    layout: str = "got10k",
+    tracker: str = "r1track",
+    dataset: str = "",
+    allow_missing: bool = False,
+) -> Report:
+    """Score every sequence's result file. ``protocol`` None = ``got10k`` when the sequences carry
+    GOT-10k cover labels, else ``otb``. A missing result raises FileNotFoundError unless
+    ``allow_missing`` (then it is listed in ``Report.missing`` and left out)."""
+    seqs = list(sequences)
+    if not seqs:
+        raise ValueError("no sequences to score")
+    if protocol is None:
+        protocol = "got10k" if all(s.cover is not None for s in seqs) else "otb"
+    missing: list[str] = []
+    results = {}
+    for s in seqs:
+        try:
+            results[s.name] = read_result(result_dir, s.name, layout)
+        except (FileNotFoundError, ValueError) as exc:
+            if not allow_missing:
+                raise FileNotFoundError(f"{s.name}: no usable result in {result_dir} ({exc})") from None
+            missing.append(s.name)
+    scored = [s for s in seqs if s.name in results]
+    if not scored:
+        raise FileNotFoundError(f"no results in {result_dir}")
+    per: dict[str, dict[str, float]] = {}
+    if protocol == "got10k":
+        all_ious, all_times = [], []
+        for s in scored:
+            boxes, times = results[s.name]
+            ious = got10k_sequence_ious(boxes, s.boxes_xywh_orig, s.cover, _image_size(s))
+            sc = got10k_scores(ious, times)
+            per[s.name] = {"ao": sc.ao, "sr50": sc.sr50, "sr75": sc.sr75, "fps": sc.speed_fps, "frames": float(len(boxes))}
+            all_ious.append(ious)
+            if times is not None:
+                all_times.append(times)
+        overall = got10k_scores(np.concatenate(all_ious), np.concatenate(all_times) if all_times else None)
+        return Report(
+            protocol, tracker, dataset,
+            {"ao": overall.ao, "sr50": overall.sr50, "sr75": overall.sr75, "fps": overall.speed_fps, "sequences": float(len(scored))},
+            per,
+            {"thresholds": GOT10K_THRESHOLDS.tolist(), "success": overall.success_curve.tolist()},
+            missing,
+        )
+    if protocol != "otb":
+        raise ValueError(f"unknown protocol {protocol!r}; known: got10k, otb")
+    curves = {}
+    fps = []
+    for s in scored:
+        boxes, times = results[s.name]
+        curves[s.name] = otb_sequence_curves(boxes, s.boxes_xywh_orig, s.visible)
+        if times is not None and (times > 0).any():
+            fps.append(float((1.0 / times[times > 0]).mean()))
+    sc = otb_scores(curves)
+    for name, row in sc.per_sequence.items():
+        per[name] = dict(row, frames=float(curves[name].n_frames))
+    return Report(
+        protocol, tracker, dataset,
+        {"auc": sc.auc, "precision20": sc.precision20, "norm_precision20": sc.norm_precision20,
+         "fps": float(np.mean(fps)) if fps else -1.0, "sequences": float(len(scored))},
+        per,
+        {"thresholds": OTB_THRESHOLDS.tolist(), "success": sc.success_curve.tolist(), "precision": sc.precision_curve.tolist()},
+        missing,
+    )
+
+
+def format_table(report: Report) -> str:
+    """Per-sequence table plus the overall line, as aligned text (also written as report.tsv)."""
+    keys = ["ao", "sr50", "sr75"] if report.protocol == "got10k" else ["auc", "precision20", "norm_precision20"]
+    keys += ["fps", "frames"]
+    width = max([len("overall")] + [len(n) for n in report.per_sequence])
+    lines = [f"{'sequence':<{width}}  " + "  ".join(f"{k:>16}" for k in keys)]
+    for name, row in report.per_sequence.items():
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{row.get(k, float('nan')):>16.4f}" for k in keys))
+    over = dict(report.overall, frames=sum(r.get("frames", 0) for r in report.per_sequence.values()))
+    lines.append(f"{'overall':<{width}}  " + "  ".join(f"{over.get(k, float('nan')):>16.4f}" for k in keys))
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``report.json``, ``report.txt`` (table) and the success (and precision) plot PNGs."""
+    out = Path(out_dir)
+    paths = {"json": out / "report.json", "table": out / "report.txt", "success": out / "success_plot.png"}
+    atomic_write_text(paths["json"], json.dumps(report.to_json(), indent=2) + "\n")
+    atomic_write_text(paths["table"], format_table(report))
+    x = report.curves["thresholds"]
+    main_key = "ao" if report.protocol == "got10k" else "auc"
+    label = f"{report.tracker} [{report.overall[main_key]:.3f}]"
+    line_plot(paths["success"], {label: (x, report.curves["success"])}, title=f"Success plot ({report.dataset or report.protocol})",
+              xlabel="Overlap threshold", ylabel="Success rate", xlim=(0, 1))
+    if "precision" in report.curves:
+        paths["precision"] = out / "precision_plot.png"
+        line_plot(paths["precision"], {f"{report.tracker} [{report.overall['precision20']:.3f}]": (list(range(51)), report.curves["precision"])},
+                  title=f"Precision plot ({report.dataset or report.protocol})", xlabel="Location error threshold (px)",
+                  ylabel="Precision", xlim=(0, 50))
+    return paths

@@ -1,0 +1,286 @@
+"""install_plugins.py / r1track install against skeleton checkouts that mirror the real layouts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from r1track.commands import install as cmd
+from r1track.install import (
+    MANIFEST_NAME,
+    TARGETS,
+    FileMap,
+    InstallError,
+    TargetSpec,
+    apply_plan,
+    plan_install,
+    plan_uninstall,
+    r1track_import_check,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+USER_ENTRY = {"alpaca_en_demo": {"file_name": "alpaca_en_demo.json"}}
+
+
+def make_source(root: Path) -> Path:
+    """A stand-in r1track checkout holding every plugin source the real TARGETS name."""
+    files = {
+        "examples/r1_track_lora_sft.yaml": "model_name_or_path: Qwen/Qwen2.5-VL-3B-Instruct\ndataset_dir: datasets_info\ndataset: r1_track\n",
+        "examples/r1_track_lora_merge.yaml": "export_dir: out\n",
+        "plugins/llamafactory/README.md": "llamafactory notes\n",
+        "datasets_info/dataset_info.json": json.dumps({"r1_track": {"file_name": "r1track/sharegpt.json"}, "r1_track_hub": {"hf_hub_url": "WangBiao/R1-Track-Data-ShareGPT"}}),
+        "plugins/easyr1/reward_function/r1track.py": "REWARD_TYPE = 'batch'\n",
+        "plugins/easyr1/format_prompt/r1track.jinja": "{{ content }}\n",
+        "plugins/easyr1/format_prompt/r1track_think.jinja": "think {{ content }}\n",
+        "plugins/easyr1/examples/config.yaml": "data: {}\n",
+        "plugins/easyr1/examples/qwen2_5_vl_3b_r1track_grpo.sh": "#!/bin/bash\necho hi\n",
+        "plugins/pytracking/tracker/r1track/__init__.py": "def get_tracker_class():\n    return None\n",
+        "plugins/pytracking/tracker/r1track/r1track.py": "class R1Track: pass\n",
+        "plugins/pytracking/parameter/r1track/default.py": "def parameters():\n    return None\n",
+        "plugins/pytracking/parameter/r1track/__pycache__/default.cpython-311.pyc": "junk",
+    }
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root
+
+
+def make_llamafactory(root: Path) -> Path:
+    (root / "src/llamafactory").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "data/dataset_info.json").write_text(json.dumps(USER_ENTRY, indent=2))
+    (root / "examples").mkdir()
+    return root
+
+
+def make_easyr1(root: Path) -> Path:
+    (root / "verl").mkdir(parents=True)
+    (root / "examples/reward_function").mkdir(parents=True)
+    (root / "examples/reward_function/math.py").write_text("def compute_score(x): pass\n")
+    (root / "examples/config.yaml").write_text("data: {}\n")
+    return root
+
+
+def make_pytracking(root: Path, local_py: bool = False) -> Path:
+    (root / "pytracking/tracker/base").mkdir(parents=True)
+    (root / "pytracking/tracker/base/basetracker.py").write_text("class BaseTracker: pass\n")
+    (root / "pytracking/parameter").mkdir(parents=True)
+    (root / "pytracking/evaluation").mkdir(parents=True)
+    if local_py:
+        (root / "pytracking/evaluation/local.py").write_text("# mine\n")
+    return root
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        out[str(p.relative_to(root))] = (p.is_symlink() and os.readlink(p), p.is_file() and not p.is_symlink() and p.read_bytes(), st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture
+def src(tmp_path):
+    return make_source(tmp_path / "r1track")
+
+
+def install(spec_name, target, src, **kw):
+    plan = plan_install(TARGETS[spec_name], target, source=src, **kw)
+    apply_plan(plan)
+    return plan
+
+
+def test_llamafactory_install_merges_and_copies(tmp_path, src):
+    lf = make_llamafactory(tmp_path / "LLaMA-Factory")
+    plan = install("llamafactory", lf, src)
+    assert not plan.conflicts
+    info = json.loads((lf / "data/dataset_info.json").read_text())
+    assert info["alpaca_en_demo"] == USER_ENTRY["alpaca_en_demo"]  # user's entry kept
+    assert info["r1_track"] == {"file_name": "r1track/sharegpt.json"} and "r1_track_hub" in info
+    sft = (lf / "examples/r1track/r1_track_lora_sft.yaml").read_text()
+    assert "dataset_dir: data\n" in sft and "datasets_info" not in sft  # points at LLaMA-Factory's own data/
+    assert (lf / "examples/r1track/README.md").is_file()
+    manifest = json.loads((lf / MANIFEST_NAME).read_text())
+    assert set(manifest["files"]) == {"examples/r1track/r1_track_lora_sft.yaml", "examples/r1track/r1_track_lora_merge.yaml", "examples/r1track/README.md"}
+    assert set(manifest["entries"]["data/dataset_info.json"]) == {"r1_track", "r1_track_hub"}
+
+
+@pytest.mark.parametrize("name,make", [("llamafactory", make_llamafactory), ("easyr1", make_easyr1), ("pytracking", make_pytracking)])
+def test_reinstall_changes_nothing_and_says_so(tmp_path, src, name, make, capsys, monkeypatch):
+    target = make(tmp_path / name)
+    install(name, target, src)
+    before = snapshot(target)
+    plan = plan_install(TARGETS[name], target, source=src)
+    assert not plan.changes
+    apply_plan(plan)
+    assert snapshot(target) == before
+    monkeypatch.setenv("R1TRACK_HOME", str(src))
+    p = argparse.ArgumentParser()
+    cmd.add_arguments(p)
+    assert cmd.run(p.parse_args([f"--{name}", str(target)])) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert snapshot(target) == before
+
+
+def test_modify_then_uninstall_keeps_the_users_change(tmp_path, src):
+    lf = make_llamafactory(tmp_path / "lf")
+    before = snapshot(lf)
+    install("llamafactory", lf, src)
+    edited = lf / "examples/r1track/r1_track_lora_merge.yaml"
+    edited.write_text("export_dir: mine\n")
+    plan = plan_uninstall(TARGETS["llamafactory"], lf)
+    kinds = {(a.kind, a.path) for a in plan.actions}
+    assert ("keep", "examples/r1track/r1_track_lora_merge.yaml") in kinds
+    assert ("remove", "examples/r1track/r1_track_lora_sft.yaml") in kinds
+    apply_plan(plan)
+    assert edited.read_text() == "export_dir: mine\n"
+    assert not (lf / "examples/r1track/r1_track_lora_sft.yaml").exists()
+    assert json.loads((lf / "data/dataset_info.json").read_text()) == USER_ENTRY
+    assert not (lf / MANIFEST_NAME).exists()
+    # everything else is back as it was
+    after = snapshot(lf)
+    for rel in before:
+        if rel != "data/dataset_info.json":
+            assert after[rel][:2] == before[rel][:2]
+
+
+def test_full_uninstall_restores_the_original_tree(tmp_path, src):
+    pt = make_pytracking(tmp_path / "pytracking")
+    before = {k: v[:2] for k, v in snapshot(pt).items()}
+    install("pytracking", pt, src)
+    assert (pt / "pytracking/tracker/r1track/__init__.py").is_file()
+    assert not (pt / "pytracking/parameter/r1track/__pycache__").exists()
+    apply_plan(plan_uninstall(TARGETS["pytracking"], pt))
+    assert {k: v[:2] for k, v in snapshot(pt).items()} == before
+
+
+def test_dry_run_touches_nothing_and_prints_every_action(tmp_path, src, capsys, monkeypatch):
+    monkeypatch.setenv("R1TRACK_HOME", str(src))
+    er = make_easyr1(tmp_path / "EasyR1")
+    before = snapshot(er)
+    p = argparse.ArgumentParser()
+    cmd.add_arguments(p)
+    assert cmd.run(p.parse_args(["--easyr1", str(er), "--dry-run"])) == 0
+    out = capsys.readouterr().out
+    assert snapshot(er) == before
+    for rel in ("examples/reward_function/r1track.py", "examples/format_prompt/r1track_think.jinja", "examples/r1track/config.yaml"):
+        assert f"would create   {rel}" in out
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_wrong_targets_are_refused(tmp_path, src, name):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InstallError, match="does not look like"):
+        plan_install(TARGETS[name], empty, source=src)
+    with pytest.raises(InstallError, match="not a directory"):
+        plan_install(TARGETS[name], tmp_path / "missing", source=src)
+    # another framework's layout is refused too
+    other = {"llamafactory": make_easyr1, "easyr1": make_pytracking, "pytracking": make_llamafactory}[name](tmp_path / "other")
+    with pytest.raises(InstallError):
+        plan_install(TARGETS[name], other, source=src)
+
+
+def test_path_traversal_through_names_is_refused(tmp_path, src):
+    lf = make_llamafactory(tmp_path / "lf")
+    for bad in ("../escape.yaml", "/etc/passwd", "examples/../../escape.yaml"):
+        spec = TargetSpec("llamafactory", "LLaMA-Factory", TARGETS["llamafactory"].markers, (FileMap("examples/r1_track_lora_merge.yaml", bad),))
+        with pytest.raises(InstallError, match="unsafe"):
+            plan_install(spec, lf, source=src)
+    assert not (tmp_path / "escape.yaml").exists()
+
+
+def test_path_traversal_through_symlinks_is_refused(tmp_path, src):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    pt = make_pytracking(tmp_path / "pt")
+    (pt / "pytracking/tracker/r1track").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InstallError, match="outside"):
+        plan_install(TARGETS["pytracking"], pt, source=src)
+    assert list(outside.iterdir()) == []
+
+
+def test_dataset_info_conflict_needs_force_and_uninstall_restores(tmp_path, src):
+    lf = make_llamafactory(tmp_path / "lf")
+    mine = {"file_name": "my_own.json"}
+    (lf / "data/dataset_info.json").write_text(json.dumps({**USER_ENTRY, "r1_track": mine}))
+    plan = install("llamafactory", lf, src)
+    assert [a.detail for a in plan.conflicts] and "r1_track" in plan.conflicts[0].detail
+    info = json.loads((lf / "data/dataset_info.json").read_text())
+    assert info["r1_track"] == mine and "r1_track_hub" in info
+    plan = install("llamafactory", lf, src, force=True)
+    assert not plan.conflicts
+    assert json.loads((lf / "data/dataset_info.json").read_text())["r1_track"] == {"file_name": "r1track/sharegpt.json"}
+    apply_plan(plan_uninstall(TARGETS["llamafactory"], lf))
+    assert json.loads((lf / "data/dataset_info.json").read_text()) == {**USER_ENTRY, "r1_track": mine}
+
+
+def test_users_file_is_never_clobbered_without_force(tmp_path, src):
+    er = make_easyr1(tmp_path / "er")
+    (er / "examples/reward_function/r1track.py").write_text("# my own reward\n")
+    plan = install("easyr1", er, src)
+    assert [a.path for a in plan.conflicts] == ["examples/reward_function/r1track.py"]
+    assert (er / "examples/reward_function/r1track.py").read_text() == "# my own reward\n"
+    assert (er / "examples/format_prompt/r1track.jinja").is_file()
+    install("easyr1", er, src, force=True)
+    assert (er / "examples/reward_function/r1track.py").read_text() == "REWARD_TYPE = 'batch'\n"
+    assert (er / "examples/reward_function/r1track.py.r1track-backup").read_text() == "# my own reward\n"
+    apply_plan(plan_uninstall(TARGETS["easyr1"], er))
+    assert (er / "examples/reward_function/r1track.py").read_text() == "# my own reward\n"
+    assert (er / "examples/reward_function/math.py").is_file()
+
+
+def test_link_mode(tmp_path, src):
+    pt = make_pytracking(tmp_path / "pt")
+    install("pytracking", pt, src, link=True)
+    link = pt / "pytracking/tracker/r1track/__init__.py"
+    assert link.is_symlink() and link.resolve() == (src / "plugins/pytracking/tracker/r1track/__init__.py").resolve()
+    assert not plan_install(TARGETS["pytracking"], pt, source=src, link=True).changes
+    # switching back to copies replaces our own links without --force
+    plan = install("pytracking", pt, src)
+    assert not plan.conflicts and not link.is_symlink()
+    apply_plan(plan_uninstall(TARGETS["pytracking"], pt))
+    assert not (pt / "pytracking/tracker/r1track").exists()
+
+
+def test_pytracking_local_py_hint(tmp_path, src):
+    plan = plan_install(TARGETS["pytracking"], make_pytracking(tmp_path / "a"), source=src)
+    assert any("local_env_settings" in n for n in plan.notes)
+    plan = plan_install(TARGETS["pytracking"], make_pytracking(tmp_path / "b", local_py=True), source=src)
+    assert plan.notes == []
+
+
+def test_import_check(tmp_path):
+    assert r1track_import_check() is None  # the test interpreter has r1track
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    msg = r1track_import_check(str(fake))
+    assert msg and "pip install -e" in msg and str(fake) in msg
+
+
+@pytest.mark.xfail(reason="TEMP until the plugin branches land on main", strict=False)
+def test_real_checkout_has_every_plugin_source():
+    for spec in TARGETS.values():
+        for fmap in spec.files:
+            assert (REPO / fmap.src).exists(), f"{spec.name}: {fmap.src} missing"
+        for merge in spec.merges:
+            assert (REPO / merge.src).is_file()
+
+
+@pytest.mark.xfail(reason="TEMP until the plugin branches land on main", strict=False)
+def test_install_plugins_script_runs_without_r1track_installed(tmp_path):
+    lf = make_llamafactory(tmp_path / "lf")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    base = getattr(sys, "_base_executable", sys.executable)
+    proc = subprocess.run([base, str(REPO / "install_plugins.py"), "--llamafactory", str(lf), "--dry-run"], capture_output=True, text=True, env=env)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert "LLaMA-Factory at" in proc.stdout
