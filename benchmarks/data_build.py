@@ -15,7 +15,7 @@ so both do the same crops. Each method runs --repeat times and the fastest run c
 machine may be shared). "per core" divides by the number of rendering processes (capped at the
 number of cores). Run from the repository root:
 
-    python benchmarks/data_build.py                 # default: 8 sequences x 30 frames, both profiles
+    python benchmarks/data_build.py                 # default: 12 sequences x 40 frames, 288 pairs, both profiles
     python benchmarks/data_build.py --sequences 4 --frames 20 --profile r1track
 """
 
@@ -131,13 +131,13 @@ def print_table(profile: str, rows: list[dict], cores: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sequences", type=int, default=8)
-    ap.add_argument("--frames", type=int, default=30)
-    ap.add_argument("--pairs-per-sequence", type=int, default=12)
+    ap.add_argument("--sequences", type=int, default=12)
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--pairs-per-sequence", type=int, default=24)
     ap.add_argument("--profile", action="append", help="r1track and/or r1track-5k (default: both)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="the parallel run's worker count")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=3, help="runs per method; the fastest counts (default 3)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per method; the fastest counts (default 2)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args(argv)
     cores = os.cpu_count() or 1

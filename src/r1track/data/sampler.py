@@ -145,16 +145,18 @@ def _factor(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
 
 
 def _select(
-    seq_ids: np.ndarray, values: dict[str, np.ndarray], n_seqs: int, cfg: SamplerConfig, n_target: int, rng: np.random.Generator
+    seq_ids: np.ndarray, offsets: np.ndarray, values: dict[str, np.ndarray], cfg: SamplerConfig, n_target: int,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """Positions (into the candidate arrays) of the chosen search frames, in sample order."""
+    """Positions (into the candidate arrays) of the chosen search frames, in sample order. Sequence
+    ``i``'s candidates are positions ``offsets[i]:offsets[i + 1]``."""
     if not cfg.balance:
         picks = []
-        for i in range(n_seqs):
-            pos = np.flatnonzero(seq_ids == i)
-            k = min(cfg.samples_per_sequence, len(pos))
+        for i in range(len(offsets) - 1):
+            lo, hi = int(offsets[i]), int(offsets[i + 1])
+            k = min(cfg.samples_per_sequence, hi - lo)
             if k:
-                picks.append(rng.choice(pos, size=k, replace=False))
+                picks.append(lo + rng.choice(hi - lo, size=k, replace=False))
         chosen = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
         return rng.permutation(chosen)[:n_target]
     w = balance_weights(values, cfg.balance)
@@ -174,26 +176,28 @@ def plan_split(
     checked: list[CheckedSequence], cfg: SamplerConfig, rng: np.random.Generator, split: str, *, num_samples: int | None
 ) -> SplitPlan:
     """Plan the samples of one split (``num_samples`` caps their number; None = no cap)."""
-    seq_ids, frames, no_cand = [], [], []
+    seq_ids, frames, boxes_l, sizes_l, no_cand = [], [], [], [], []
     for i, cs in enumerate(checked):
         cand = search_candidates(cs.usable, cfg)
         if len(cand) == 0:
             no_cand.append(cs.key)
         seq_ids.append(np.full(len(cand), i, dtype=np.int64))
         frames.append(cand.astype(np.int64))
-    seq_ids_a = np.concatenate(seq_ids) if seq_ids else np.zeros(0, dtype=np.int64)
-    frames_a = np.concatenate(frames) if frames else np.zeros(0, dtype=np.int64)
-    boxes = np.array(
-        [checked[i].seq.boxes_xywh_orig[f] for i, f in zip(seq_ids_a, frames_a)], dtype=np.float64
-    ).reshape(-1, 4)
-    sizes = np.array([checked[i].image_size for i in seq_ids_a], dtype=np.float64).reshape(-1, 2)
+        boxes_l.append(np.asarray(cs.seq.boxes_xywh_orig, dtype=np.float64)[cand])
+        sizes_l.append(np.tile(np.asarray(cs.image_size, dtype=np.float64), (len(cand), 1)))
+    empty = np.zeros(0, dtype=np.int64)
+    seq_ids_a = np.concatenate(seq_ids) if seq_ids else empty
+    frames_a = np.concatenate(frames) if frames else empty
+    offsets = np.concatenate([[0], np.cumsum([len(f) for f in frames], dtype=np.int64)])
+    boxes = np.concatenate(boxes_l).reshape(-1, 4) if boxes_l else np.zeros((0, 4))
+    sizes = np.concatenate(sizes_l).reshape(-1, 2) if sizes_l else np.zeros((0, 2))
     values = {"aspect": aspect_log2(boxes), "scale": scale_log2(boxes, sizes)}
     before = {d: histogram(v, d) for d, v in values.items()}
     n_with = len(checked) - len(no_cand)
     n_target = n_with * cfg.samples_per_sequence
     if num_samples is not None:
         n_target = min(n_target, num_samples)
-    chosen = _select(seq_ids_a, values, len(checked), cfg, n_target, rng)
+    chosen = _select(seq_ids_a, offsets, values, cfg, n_target, rng)
 
     roles = ROLES[cfg.n_images]
     samples: list[SamplePlan] = []
