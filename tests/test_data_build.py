@@ -19,6 +19,7 @@ from datagen import corrupt_jpeg, red_extent, red_mask, write_red_split
 from r1track.cli import main
 from r1track.data.build import Source, build
 from r1track.data.profiles import get_profile
+from r1track.reward import read_ground_truth
 from r1track.synthetic import write_got10k_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,6 +194,7 @@ def test_writer_schemas(red_build):
             assert msg["role"] == "user" and msg["content"].count("<image>") == len(row["images"]) == 2
             assert row["reward_model"] == {"style": "rule", "ground_truth": m["answer"]}
             assert json.loads(row["reward_model"]["ground_truth"]) == ints(m["answer"])
+            assert list(read_ground_truth(row["reward_model"]["ground_truth"])) == ints(m["answer"])  # the reward reads it
             assert row["extra_info"]["sequence"] == m["sequence"] and row["extra_info"]["frame_indices"] == m["frame_indices"]
             assert row["extra_info"]["split"] == split and row["extra_info"]["crop_side"] == m["crop_side"]
 

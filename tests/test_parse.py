@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from r1track.parse import parse_reply, strict_think_format
+from r1track.parse import is_bare_box_json, parse_reply, strict_think_format
 
 CASES = [
     ("[10,20,30,40]", (10, 20, 30, 40), "json-list"),
@@ -129,3 +129,46 @@ def test_round_trip_of_generated_boxes(vals, style):
     x1, y1, x2, y2 = vals
     assert tuple(r.box_xyxy_model) == (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
     assert r.swapped == (x1 > x2 or y1 > y2)
+
+
+@pytest.mark.parametrize(
+    "text,bare",
+    [
+        ("[12,40,130,99]", True),
+        (" [1.5, 2, 3, 4]\n", True),  # JSON whitespace around is allowed (json.loads allows it)
+        ("\t\r\n[1,2,3,4]\r\n", True),
+        ("[-1e3, 0, 2E2, 4.25]", True),
+        ("[30,40,10,20]", True),  # corner order is the caller's business
+        ("[1,2,3,4,5]", False),  # R1-Track used the first four; we do not
+        ("[1,2,3]", False),
+        ("[[1,2,3,4]]", False),
+        ("[true,false,1,2]", False),
+        ("[NaN,1,2,3]", False),
+        ("[Infinity,1,2,3]", False),
+        ("[1e400,1,2,3]", False),  # json makes it float('inf')
+        ("[" + "9" * 400 + ",1,2,3]", False),  # an int that overflows a float
+        ("[" + "9" * 5000 + ",1,2,3]", False),  # over Python's int-string limit
+        ("[012,44,130,99]", False),  # leading zeros are not JSON (the text parser reads them)
+        ("[1.,2,3,4]", False),
+        ("[+1,2,3,4]", False),
+        ('["1",2,3,4]', False),
+        ('{"bbox_2d": [1,2,3,4]}', False),
+        ("```json\n[1,2,3,4]\n```", False),
+        ("The box is [1,2,3,4]", False),
+        ("[1,2,3,4] ", True),
+        ("[1,2,3,4]\u00a0", False),  # no-break space is not JSON whitespace
+        ("", False),
+        (None, False),
+        (b"[1,2,3,4]", False),
+    ],
+)
+def test_is_bare_box_json(text, bare):
+    assert is_bare_box_json(text) is bare
+
+
+def test_answer_text_is_the_last_complete_answer_block():
+    assert parse_reply("<think>t</think><answer> [1,2,3,4] </answer>").answer_text == " [1,2,3,4] "
+    assert parse_reply("<answer>a</answer><answer>[1,2,3,4]</answer>").answer_text == "[1,2,3,4]"
+    assert parse_reply("<answer>[1,2,3,4]").answer_text is None  # unterminated
+    assert parse_reply("[1,2,3,4]").answer_text is None
+    assert parse_reply("<answer>no box</answer>").answer_text == "no box"

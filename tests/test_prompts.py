@@ -89,3 +89,31 @@ def test_grounding_prompt():
     assert "red car" in text and "JSON" in text
     with pytest.raises(ValueError):
         render_grounding_prompt("   ")
+
+
+def test_answer_regex_matches_rendered_answers_only():
+    import re
+
+    from r1track.prompts import answer_regex
+
+    rx = answer_regex(336)
+    assert rx == r"\[\d{1,3},\d{1,3},\d{1,3},\d{1,3}\]"
+    assert re.fullmatch(rx, render_answer((0, 7, 335.4, 120)))  # "[0,7,335,120]"
+    assert re.fullmatch(rx, "[012,444,444,444]")  # leading zeros happen under constrained decoding
+    for bad in ("[1,2,3]", "[1, 2, 3, 4]", "[1000,1,2,3]", "[-1,2,3,4]", "[1.5,2,3,4]"):
+        assert not re.fullmatch(rx, bad)
+    assert re.fullmatch(answer_regex(1008), "[1000,1,2,3]")
+    with pytest.raises(ValueError):
+        answer_regex(0)
+
+
+def test_grounding_content_is_image_then_qwen_prompt():
+    from r1track.prompts import render_grounding_content
+
+    parts = render_grounding_content("  red   car ", "data:image/jpeg;base64,AAA")
+    assert parts == [
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAA"}},
+        {"type": "text", "text": "Locate the red car in this image and output the bbox coordinates in JSON format."},
+    ]
+    with pytest.raises(ValueError, match="empty"):
+        render_grounding_content("  ", "u")

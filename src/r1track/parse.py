@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .boxes import BoxXYXY, normalize_xyxy
 
-__all__ = ["ParsedReply", "parse_reply", "strict_think_format"]
+__all__ = ["ParsedReply", "parse_reply", "strict_think_format", "is_bare_box_json"]
 
 _NUM = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _LIST_RE = re.compile(r"\[\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\]")
@@ -50,6 +50,8 @@ class ParsedReply:
     ``source``: which form matched (``json-list``, ``bbox_2d``, ``list``, ``points``).
     ``answer_tag``: a complete ``<answer>...</answer>`` block was present.
     ``think_format_ok``: the whole reply is exactly ``<think>...</think>...<answer>...</answer>``.
+    ``answer_text``: the text inside the last complete ``<answer>...</answer>`` block (None when there is
+    none), so callers can apply their own check to exactly what the answer says.
     """
 
     box_xyxy_model: BoxXYXY | None
@@ -58,6 +60,7 @@ class ParsedReply:
     source: str = ""
     answer_tag: bool = False
     think_format_ok: bool = False
+    answer_text: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,6 +74,33 @@ def strict_think_format(reply: str) -> bool:
         return isinstance(reply, str) and _STRICT_THINK_RE.fullmatch(reply) is not None
     except Exception:  # pragma: no cover - regex engine errors on exotic input
         return False
+
+
+def is_bare_box_json(text: object) -> bool:
+    """True when ``text`` is exactly one JSON array of four finite numbers (JSON whitespace -- space, tab,
+    CR, LF -- allowed around it), e.g. ``"[12,40,130,99]"`` or ``" [1.5, 2, 3, 4]\n"``.
+
+    This is what R1-Track's reward accepted (``json.loads`` of the whole text), minus the values it
+    mishandled: booleans, ``NaN``/``Infinity``, and arrays longer than four (it silently used the first
+    four). Not-JSON spellings the parser still reads (leading zeros ``[012,...]``, ``1.``, ``+3``, a code
+    fence, ``[[...]]``, ``bbox_2d``) are not bare. Corner order is not checked here. Never raises."""
+    if not isinstance(text, str):
+        return False
+    try:
+        values = json.loads(text, parse_constant=_reject_constant)
+    except Exception:  # invalid JSON, NaN/Infinity, recursion depth, huge integers ...
+        return False
+    if not isinstance(values, list) or len(values) != 4:
+        return False
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        try:
+            if not math.isfinite(v):
+                return False
+        except OverflowError:  # an int too large for a float
+            return False
+    return True
 
 
 class _NoBox(Exception):
@@ -152,6 +182,7 @@ def parse_reply(reply: object) -> ParsedReply:
             return ParsedReply(None, "empty reply", think_format_ok=think_ok)
         answers = _ANSWER_RE.findall(reply)
         answer_tag = bool(answers)
+        answer_text = answers[-1] if answers else None
         if answers:
             candidate = answers[-1]
         elif "<answer>" in reply:
@@ -163,8 +194,10 @@ def parse_reply(reply: object) -> ParsedReply:
         try:
             raw, source = _search(candidate)
         except _NoBox as exc:
-            return ParsedReply(None, str(exc), answer_tag=answer_tag, think_format_ok=think_ok)
+            return ParsedReply(
+                None, str(exc), answer_tag=answer_tag, think_format_ok=think_ok, answer_text=answer_text
+            )
         box, swapped = normalize_xyxy(raw)
-        return ParsedReply(box, "ok", swapped, source, answer_tag, think_ok)
+        return ParsedReply(box, "ok", swapped, source, answer_tag, think_ok, answer_text)
     except Exception as exc:  # last line of defence: the reward runs inside Ray actors
         return ParsedReply(None, f"parser error: {type(exc).__name__}")

@@ -1,0 +1,167 @@
+"""What the PyTracking plugin (``plugins/pytracking/tracker/r1track``) delegates to; no PyTracking import.
+
+PyTracking builds a new tracker object per sequence (in spawned worker processes with
+``--threads``), calls ``initialize(image, info)`` with an RGB uint8 array and
+``info['init_bbox'] = [x, y, w, h]``, then ``track(image, info)`` per frame, expecting
+``{'target_bbox': [x, y, w, h]}``. It swallows exceptions (the sequence just gets no result files)
+and truncates saved boxes to integers. So this adapter:
+
+* builds the backend in ``initialize``, never at import or construction, and shares it within the
+  process (one persistent HTTP client per server and process);
+* reads r1track settings from the PyTracking parameter object (any :class:`TrackerParams` field by
+  name, plus ``backend``, ``server_url``, ``model``, ``timeout_s``, ``retries``), with the
+  environment (``R1TRACK_BASE_URL``, ``R1TRACK_MODEL``, ``R1TRACK_API_KEY``) overriding the
+  parameter file;
+* logs every fallback frame as a warning with the sequence name, frame and reason, counts them per
+  sequence and per process (:data:`TOTALS`), and logs fatal errors with the sequence name before
+  PyTracking swallows them;
+* returns full-precision boxes (PyTracking's own writer truncates them; ``r1track eval`` does not).
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import itertools
+import logging
+import os
+import sys
+import threading
+from collections import Counter
+from typing import Any
+
+from .backends import Backend, BackendError, make_backend
+from .backends.openai import ENV_BASE_URL, ENV_MODEL
+from .tracker import STATUS_OK, Tracker, TrackerParams
+
+__all__ = ["PyTrackingSession", "tracker_params_from", "backend_from", "sequence_name", "TOTALS"]
+
+log = logging.getLogger("r1track.pytracking")
+
+TOTALS: Counter[str] = Counter()
+"""Per process: ``sequences``, ``frames``, ``faults``, ``fatal`` and each fallback status."""
+
+_BACKENDS: dict[tuple, Backend] = {}
+_BACKENDS_LOCK = threading.Lock()
+_UNNAMED = itertools.count(1)
+_SUMMARY_REGISTERED = False
+
+
+def _get(params: Any, name: str, default: Any = None) -> Any:
+    return getattr(params, name, default) if params is not None else default
+
+
+def tracker_params_from(params: Any) -> TrackerParams:
+    """A :class:`TrackerParams` from a PyTracking parameter object: every attribute named like a
+    TrackerParams field is taken, the rest keep their defaults."""
+    values = {f.name: getattr(params, f.name) for f in dataclasses.fields(TrackerParams) if hasattr(params, f.name)}
+    return TrackerParams(**values)
+
+
+def backend_from(params: Any) -> Backend:
+    """The process's shared backend for these parameters: ``params.backend`` (``openai`` default,
+    or ``ncc`` for the classical baseline); for ``openai`` the URL and model come from
+    ``R1TRACK_BASE_URL`` / ``R1TRACK_MODEL`` when set, else ``params.server_url`` / ``params.model``
+    (None: the server's first model)."""
+    kind = _get(params, "backend", "openai") or "openai"
+    if kind == "openai":
+        url = os.environ.get(ENV_BASE_URL) or _get(params, "server_url") or None
+        model = os.environ.get(ENV_MODEL) or _get(params, "model") or None
+        options = {"base_url": url, "model": model}
+        for name in ("timeout_s", "connect_timeout_s", "retries", "backoff_s", "jpeg_quality"):
+            if _get(params, name) is not None:
+                options[name] = _get(params, name)
+    elif kind == "ncc":
+        options = {}
+    else:
+        raise ValueError(f"r1track PyTracking plugin: backend must be 'openai' or 'ncc', got {kind!r}")
+    key = (os.getpid(), kind, tuple(sorted(options.items())))
+    with _BACKENDS_LOCK:
+        backend = _BACKENDS.get(key)
+        if backend is None:
+            backend = _BACKENDS[key] = make_backend(kind, **options)
+    return backend
+
+
+def sequence_name(info: dict | None) -> str:
+    """The sequence's name: ``info['sequence_name']`` / ``info['seq_name']`` when given, else the
+    ``seq.name`` of PyTracking's ``Tracker._track_sequence(tracker, seq, init_info)`` found on the
+    call stack, else ``sequence-N``."""
+    for key in ("sequence_name", "seq_name"):
+        if info and isinstance(info.get(key), str):
+            return info[key]
+    frame = sys._getframe(1)
+    for _ in range(12):
+        if frame is None:
+            break
+        seq = frame.f_locals.get("seq")
+        name = getattr(seq, "name", None)
+        if isinstance(name, str) and name:
+            return name
+        frame = frame.f_back
+    return f"sequence-{next(_UNNAMED)}"
+
+
+def _log_summary() -> None:  # pragma: no cover - runs at interpreter exit
+    if TOTALS["sequences"]:
+        log.warning(
+            "r1track: %d sequence(s), %d frame(s) tracked, %d fallback frame(s) %s, %d fatal error(s)",
+            TOTALS["sequences"], TOTALS["frames"], TOTALS["faults"],
+            dict((k, v) for k, v in TOTALS.items() if k not in ("sequences", "frames", "faults", "fatal")),
+            TOTALS["fatal"],
+        )
+
+
+class PyTrackingSession:
+    """One PyTracking tracker instance's state. ``params``: the PyTracking parameter object."""
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+        self.name = ""
+        self.tracker: Tracker | None = None
+        self.counts: Counter[str] = Counter()
+
+    def initialize(self, image: Any, info: dict) -> dict:
+        global _SUMMARY_REGISTERED
+        self.name = sequence_name(info)
+        box = info["init_bbox"]
+        if isinstance(box, dict):  # multi-object dict reached a single-object tracker
+            raise ValueError(f"r1track: {self.name}: init_bbox is a per-object dict; use multiobj_mode = 'parallel'")
+        try:
+            self.tracker = Tracker(backend_from(self.params), tracker_params_from(self.params), name=self.name)
+            result = self.tracker.initialize(image, [float(v) for v in box])
+        except Exception as exc:
+            TOTALS["fatal"] += 1
+            log.error("r1track: %s: initialisation failed: %s", self.name, exc)
+            raise
+        TOTALS["sequences"] += 1
+        if not _SUMMARY_REGISTERED:
+            _SUMMARY_REGISTERED = True
+            atexit.register(_log_summary)
+        return {"target_bbox": [float(v) for v in result.box_xywh_orig]}
+
+    def track(self, image: Any, info: dict | None = None) -> dict:
+        if self.tracker is None:
+            raise RuntimeError("r1track: track() before initialize()")
+        try:
+            result = self.tracker.track(image)
+        except BackendError as exc:  # fatal: the server rejects the requests themselves
+            TOTALS["fatal"] += 1
+            log.error("r1track: %s frame %d: %s", self.name, self.tracker.frame_index + 1, exc)
+            raise
+        except Exception as exc:
+            TOTALS["fatal"] += 1
+            log.error("r1track: %s frame %d: %s: %s", self.name, self.tracker.frame_index + 1, type(exc).__name__, exc)
+            raise
+        TOTALS["frames"] += 1
+        self.counts[result.status] += 1
+        if result.status != STATUS_OK:
+            TOTALS["faults"] += 1
+            TOTALS[result.status] += 1
+            log.warning("r1track: %s frame %d: %s (%s); kept the last box [fallback %d in this sequence]",
+                        self.name, result.frame_index, result.status, result.detail, self.faults)
+        return {"target_bbox": [float(v) for v in result.box_xywh_orig], "r1track_status": result.status}
+
+    @property
+    def faults(self) -> int:
+        return sum(n for s, n in self.counts.items() if s != STATUS_OK)

@@ -1,0 +1,374 @@
+"""The GRPO box reward: one scoring core behind the EasyR1 plugin and the verl entry point.
+
+In: a reply (decoded model output), the ground-truth box (``"[x1,y1,x2,y2]"`` JSON string as the data
+builder writes it, or a list/array of 4 numbers; xyxy in model-input pixels), the reply's length in tokens
+(think mode), and a :class:`RewardConfig` (mode, shaping, weights). Out: a dict with exactly the keys
+:data:`SCORE_KEYS`, every value a finite float, for every input -- EasyR1 scores inside a Ray actor, where one
+exception ends a multi-GPU run, and logs the mean of every key, so a missing key or a NaN breaks the metrics.
+Data never raises; a bad *configuration* (unknown mode, a non-finite weight, an unknown option) raises
+``ValueError`` on the first call, which is when you want to hear about it.
+
+Keys
+----
+``overall``   the reward (EasyR1 writes it at the last response token; verl calls it ``score``).
+``accuracy``  the shaping's overlap term for the box that was read (``failure_score`` when none was read).
+``format``    1.0 when the reply has the exact expected form, else 0.0 -- no-think: the whole reply is one
+              bare JSON box ``[x1,y1,x2,y2]`` (:func:`r1track.parse.is_bare_box_json`) with ordered corners;
+              think: R1-Track's strict ``<think>..</think>..<answer>..</answer>`` form
+              (``ParsedReply.think_format_ok``) with a bare JSON box with ordered corners inside ``<answer>``.
+``giou``      GIoU of the box read by :func:`r1track.parse.parse_reply` against the ground truth, in [-1, 1];
+              -1.0 when no box was read (the worst value).
+``iou``       IoU of that box, in [0, 1]; 0.0 when no box was read (so its mean is the rollouts' average overlap).
+``length``    think mode: the over-length term ``(start - L) / (max_length - start)`` when L > start, else 0.0;
+              always 0.0 in no-think mode or when the token count is unknown.
+``parsed``    1.0 when the parser read a box (in any form it knows), else 0.0.
+
+The metric keys describe the reply whatever the gates say: a reply whose box is good but whose format is
+wrong shows ``iou`` high, ``format`` 0 and ``overall`` = ``failure_score``.
+
+Gates and the total
+-------------------
+``overall = failure_score`` (default -1.0) when any gate fails:
+
+1. the ground truth is unreadable or has zero area (logged as a warning: that is a data bug);
+2. no box could be read from the reply;
+3. ``strict`` (the default) and ``format`` is 0;
+4. think mode, the token count is known, and it is below ``min_length`` (default 128).
+
+Otherwise ``overall = accuracy + format_weight * format + length_weight * length``, with defaults
+``format_weight`` 0.05 in think mode and 0.0 in no-think mode, ``length_weight`` 0.1,
+``length_penalty_start`` 448 and ``max_length`` 512 -- R1-Track's numbers.
+
+Shapings (the ``accuracy`` term; the gates are the same for all three)
+---------------------------------------------------------------------
+``r1track`` -- R1-Track's, exactly: ``g`` = GIoU; ``0 < g < 0.4`` -> 0; ``0.75 < g < 0.95`` -> ``g + 0.2``;
+    ``g >= 0.95`` -> ``g + 0.5``; otherwise ``g`` (so ``g <= 0`` and ``0.4 <= g <= 0.75`` pass unchanged). Range
+    [-1, 1.5]. It has a **dead zone**: every box with ``0 < GIoU < 0.4`` scores the same 0, so between poor
+    overlaps -- a box that grazes the target and one that half covers it -- GRPO sees no difference and learns
+    nothing; only ``GIoU <= 0`` (no overlap: the distance term still pulls the box closer) and ``GIoU >= 0.4``
+    are graded. It also jumps by +0.2 just above 0.75 and by +0.3 more at 0.95 (bonuses for precise boxes).
+``giou`` -- continuous GIoU in [-1, 1]: a signal everywhere, including between non-overlapping boxes.
+``iou`` -- plain IoU in [0, 1]: no signal at all among boxes that miss the target.
+
+Against R1-Track's reward code (``EasyR1/verl/utils/reward_score/track.py`` and ``track_not_think.py``)
+---------------------------------------------------------------------------------------------------
+With the defaults (``strict=True``) the ``r1track`` shaping gives the same ``overall`` wherever the reference
+computes a finite, meaningful value: a bare JSON box (no-think: the whole reply; think: the ``<answer>``
+content after the strict tag check, with its 128-token minimum, the 448..512-token penalty and +0.05 for the
+format), any position and size, degenerate (zero-area) predictions included; everything the reference rejects
+(any extra text around the box in no-think mode -- it ran ``json.loads`` on the whole reply --, JSON-invalid
+spellings such as ``[012,...]``, nested or repeated tags, a short think reply) gets -1 here as well.
+Deliberate differences, where the reference is ill-defined or exploitable:
+
+* swapped corners: the reference computes GIoU of negative-area boxes, which is exactly +1 (reward 1.5) for a
+  box given as ``[x2,y2,x1,y1]`` -- a reward hack; here a swapped box fails the format gate (-1);
+* ``NaN``/``Infinity`` (valid to Python's ``json``) made the reference return NaN; huge coordinates overflowed
+  to NaN; here they are not a box (-1), and overlaps are computed without overflow;
+* arrays longer than four (the reference silently used the first four) and booleans as coordinates: not a box;
+* a zero-area ground truth (the reference divided by zero when the prediction was the same point or line):
+  the ground truth is invalid, -1 for every reply;
+* the reference's ``format``/``giou`` metrics read 0.0 for every rejected reply; here ``format``, ``giou``,
+  ``iou`` and ``parsed`` always describe the reply, and the key set is the same in both modes;
+* unknown token count (verl does not pass one): the think-mode length gate and penalty are skipped.
+
+``strict=False`` opts into lenient reading: anything :func:`r1track.parse.parse_reply` reads (code fences,
+``bbox_2d`` objects, text around the box, tags without the strict form, swapped corners -- normalised) is
+scored, and the form only counts through ``format_weight``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .boxes import BoxXYXY, area_xyxy, giou_xyxy, iou_xyxy, is_finite_box, normalize_xyxy
+from .parse import is_bare_box_json, parse_reply
+
+__all__ = [
+    "MODES",
+    "SHAPINGS",
+    "SCORE_KEYS",
+    "RewardConfig",
+    "shape_r1track",
+    "read_ground_truth",
+    "score_reply",
+    "score_input",
+    "score_batch",
+]
+
+MODES = ("no-think", "think")
+SHAPINGS = ("r1track", "giou", "iou")
+SCORE_KEYS = ("overall", "accuracy", "format", "giou", "iou", "length", "parsed")
+"""The keys of every score dict, in this order."""
+
+_MODE_ALIASES = {"no-think": "no-think", "no_think": "no-think", "nothink": "no-think", "think": "think"}
+_BOUND = 1e12  # |value| cap applied after the formulas: keeps sums finite whatever the (finite) weights
+
+logger = logging.getLogger(__name__)
+_warned: dict[str, int] = {}
+_MAX_WARNINGS = 5
+
+
+def _warn(kind: str, message: str) -> None:
+    n = _warned.get(kind, 0)
+    if n < _MAX_WARNINGS:
+        _warned[kind] = n + 1
+        suffix = " (further such warnings suppressed)" if n + 1 == _MAX_WARNINGS else ""
+        logger.warning("r1track reward: %s%s", message, suffix)
+
+
+def _number(name: str, value: Any, *, minimum: float | None = None) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"reward option {name} must be a number, got {value!r}")
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"reward option {name} must be a number, got {value!r}") from None
+    if not math.isfinite(f):
+        raise ValueError(f"reward option {name} must be finite, got {value!r}")
+    if minimum is not None and f < minimum:
+        raise ValueError(f"reward option {name} must be >= {minimum}, got {value!r}")
+    return f
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"reward option {name} must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """How replies are scored (see the module docstring for every term). ``None`` fields take the mode's
+    default: ``format_weight`` 0.05 (think) / 0.0 (no-think); ``min_length`` 128 (think) / 0 (no-think).
+
+    Construct from trainer kwargs with ``RewardConfig(**kwargs)``; values are validated and coerced
+    (``"0.2"`` -> 0.2, ``"false"`` -> False); anything wrong raises ``ValueError`` naming the option.
+    Lengths are in tokens."""
+
+    mode: str = "no-think"
+    shaping: str = "r1track"
+    strict: bool = True
+    format_weight: float | None = None
+    length_weight: float = 0.1
+    min_length: float | None = None
+    length_penalty_start: float = 448.0
+    max_length: float = 512.0
+    failure_score: float = -1.0
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        mode = _MODE_ALIASES.get(str(self.mode).strip().lower()) if isinstance(self.mode, str) else None
+        if mode is None:
+            raise ValueError(f"reward option mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        put("mode", mode)
+        shaping = str(self.shaping).strip().lower() if isinstance(self.shaping, str) else None
+        if shaping not in SHAPINGS:
+            raise ValueError(f"reward option shaping must be one of {', '.join(SHAPINGS)}, got {self.shaping!r}")
+        put("shaping", shaping)
+        put("strict", _flag("strict", self.strict))
+        think = mode == "think"
+        put("format_weight", _number("format_weight", (0.05 if think else 0.0) if self.format_weight is None else self.format_weight))
+        put("length_weight", _number("length_weight", self.length_weight))
+        put("min_length", _number("min_length", (128.0 if think else 0.0) if self.min_length is None else self.min_length, minimum=0.0))
+        put("length_penalty_start", _number("length_penalty_start", self.length_penalty_start, minimum=0.0))
+        put("max_length", _number("max_length", self.max_length))
+        if self.max_length <= self.length_penalty_start:
+            raise ValueError(
+                f"reward option max_length ({self.max_length:g}) must be greater than length_penalty_start "
+                f"({self.length_penalty_start:g})"
+            )
+        put("failure_score", _number("failure_score", self.failure_score))
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any], *, ignore_unknown: bool = False) -> "RewardConfig":
+        """Build from a trainer's kwargs mapping. Unknown names raise ``ValueError`` listing the known
+        ones, unless ``ignore_unknown`` (then they are dropped with one logged warning)."""
+        known = cls.option_names()
+        unknown = sorted(k for k in kwargs if k not in known)
+        if unknown and not ignore_unknown:
+            raise ValueError(f"unknown reward option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        if unknown:
+            _warn("unknown-option", f"ignoring unknown option(s) {', '.join(unknown)}")
+        return cls(**{k: v for k, v in kwargs.items() if k in known})
+
+
+def shape_r1track(giou: float) -> float:
+    """R1-Track's GIoU shaping: (0, 0.4) -> 0, (0.75, 0.95) -> +0.2, >= 0.95 -> +0.5, otherwise unchanged.
+    A NaN input gives -1.0 (never produced by :func:`r1track.boxes.giou_xyxy`)."""
+    g = float(giou)
+    if math.isnan(g):
+        return -1.0
+    if 0.0 < g < 0.4:
+        return 0.0
+    if 0.75 < g < 0.95:
+        return g + 0.2
+    if g >= 0.95:
+        return g + 0.5
+    return g
+
+
+def read_ground_truth(ground_truth: object) -> BoxXYXY | None:
+    """The ground-truth box (xyxy, model-input pixels, corners ordered) or None when it is unreadable,
+    non-finite or has zero area. Accepts what the data builders write -- a JSON string ``"[x1,y1,x2,y2]"``
+    (any form :func:`r1track.parse.parse_reply` reads), UTF-8 bytes of one -- or a list/tuple/array of 4
+    numbers. Never raises."""
+    try:
+        if isinstance(ground_truth, bytes):
+            ground_truth = ground_truth.decode("utf-8", errors="replace")
+        if isinstance(ground_truth, str):
+            parsed = parse_reply(ground_truth)
+            box = parsed.box_xyxy_model
+        elif isinstance(ground_truth, (list, tuple, np.ndarray)):
+            values = np.asarray(ground_truth, dtype=np.float64).reshape(-1)
+            if values.shape != (4,) or not is_finite_box(values):
+                return None
+            box, _ = normalize_xyxy(values.tolist())
+        else:
+            return None
+        if box is None or area_xyxy(box) <= 0.0:
+            return None
+        return box
+    except Exception:  # a malformed array, an exotic object: not a box
+        return None
+
+
+def _token_count(response_length: object) -> float | None:
+    """A finite, non-negative token count, or None when missing or not a number."""
+    if response_length is None or isinstance(response_length, (bool, str, bytes)):
+        return None
+    try:
+        n = float(response_length)  # ints, floats, numpy and torch scalars
+    except Exception:
+        return None
+    return n if math.isfinite(n) and n >= 0.0 else None
+
+
+def _bounded(x: float) -> float:
+    if math.isnan(x):
+        return 0.0
+    return min(_BOUND, max(-_BOUND, x))
+
+
+def _failure(config: RewardConfig) -> dict[str, float]:
+    return {
+        "overall": config.failure_score,
+        "accuracy": config.failure_score,
+        "format": 0.0,
+        "giou": -1.0,
+        "iou": 0.0,
+        "length": 0.0,
+        "parsed": 0.0,
+    }
+
+
+def _score(reply: object, ground_truth: object, response_length: object, config: RewardConfig) -> dict[str, float]:
+    think = config.mode == "think"
+    gt = read_ground_truth(ground_truth)
+    parsed = parse_reply(reply)
+    box = parsed.box_xyxy_model
+
+    if think:
+        well_formed = parsed.think_format_ok and is_bare_box_json(parsed.answer_text)
+    else:
+        well_formed = is_bare_box_json(reply)
+    fmt = 1.0 if well_formed and box is not None and not parsed.swapped else 0.0
+
+    n_tokens = _token_count(response_length) if think else None
+    length = 0.0
+    if n_tokens is not None and n_tokens > config.length_penalty_start:
+        length = (config.length_penalty_start - n_tokens) / (config.max_length - config.length_penalty_start)
+
+    if box is not None and gt is not None:
+        giou = giou_xyxy(box, gt)
+        iou = iou_xyxy(box, gt)
+        if config.shaping == "r1track":
+            accuracy = shape_r1track(giou)
+        elif config.shaping == "giou":
+            accuracy = giou
+        else:
+            accuracy = iou
+    else:
+        giou, iou, accuracy = -1.0, 0.0, config.failure_score
+
+    if gt is None:
+        _warn("ground-truth", f"unreadable or zero-area ground truth {str(ground_truth)[:80]!r}: scored as a failure")
+    failed = (
+        gt is None
+        or box is None
+        or (config.strict and fmt == 0.0)
+        or (n_tokens is not None and n_tokens < config.min_length)
+    )
+    overall = (
+        config.failure_score
+        if failed
+        else accuracy + config.format_weight * fmt + config.length_weight * _bounded(length)
+    )
+    return {
+        "overall": _bounded(overall),
+        "accuracy": _bounded(accuracy),
+        "format": fmt,
+        "giou": giou,
+        "iou": iou,
+        "length": _bounded(length),
+        "parsed": 1.0 if box is not None else 0.0,
+    }
+
+
+def score_reply(
+    reply: object,
+    ground_truth: object,
+    response_length: object = None,
+    config: RewardConfig | None = None,
+    **options: Any,
+) -> dict[str, float]:
+    """Score one reply. ``ground_truth``: xyxy box in model-input pixels (JSON string or 4 numbers).
+    ``response_length``: the reply's length in tokens (think mode; None = unknown). Pass a
+    :class:`RewardConfig` or its fields as keyword options (not both). Returns a dict with exactly
+    :data:`SCORE_KEYS`, all finite floats. Never raises on data; raises ``ValueError`` on bad options."""
+    if config is None:
+        config = RewardConfig.from_kwargs(options)
+    elif options:
+        raise ValueError("pass either a RewardConfig or keyword options, not both")
+    try:
+        scores = _score(reply, ground_truth, response_length, config)
+        if all(isinstance(v, float) and math.isfinite(v) for v in scores.values()):
+            return scores
+        _warn("non-finite", f"non-finite score {scores!r} replaced by the failure score")
+    except Exception as exc:  # pragma: no cover - last line of defence inside a Ray actor
+        _warn("error", f"{type(exc).__name__}: {exc} while scoring; scored as a failure")
+    return _failure(config)
+
+
+def score_input(reward_input: object, config: RewardConfig) -> dict[str, float]:
+    """Score one EasyR1 ``RewardInput`` mapping ``{response, response_length, ground_truth}``. Missing
+    keys or a non-mapping give the failure dict (logged). Never raises."""
+    if not isinstance(reward_input, Mapping):
+        _warn("input", f"reward input is a {type(reward_input).__name__}, not a mapping: scored as a failure")
+        return _failure(config)
+    return score_reply(
+        reward_input.get("response"), reward_input.get("ground_truth"), reward_input.get("response_length"), config
+    )
+
+
+def score_batch(reward_inputs: Iterable[object], config: RewardConfig | None = None, **options: Any) -> list[dict[str, float]]:
+    """Score a batch of EasyR1 ``RewardInput`` mappings; same order and length as the input."""
+    if config is None:
+        config = RewardConfig.from_kwargs(options)
+    elif options:
+        raise ValueError("pass either a RewardConfig or keyword options, not both")
+    return [score_input(item, config) for item in reward_inputs]

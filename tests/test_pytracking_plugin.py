@@ -1,0 +1,204 @@
+"""PyTracking contract test: the plugin in plugins/pytracking driven through a minimal stand-in of
+PyTracking, written for this test from ../shared/docs/upstream/pytracking_got10k_vot.md section 1
+(PyTracking is not on PyPI and none of its code is copied):
+
+* ``pytracking.tracker.base.BaseTracker``: ``__init__(params)`` stores params, ``visdom = None``;
+* ``pytracking.utils.TrackerParams``: attribute bag with ``get``/``has``/``set_default_values``;
+* the runner: ``parameters()`` from ``pytracking.parameter.<name>.<param>`` per sequence, class from
+  ``pytracking.tracker.<name>.get_tracker_class()``, a new instance per sequence, frames as RGB uint8
+  arrays, ``initialize(image, {'init_bbox': [x, y, w, h]})`` then ``track(image, {'previous_output':
+  OrderedDict(last)})`` reading ``out['target_bbox']``; exceptions caught and printed (the sequence
+  then has no result).
+"""
+
+import atexit
+import copy
+import importlib
+import logging
+import shutil
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from r1track import pytracking_adapter
+from r1track.data.readers import read_generic
+from r1track.testing.openai_server import OpenAIServer, reply, status
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = REPO / "plugins" / "pytracking"
+
+BASETRACKER = '''
+class BaseTracker:
+    """Stand-in: stores params, visdom None; subclasses override initialize/track."""
+    def __init__(self, params):
+        self.params = params
+        self.visdom = None
+    def predicts_segmentation_mask(self):
+        return False
+    def initialize(self, image, info: dict) -> dict:
+        raise NotImplementedError
+    def track(self, image, info: dict = None) -> dict:
+        raise NotImplementedError
+'''
+
+TRACKER_PARAMS = '''
+class TrackerParams:
+    """Stand-in attribute bag."""
+    def set_default_values(self, default_vals: dict):
+        for name, val in default_vals.items():
+            if not hasattr(self, name):
+                setattr(self, name, val)
+    def get(self, name: str, *default):
+        if len(default) > 1:
+            raise ValueError("Can only give one default value.")
+        return getattr(self, name) if not default else getattr(self, name, default[0])
+    def has(self, name: str):
+        return hasattr(self, name)
+'''
+
+
+@pytest.fixture()
+def pytracking(tmp_path, monkeypatch):
+    """A fake ``pytracking`` package with the r1track plugin folders installed into it."""
+    root = tmp_path / "pytracking"
+    for sub in ("", "tracker", "tracker/base", "utils", "parameter"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / sub / "__init__.py").write_text("")
+    (root / "tracker/base/__init__.py").write_text("from .basetracker import BaseTracker\n")
+    (root / "tracker/base/basetracker.py").write_text(BASETRACKER)
+    (root / "utils/__init__.py").write_text("from .params import TrackerParams\n")
+    (root / "utils/params.py").write_text(TRACKER_PARAMS)
+    shutil.copytree(PLUGIN / "tracker" / "r1track", root / "tracker" / "r1track")
+    shutil.copytree(PLUGIN / "parameter" / "r1track", root / "parameter" / "r1track")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for var in ("R1TRACK_BASE_URL", "R1TRACK_MODEL", "R1TRACK_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    yield root
+    for name in [m for m in sys.modules if m == "pytracking" or m.startswith("pytracking.")]:
+        del sys.modules[name]
+    pytracking_adapter._BACKENDS.clear()
+    atexit.unregister(pytracking_adapter._log_summary)  # the per-process summary is for real runs
+
+
+@dataclass
+class Seq:
+    name: str
+    frames: list
+    init_bbox: list
+
+
+def load_params(param="default", **overrides):
+    params = importlib.import_module(f"pytracking.parameter.r1track.{param}").parameters()
+    for k, v in overrides.items():
+        setattr(params, k, v)
+    return params
+
+
+def _track_sequence(tracker, seq, init_info):
+    """Stand-in of PyTracking's Tracker._track_sequence: RGB arrays in, target_bbox out."""
+    read = lambda p: np.asarray(Image.open(p).convert("RGB"))
+    out = tracker.initialize(read(seq.frames[0]), init_info) or {}
+    boxes = [out.get("target_bbox", init_info["init_bbox"])]
+    prev = OrderedDict(out)
+    for path in seq.frames[1:]:
+        out = tracker.track(read(path), {"previous_output": prev})
+        prev = OrderedDict(out)
+        boxes.append(out["target_bbox"])
+    return boxes
+
+
+def run_sequence(seq, params):
+    """Stand-in of the runner: new tracker per sequence; exceptions swallowed as PyTracking does."""
+    cls = importlib.import_module("pytracking.tracker.r1track").get_tracker_class()
+    tracker = cls(params)
+    try:
+        return _track_sequence(tracker, seq, {"init_bbox": [np.float64(v) for v in seq.init_bbox]})
+    except Exception as exc:  # PyTracking prints and moves on; the sequence gets no files
+        print(exc)
+        return None
+
+
+@pytest.fixture(scope="module")
+def crossing(realseq_dir):
+    s = next(read_generic(realseq_dir, names=["ECO__Crossing"]))
+    return Seq(s.name, s.frames[:12], list(s.boxes_xywh_orig[0]))
+
+
+def test_plugin_layout_and_class_contract(pytracking):
+    from pytracking.tracker.base import BaseTracker
+
+    mod = importlib.import_module("pytracking.tracker.r1track")
+    cls = mod.get_tracker_class()
+    assert issubclass(cls, BaseTracker) and cls.multiobj_mode == "parallel"
+    tracker = cls(load_params())
+    assert tracker.initialize_features() is None
+    assert tracker.visdom is None and tracker.params.multiobj_mode == "parallel"
+    copy.deepcopy(tracker)  # MultiObjectWrapper(fast_load=True) deep-copies a fresh instance
+    assert pytracking_adapter._BACKENDS == {}  # no client at import or construction
+
+
+@pytest.mark.parametrize(
+    "param, expect",
+    [
+        ("default", dict(think=False, prompt_version="r1track-v1", crop_size=336, memory=False, structured_output=True)),
+        ("think", dict(think=True, prompt_version="r1track-v0", crop_size=336, structured_output=False, max_tokens=1024)),
+        ("memory", dict(think=False, memory=True, memory_prompt_version="r1track-mem-v1", crop_size=336)),
+    ],
+)
+def test_parameter_files(pytracking, param, expect):
+    tp = pytracking_adapter.tracker_params_from(load_params(param))
+    for k, v in expect.items():
+        assert getattr(tp, k) == v, k
+
+
+def test_runs_a_sequence_over_http_with_environment_overrides(pytracking, crossing, monkeypatch):
+    with OpenAIServer(model="from-env") as server:
+        monkeypatch.setenv("R1TRACK_BASE_URL", server.base_url)
+        monkeypatch.setenv("R1TRACK_MODEL", "from-env")
+        params = load_params(server_url="http://127.0.0.1:9/v1", model="from-param")  # env wins
+        assert server.connections == 0
+        boxes = run_sequence(crossing, params)
+    assert boxes is not None and len(boxes) == len(crossing.frames)
+    reqs = server.chat_requests()
+    assert len(reqs) == len(crossing.frames) - 1 and {r.body["model"] for r in reqs} == {"from-env"}
+    assert all(r.content_types == ["image_url", "image_url", "text"] for r in reqs)
+    assert "structured_outputs" in reqs[0].body  # default.py turns the regex on
+    # full precision: PyTracking's writer truncates to int, the plugin must not
+    assert all(isinstance(v, float) for b in boxes for v in b)
+    assert any(v != int(v) for b in boxes[1:] for v in b)
+
+
+def test_faults_are_logged_with_the_sequence_name_and_counted(pytracking, crossing, caplog):
+    before = pytracking_adapter.TOTALS.copy()
+    with OpenAIServer(script=[reply("no idea"), status(500), status(500), reply("[1,1,1,1]")]) as server:
+        params = load_params(server_url=server.base_url, retries=1)
+        params.backoff_s = 0.01
+        with caplog.at_level(logging.WARNING, logger="r1track.pytracking"):
+            boxes = run_sequence(crossing, params)
+    assert len(boxes) == len(crossing.frames)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert all("ECO__Crossing" in w for w in warnings)
+    assert "frame 1: no-box" in warnings[0] and "frame 2: backend-error" in warnings[1] and "frame 3: empty-box" in warnings[2]
+    delta = pytracking_adapter.TOTALS - before
+    assert delta["faults"] == 3 and delta["no-box"] == 1 and delta["backend-error"] == 1 and delta["empty-box"] == 1
+    assert delta["frames"] == len(crossing.frames) - 1 and delta["sequences"] == 1
+
+
+def test_fatal_error_is_logged_before_pytracking_swallows_it(pytracking, crossing, caplog):
+    with OpenAIServer(script=[status(404)]) as server:
+        params = load_params(server_url=server.base_url)
+        with caplog.at_level(logging.ERROR, logger="r1track.pytracking"):
+            assert run_sequence(crossing, params) is None
+    (err,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "ECO__Crossing frame 1" in err and "404" in err and server.base_url in err
+
+
+def test_ncc_baseline_runs_without_a_server(pytracking, crossing):
+    boxes = run_sequence(crossing, load_params(backend="ncc"))
+    assert boxes is not None and len(boxes) == len(crossing.frames)
