@@ -176,3 +176,13 @@ def test_profile_validation():
     ref = get_profile("r1track-5k")
     assert (ref.template_factor, ref.search_factor, ref.crop_sides, ref.prompt) == ((2.0, 8.0), (2.0, 8.0), (336,), "r1track-v0")
     assert ref.template_center_jitter == ref.search_center_jitter == 0.2 and not ref.ordered and ref.max_gap is None
+
+
+def test_default_profile_crops_like_the_tracker():
+    from r1track.tracker import TrackerParams
+
+    cfg = get_profile("r1track")
+    t = TrackerParams()
+    assert cfg.template_factor == (t.template_factor, t.template_factor) and cfg.template_center_jitter == 0
+    assert cfg.search_factor == (t.search_factor, t.search_factor)
+    assert t.crop_size in cfg.crop_sides and cfg.prompt == t.prompt_version

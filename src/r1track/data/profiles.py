@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..prompts import get_prompt
 from ..qwen import FACTOR, check_crop_side
+from ..tracker import TrackerParams
 
 __all__ = [
     "TEMPLATE_FACTOR",
@@ -37,11 +38,13 @@ __all__ = [
     "get_profile",
 ]
 
-TEMPLATE_FACTOR = 4.0
-"""Template area factor of the tracker (R1-Track's ``template_area_factor``)."""
+TEMPLATE_FACTOR: float = TrackerParams.template_factor
+"""Template area factor of r1track's tracker (4.0, R1-Track's ``template_area_factor``): training templates
+look exactly like the ones the tracker sends."""
 
-SEARCH_FACTOR = 4.0
-"""Search area factor of the tracker (R1-Track's ``search_area_factor``)."""
+SEARCH_FACTOR: float = TrackerParams.search_factor
+"""Search area factor of r1track's tracker (4.0, R1-Track's ``search_area_factor``); training search crops
+jitter around it."""
 
 MIN_CROP_SIDE = 112
 MAX_CROP_SIDE = 504
