@@ -47,3 +47,88 @@ def test_generic_reader_on_real_sequences(realseq_dir):
     for s in seqs:
         assert len(s.frames) == len(s.boxes_xywh_orig) > 0
         assert s.visible.all()
+
+
+def _jpeg(path, w=32, h=24):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (w, h), (10, 20, 30)).save(path)
+
+
+def test_lasot_reader_labels_text_and_order(tmp_path):
+    from r1track.data import read_lasot
+
+    for name, n in (("cat-10", 3), ("cat-2", 4), ("dog-1", 2)):
+        folder = tmp_path / name.split("-")[0] / name
+        for i in range(1, n + 1):
+            _jpeg(folder / "img" / f"{i:08d}.jpg")
+        (folder / "groundtruth.txt").write_text("".join(f"{i},{i},5,6\n" for i in range(n)))
+        occ = [0] * n
+        oov = [0] * n
+        occ[1] = 1
+        oov[-1] = 1
+        (folder / "full_occlusion.txt").write_text(",".join(map(str, occ)))
+        (folder / "out_of_view.txt").write_text(",".join(map(str, oov)) + "\n")
+        (folder / "nlp.txt").write_text(f"  a {name}\nmoving\n")
+    seqs = list(read_lasot(tmp_path))
+    assert [s.name for s in seqs] == ["cat-2", "cat-10", "dog-1"]  # numeric order inside a class
+    cat2 = seqs[0]
+    assert cat2.visible.tolist() == [True, False, True, False]
+    assert cat2.text == "a cat-2 moving"
+    assert [p.name for p in cat2.frames] == [f"{i:08d}.jpg" for i in range(1, 5)]
+    assert cat2.dataset == "lasot" and cat2.boxes_xywh_orig[2].tolist() == [2, 2, 5, 6]
+    # a split file selects and orders sequences
+    (tmp_path / "split.txt").write_text("dog-1\ncat-10\n")
+    assert [s.name for s in read_lasot(tmp_path, split_file=tmp_path / "split.txt")] == ["dog-1", "cat-10"]
+    # a label file of the wrong length is malformed input: an error naming the file
+    (tmp_path / "dog" / "dog-1" / "out_of_view.txt").write_text("0,0,0")
+    with pytest.raises(DatasetError, match=r"dog-1/out_of_view.txt: 3 labels for 2 frames"):
+        list(read_lasot(tmp_path, names=["dog-1"]))
+    (tmp_path / "dog" / "dog-1" / "out_of_view.txt").write_text("0,x")
+    with pytest.raises(DatasetError, match=r"out_of_view.txt:1: expected an integer label"):
+        list(read_lasot(tmp_path, names=["dog-1"]))
+
+
+def test_trackingnet_reader_zero_based_unpadded_frames(tmp_path):
+    from r1track.data import read_trackingnet
+
+    for chunk, seq, n in (("TRAIN_0", "vidA", 12), ("TRAIN_1", "vidB", 3)):
+        for i in range(n):
+            _jpeg(tmp_path / chunk / "frames" / seq / f"{i}.jpg")
+        (tmp_path / chunk / "anno").mkdir(parents=True, exist_ok=True)
+        (tmp_path / chunk / "anno" / f"{seq}.txt").write_text("".join(f"{i}.5,1,4,4\n" for i in range(n)))
+    (tmp_path / "TEST" / "anno").mkdir(parents=True)
+    (tmp_path / "TEST" / "frames").mkdir()
+    seqs = list(read_trackingnet(tmp_path))
+    assert [(s.name, s.dataset) for s in seqs] == [("vidA", "trackingnet-TRAIN_0"), ("vidB", "trackingnet-TRAIN_1")]
+    a = seqs[0]
+    assert [p.name for p in a.frames] == [f"{i}.jpg" for i in range(12)]  # 2 before 10
+    assert a.boxes_xywh_orig[10].tolist() == [10.5, 1, 4, 4] and a.visible.all()
+    assert [s.name for s in read_trackingnet(tmp_path / "TRAIN_1")] == ["vidB"]  # a chunk folder as root
+    assert [s.name for s in read_trackingnet(tmp_path, chunks=["TRAIN_1"])] == ["vidB"]
+    with pytest.raises(DatasetError, match="not a TrackingNet chunk"):
+        list(read_trackingnet(tmp_path, chunks=["TRAIN_7"]))
+    (tmp_path / "TRAIN_1" / "anno" / "vidB.txt").write_text("1,2,3,4\n1,2,3\n")
+    with pytest.raises(DatasetError, match=r"vidB.txt:2"):
+        list(read_trackingnet(tmp_path))
+
+
+def test_detect_kind(tmp_path):
+    from r1track.data import detect_kind
+
+    write_got10k_split(tmp_path / "got", "train", n_sequences=1, n_frames=3)
+    assert detect_kind(tmp_path / "got") == "got10k"
+    assert detect_kind(tmp_path / "got" / "train") == "got10k"
+    (tmp_path / "tn" / "TRAIN_0" / "anno").mkdir(parents=True)
+    (tmp_path / "tn" / "TRAIN_0" / "frames").mkdir()
+    assert detect_kind(tmp_path / "tn") == "trackingnet"
+    assert detect_kind(tmp_path / "tn" / "TRAIN_0") == "trackingnet"
+    (tmp_path / "la" / "cat" / "cat-1").mkdir(parents=True)
+    (tmp_path / "la" / "cat" / "cat-1" / "full_occlusion.txt").write_text("0")
+    assert detect_kind(tmp_path / "la") == "lasot"
+    (tmp_path / "gen" / "seq").mkdir(parents=True)
+    (tmp_path / "gen" / "seq" / "groundtruth_rect.txt").write_text("1,2,3,4\n")
+    assert detect_kind(tmp_path / "gen") == "generic"
+    with pytest.raises(DatasetError, match="not found"):
+        detect_kind(tmp_path / "missing")

@@ -13,6 +13,7 @@ from . import __version__
 # One entry per sub-command module, in the order ``--help`` lists them.
 COMMAND_MODULES = (
     "r1track.commands.prompts",
+    "r1track.commands.data",
     "r1track.commands.eval",
     "r1track.commands.track",
     "r1track.commands.pack",

@@ -2,8 +2,14 @@
 
 * :func:`read_got10k` — GOT-10k ``train``/``val``/``test`` (``list.txt``, ``groundtruth.txt``,
   ``absence.label``, ``cover.label``, ``meta_info.ini``; visible = not absent and cover > 0).
+* :func:`read_lasot` — LaSOT (``<class>/<class>-<n>/img/``, ``groundtruth.txt``,
+  ``full_occlusion.txt``, ``out_of_view.txt``, ``nlp.txt``; visible = neither fully occluded nor
+  out of view).
+* :func:`read_trackingnet` — TrackingNet chunks (``TRAIN_<k>/anno/<seq>.txt`` and
+  ``TRAIN_<k>/frames/<seq>/0.jpg, 1.jpg, ...``: 0-based, not zero-padded, sorted numerically).
 * :func:`read_generic` — a folder of sequence folders, each with ``groundtruth.txt`` or
   ``groundtruth_rect.txt`` and frames in the folder itself or in ``img/``.
+* :func:`read_dataset` / :func:`detect_kind` — one entry point for all of the above.
 
 Readers raise :class:`~r1track.data.sequences.DatasetError` on malformed files (naming file and
 line). They do not open frames; consumers check frame counts and readability.
@@ -19,7 +25,17 @@ import numpy as np
 
 from .sequences import DatasetError, Sequence, list_frames, read_boxes_file, read_label_file
 
-__all__ = ["read_got10k", "read_generic", "read_meta_info", "got10k_split_dir"]
+__all__ = [
+    "DATASET_KINDS",
+    "read_got10k",
+    "read_lasot",
+    "read_trackingnet",
+    "read_generic",
+    "read_dataset",
+    "detect_kind",
+    "read_meta_info",
+    "got10k_split_dir",
+]
 
 
 def read_meta_info(path: str | Path) -> dict[str, str]:
@@ -117,3 +133,159 @@ def read_generic(root: str | Path, *, names: list[str] | None = None) -> Iterato
         boxes = read_boxes_file(gt)
         visible = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
         yield Sequence(name=name, frames=list_frames(frame_dir), boxes_xywh_orig=boxes, visible=visible, dataset="generic")
+
+
+def _natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers numerically (``airplane-2`` before ``airplane-10``)."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
+def _read_names_file(path: Path) -> list[str]:
+    try:
+        return _read_list(path)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read sequence list: {exc.strerror or exc}") from exc
+
+
+def _lasot_folder(root: Path, name: str) -> Path:
+    """``root/<class>/<name>`` (standard layout) or ``root/<name>`` (flattened)."""
+    cls = name.rsplit("-", 1)[0]
+    for cand in (root / cls / name, root / name):
+        if (cand / "groundtruth.txt").is_file():
+            return cand
+    raise DatasetError(f"{root}: LaSOT sequence {name!r} not found (expected {root / cls / name / 'groundtruth.txt'})")
+
+
+def read_lasot(root: str | Path, *, names: list[str] | None = None, split_file: str | Path | None = None) -> Iterator[Sequence]:
+    """Sequences of LaSOT: every ``<class>/<class>-<n>`` folder under ``root`` (sorted by class, then
+    number), or those named in ``names`` / ``split_file`` (one name per line, e.g. ``testing_set.txt``).
+    ``visible`` = not ``full_occlusion`` and not ``out_of_view``; ``text`` = ``nlp.txt``. Label files
+    whose length differs from the ground truth raise DatasetError naming the file."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    if names is None and split_file is not None:
+        names = _read_names_file(Path(split_file))
+    if names is None:
+        found = []
+        for p in root.iterdir():
+            if not p.is_dir():
+                continue
+            if (p / "groundtruth.txt").is_file():
+                found.append(p.name)  # flattened layout
+            else:
+                found.extend(q.name for q in p.iterdir() if q.is_dir() and (q / "groundtruth.txt").is_file())
+        names = sorted(set(found), key=_natural_key)
+        if not names:
+            raise DatasetError(f"{root}: no LaSOT sequences (<class>/<class>-<n>/groundtruth.txt)")
+    for name in names:
+        folder = _lasot_folder(root, name)
+        boxes = read_boxes_file(folder / "groundtruth.txt")
+        n = len(boxes)
+        visible = np.ones(n, dtype=bool)
+        for label in ("full_occlusion.txt", "out_of_view.txt"):
+            if (folder / label).is_file():
+                visible &= read_label_file(folder / label, length=n) == 0
+        text = None
+        if (folder / "nlp.txt").is_file():
+            text = " ".join((folder / "nlp.txt").read_text(errors="replace").split()) or None
+        frame_dir = folder / "img" if (folder / "img").is_dir() else folder
+        yield Sequence(
+            name=name,
+            frames=list_frames(frame_dir, (".jpg", ".jpeg", ".png")),
+            boxes_xywh_orig=boxes,
+            visible=visible,
+            dataset="lasot",
+            text=text,
+        )
+
+
+def _trackingnet_chunks(root: Path, chunks: list[str] | None) -> list[Path]:
+    if (root / "anno").is_dir() and (root / "frames").is_dir():
+        return [root]  # root is one chunk
+    if chunks is None:
+        chunks = sorted(
+            (p.name for p in root.iterdir() if p.is_dir() and (p / "anno").is_dir() and p.name.upper().startswith("TRAIN")),
+            key=_natural_key,
+        )
+        if not chunks:
+            raise DatasetError(f"{root}: no TrackingNet chunks (TRAIN_<k>/anno and TRAIN_<k>/frames)")
+    dirs = []
+    for c in chunks:
+        d = root / c
+        if not ((d / "anno").is_dir() and (d / "frames").is_dir()):
+            raise DatasetError(f"{d}: not a TrackingNet chunk (needs anno/ and frames/)")
+        dirs.append(d)
+    return dirs
+
+
+def read_trackingnet(root: str | Path, *, chunks: list[str] | None = None, names: list[str] | None = None) -> Iterator[Sequence]:
+    """Sequences of TrackingNet: ``root`` is the dataset root (all ``TRAIN_*`` chunks, or the
+    ``chunks`` named, e.g. ``["TEST"]``) or a single chunk folder. Each ``anno/<seq>.txt`` gives the
+    boxes; frames are ``frames/<seq>/<i>.jpg`` with 0-based, unpadded ``i`` (sorted numerically).
+    TrackingNet has no visibility labels: every annotated frame counts as visible (zero-area boxes
+    are the builder's business)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    for chunk in _trackingnet_chunks(root, chunks):
+        seq_names = names
+        if seq_names is None:
+            seq_names = sorted((p.stem for p in (chunk / "anno").glob("*.txt")), key=_natural_key)
+        for name in seq_names:
+            anno = chunk / "anno" / f"{name}.txt"
+            if not anno.is_file():
+                if names is not None:
+                    continue  # a requested name lives in another chunk
+                raise DatasetError(f"{anno}: annotation file not found")
+            boxes = read_boxes_file(anno)
+            yield Sequence(
+                name=name,
+                frames=list_frames(chunk / "frames" / name, (".jpg", ".jpeg", ".png")),
+                boxes_xywh_orig=boxes,
+                visible=np.ones(len(boxes), dtype=bool),
+                dataset=f"trackingnet-{chunk.name}",
+            )
+
+
+DATASET_KINDS = ("got10k", "lasot", "trackingnet", "generic")
+
+
+def detect_kind(root: str | Path) -> str:
+    """Guess the layout of ``root``: ``trackingnet`` (anno/ + frames/, or TRAIN_* chunks), ``got10k``
+    (a ``list.txt`` here or in ``train``/``val``/``test``), ``lasot`` (class folders whose sequences
+    have ``full_occlusion.txt``), else ``generic``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    if (root / "anno").is_dir() and (root / "frames").is_dir():
+        return "trackingnet"
+    subdirs = [p for p in root.iterdir() if p.is_dir()]
+    if any(p.name.upper().startswith("TRAIN_") and (p / "anno").is_dir() for p in subdirs):
+        return "trackingnet"
+    if (root / "list.txt").is_file() or any((root / s / "list.txt").is_file() for s in ("train", "val", "test")):
+        return "got10k"
+    for p in subdirs:
+        if (p / "full_occlusion.txt").is_file() or any((q / "full_occlusion.txt").is_file() for q in p.iterdir() if q.is_dir()):
+            return "lasot"
+    return "generic"
+
+
+def read_dataset(kind: str, root: str | Path, *, split: str | None = None) -> Iterator[Sequence]:
+    """Sequences of ``root`` read as ``kind`` (one of :data:`DATASET_KINDS`, or ``"auto"``).
+    ``split``: GOT-10k split (default: ``root`` itself when it holds ``list.txt``, else ``train``),
+    TrackingNet chunk (e.g. ``TRAIN_3`` or ``TEST``; default all ``TRAIN_*``), LaSOT split file
+    (a path); ignored for generic folders."""
+    if kind == "auto":
+        kind = detect_kind(root)
+    if kind == "got10k":
+        if split is None:
+            split = Path(root).name if (Path(root) / "list.txt").is_file() else "train"
+        return read_got10k(root, split)
+    if kind == "lasot":
+        return read_lasot(root, split_file=split)
+    if kind == "trackingnet":
+        return read_trackingnet(root, chunks=[split] if split else None)
+    if kind == "generic":
+        return read_generic(root)
+    raise DatasetError(f"unknown dataset kind {kind!r}; known: auto, {', '.join(DATASET_KINDS)}")

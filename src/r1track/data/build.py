@@ -1,0 +1,374 @@
+"""``r1track data build``: read -> check -> plan -> render (N processes) -> write, atomically.
+
+Output folder (default ``datasets_info/r1track``)::
+
+    <out>/stats.json             counts, skips by reason, histograms, crop sizes, the full config
+    <out>/samples.jsonl          one line per sample: frames, windows, boxes in both frames, answer
+    <out>/llamafactory/...       ShareGPT JSON + JPEGs + dataset_info.json entries   (--format)
+    <out>/easyr1/{train,val}.parquet
+    <out>/verl/{train,val}.parquet
+
+Atomicity: everything is written into ``<parent>/.<name>.partial-<pid>`` and renamed to ``<out>``
+only when complete, so ``<out>`` either does not exist or is a finished build; a crashed run leaves
+at most a hidden ``.partial-<pid>`` folder (removed by the next build once that process is gone).
+Determinism: all randomness is planned in this process from the seed, results are consumed in plan
+order, and nothing time- or machine-dependent is written, so the same input, options and seed give
+byte-identical files for any ``--workers``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .. import __version__
+from ..prompts import format_box, render_answer, render_text
+from .balance import bin_labels, histogram, spread
+from .checks import SEQUENCE_REASONS, CheckedSequence, Issue, check_sequence
+from .profiles import SamplerConfig
+from .readers import DATASET_KINDS, read_dataset
+from .render import RenderedSample, RenderFailure, RenderSettings, init_worker, render_in_worker, render_sample
+from .sampler import SamplePlan, plan_split, search_values, split_sequences
+from .sequences import DatasetError
+from .writers import FORMATS, BuiltSample, make_writer
+
+__all__ = ["DEFAULT_OUT", "Source", "BuildError", "BuildResult", "build", "partial_dir_prefix"]
+
+DEFAULT_OUT = Path("datasets_info") / "r1track"
+"""Default output folder, relative to the current directory: with ``dataset_dir: datasets_info``
+LLaMA-Factory finds the ``r1track_train`` / ``r1track_val`` entries of the repository's
+``datasets_info/dataset_info.json`` without any change."""
+
+MAX_ISSUES_LISTED = 200
+
+
+class BuildError(Exception):
+    """A build that cannot start or produced nothing; the message says why."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """An input dataset: ``[KIND:]PATH[@SPLIT]`` with KIND one of auto (default), got10k, lasot,
+    trackingnet, generic. SPLIT: GOT-10k split, TrackingNet chunk or LaSOT split file."""
+
+    kind: str
+    path: Path
+    split: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> "Source":
+        kind = "auto"
+        head, sep, rest = spec.partition(":")
+        if sep and head in ("auto", *DATASET_KINDS):
+            kind, spec = head, rest
+        split = None
+        if "@" in spec:
+            path_part, _, split_part = spec.rpartition("@")
+            if path_part and "/" not in split_part:
+                spec, split = path_part, split_part
+        if not spec:
+            raise BuildError(f"empty dataset path in {spec!r}")
+        return cls(kind, Path(spec), split)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": str(self.path.resolve()), "split": self.split}
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    stats: dict
+    elapsed_s: float
+
+
+def partial_dir_prefix(out: Path) -> str:
+    return f".{out.name}.partial-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_partials(out: Path, log: Callable[[str], None]) -> None:
+    if not out.parent.is_dir():
+        return
+    for p in out.parent.glob(partial_dir_prefix(out) + "*"):
+        suffix = p.name[len(partial_dir_prefix(out)) :]
+        if suffix.isdigit() and int(suffix) != os.getpid() and not _pid_alive(int(suffix)):
+            log(f"removing {p} left by an interrupted build")
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _progress(iterable: Iterable, *, total: int | None, desc: str, unit: str, enabled: bool) -> Iterator:
+    from tqdm import tqdm
+
+    return iter(tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True))
+
+
+def _read_and_check(sources: list[Source], progress: bool) -> tuple[list[CheckedSequence], list[Issue], int, int]:
+    checked: list[CheckedSequence] = []
+    issues: list[Issue] = []
+    n_read = 0
+    n_frames = 0
+    seen: set[str] = set()
+
+    def all_sequences():
+        for src in sources:
+            try:
+                yield from read_dataset(src.kind, src.path, split=src.split)
+            except DatasetError:
+                raise
+            except OSError as exc:
+                raise DatasetError(f"{src.path}: {exc}") from exc
+
+    for seq in _progress(all_sequences(), total=None, desc="checking sequences", unit="seq", enabled=progress):
+        n_read += 1
+        n_frames += len(seq.boxes_xywh_orig)
+        cs, found = check_sequence(seq)
+        issues.extend(found)
+        if cs is not None:
+            if cs.key in seen:
+                raise DatasetError(f"sequence {cs.key} appears twice in the inputs")
+            seen.add(cs.key)
+            checked.append(cs)
+    return checked, issues, n_read, n_frames
+
+
+def _hist_block(before: dict[str, list[int]], after_values: dict[str, np.ndarray]) -> dict:
+    out = {}
+    for dim in ("aspect", "scale"):
+        after = histogram(after_values[dim], dim) if len(after_values[dim]) else [0] * len(bin_labels(dim))
+        out[dim] = {
+            "bins": bin_labels(dim),
+            "before": before.get(dim, [0] * len(bin_labels(dim))),
+            "after": after,
+            "spread_before": round(spread(before.get(dim, [])), 6),
+            "spread_after": round(spread(after), 6),
+        }
+    return out
+
+
+def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSample | str:
+    """The sample with its texts, or a drop reason."""
+    plan = result.plan
+    for b in result.boxes_xyxy_crop:
+        x1, y1, x2, y2 = json.loads(format_box(b))
+        if x2 <= x1 or y2 <= y1:
+            return "degenerate_box"
+    prompt_boxes = list(result.boxes_xyxy_crop[:-1])
+    user_text = render_text(cfg.prompt, think=cfg.think, boxes_xyxy_model=prompt_boxes)
+    answer = render_answer(result.boxes_xyxy_crop[-1])
+    width = 6
+    names = tuple(f"{index:0{width}d}_{c.role}.jpg" for c in plan.crops)
+    side = plan.crops[0].window.out_side
+    extra = {
+        "split": plan.split,
+        "index": index,
+        "dataset": plan.dataset,
+        "sequence": plan.sequence,
+        "image_size": list(plan.image_size),
+        "roles": [c.role for c in plan.crops],
+        "frames": [c.frame for c in plan.crops],
+        "frame_indices": [c.frame_index for c in plan.crops],
+        "boxes_xywh_orig": [list(c.box_xywh_orig) for c in plan.crops],
+        "windows": [{"x0": t.x0, "y0": t.y0, "side": t.side, "out_side": t.out_side} for t in result.transforms],
+        "boxes_xyxy_crop": [[round(v, 4) for v in b] for b in result.boxes_xyxy_crop_raw],
+        "crop_side": side,
+        "prompt_version": cfg.prompt,
+        "think": cfg.think,
+        "prompt_boxes": [format_box(b) for b in prompt_boxes],
+        "answer": answer,
+        "images": list(names),
+    }
+    return BuiltSample(plan.split, index, names, result.jpegs, user_text, answer, extra)
+
+
+def build(
+    sources: list[Source],
+    out: str | os.PathLike = DEFAULT_OUT,
+    cfg: SamplerConfig | None = None,
+    *,
+    formats: Iterable[str] = ("llamafactory",),
+    seed: int = 0,
+    workers: int = 1,
+    overwrite: bool = False,
+    llamafactory_dataset_dir: str | os.PathLike | None = None,
+    name: str = "r1track",
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    _after_sample: Callable[[int], None] | None = None,
+) -> BuildResult:
+    """Build a training set (see the module docstring). Raises BuildError for unusable options or
+    an empty result, DatasetError for malformed input files; data problems are counted in
+    ``stats.json`` instead. ``_after_sample`` is a test hook called after each written sample."""
+    from .profiles import get_profile
+
+    t0 = time.monotonic()
+    log = log or (lambda msg: print(f"r1track data build: {msg}", file=sys.stderr))
+    cfg = cfg or get_profile("r1track")
+    formats = list(dict.fromkeys(formats))
+    if not formats:
+        raise BuildError("no output format given")
+    for f in formats:
+        if f not in FORMATS:
+            raise BuildError(f"unknown output format {f!r}; known: {', '.join(FORMATS)}")
+    if not sources:
+        raise BuildError("no input dataset given")
+    if workers < 1:
+        raise BuildError(f"--workers must be >= 1, got {workers}")
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise BuildError(f"dataset name {name!r} must be letters, digits, '_' or '-'")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise BuildError(f"{out} exists; pass --overwrite to replace it")
+    lf_dir = Path(llamafactory_dataset_dir) if llamafactory_dataset_dir is not None else out.parent
+    prefix = Path(os.path.relpath(out.resolve(), lf_dir.resolve())).as_posix()
+    prefix = "" if prefix == "." else prefix
+
+    # 1. read and check
+    checked, issues, n_read, n_frames = _read_and_check(sources, progress)
+    if n_read == 0:
+        raise BuildError("the inputs contain no sequences")
+
+    # 2. plan
+    split_ss, train_ss, val_ss = np.random.SeedSequence(seed).spawn(3)
+    train_seqs, val_seqs = split_sequences(checked, cfg.val_fraction, np.random.default_rng(split_ss))
+    train = plan_split(train_seqs, cfg, np.random.default_rng(train_ss), "train", num_samples=cfg.num_samples)
+    val = plan_split(val_seqs, cfg, np.random.default_rng(val_ss), "val", num_samples=None)
+    plans: list[SamplePlan] = train.samples + val.samples
+    if not train.samples:
+        raise BuildError(
+            f"no training sample can be made from {n_read} sequence(s): {len(checked)} usable, "
+            f"{len(train.no_candidates)} without a usable frame pair within the gap rules"
+        )
+
+    # 3. render and write into a hidden partial folder
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out, log)
+    tmp = out.parent / f"{partial_dir_prefix(out)}{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    writers = []
+    pool = None
+    try:
+        writers = [make_writer(f, tmp, name=name, prefix=prefix) for f in formats]
+        settings = RenderSettings(fill=tuple(int(c) for c in cfg.fill), jpeg_quality=cfg.jpeg_quality)
+        if workers == 1:
+            results: Iterable = (render_sample(p, settings) for p in plans)
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(workers, initializer=init_worker, initargs=(settings,))
+            results = pool.imap(render_in_worker, plans, chunksize=max(1, min(32, len(plans) // (workers * 16))))
+        written = {"train": 0, "val": 0}
+        written_plans: list[SamplePlan] = []
+        dropped: Counter = Counter()
+        crop_sides: Counter = Counter()
+        clipped = 0
+        with open(tmp / "samples.jsonl", "w", encoding="utf-8") as manifest:
+            for result in _progress(results, total=len(plans), desc="rendering", unit="sample", enabled=progress):
+                if isinstance(result, RenderFailure):
+                    dropped[result.reason] += 1
+                    issues.append(Issue(result.reason, result.path, result.detail))
+                    continue
+                sample = _built(result, written[result.plan.split], cfg)
+                if isinstance(sample, str):
+                    dropped[sample] += 1
+                    continue
+                for w in writers:
+                    w.add(sample)
+                manifest.write(json.dumps(sample.extra, ensure_ascii=False) + "\n")
+                written[sample.split] += 1
+                if sample.split == "train":
+                    written_plans.append(result.plan)
+                crop_sides[str(result.plan.crops[0].window.out_side)] += 1
+                clipped += int(tuple(result.boxes_xyxy_crop[-1]) != tuple(result.boxes_xyxy_crop_raw[-1]))
+                if _after_sample is not None:
+                    _after_sample(sum(written.values()))
+        if pool is not None:
+            pool.close()
+            pool.join()
+            pool = None
+        outputs = {}
+        for w in writers:
+            summary = w.close()
+            outputs[summary["format"]] = summary
+        writers = []
+        if written["train"] == 0:
+            raise BuildError("every planned training sample was dropped; see the issues above")
+
+        frame_skips: Counter = Counter()
+        seq_skips: Counter = Counter()
+        for i in issues:
+            if i.reason in SEQUENCE_REASONS:
+                seq_skips[i.reason] += 1
+            if i.reason not in ("no_usable_frames", "no_image_size"):
+                frame_skips[i.reason] += i.frames
+        stats = {
+            "r1track_version": __version__,
+            "profile": cfg.name,
+            "config": cfg.to_dict(),
+            "seed": seed,
+            "sources": [s.describe() for s in sources],
+            "formats": formats,
+            "sequences": {
+                "read": n_read,
+                "usable": len(checked),
+                "skipped": dict(sorted(seq_skips.items())),
+                "train": len(train_seqs),
+                "val": len(val_seqs),
+                "without_samples": {"train": len(train.no_candidates), "val": len(val.no_candidates)},
+            },
+            "frames": {"annotated": n_frames, "skipped": dict(sorted(frame_skips.items()))},
+            "samples": {
+                "candidates": {"train": train.candidates, "val": val.candidates},
+                "planned": {"train": len(train.samples), "val": len(val.samples)},
+                "written": written,
+                "dropped": dict(sorted(dropped.items())),
+                "answer_boxes_clipped": clipped,
+            },
+            "crop_sides": dict(sorted(crop_sides.items(), key=lambda kv: int(kv[0]))),
+            "histograms": {
+                "split": "train",
+                "before": "search candidates (usable frames that can be a search frame)",
+                "after": "search targets of the written samples",
+                **_hist_block(train.before, search_values(written_plans)),
+            },
+            "issues": [i.__dict__ for i in issues[:MAX_ISSUES_LISTED]],
+            "issues_not_listed": max(0, len(issues) - MAX_ISSUES_LISTED),
+            "outputs": outputs,
+        }
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+        # 4. swap into place
+        old = None
+        if out.exists():
+            old = out.parent / f"{partial_dir_prefix(out)}{os.getpid()}-old"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        for w in writers:
+            w.abort()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BuildResult(out, stats, time.monotonic() - t0)

@@ -1,0 +1,197 @@
+"""Sampler settings and the named profiles of ``r1track data build``.
+
+Two profiles:
+
+* ``r1track`` (default, ours): pairs from visible frames at most ``max_gap`` frames apart, template
+  before search; template crop centred on the target at the tracker's template factor; search crop
+  at the tracker's search factor, with centre and scale jitter that imitate a tracker's drift;
+  balanced over target aspect ratio and relative scale; prompt ``r1track-v1``.
+* ``r1track-5k``: the recipe of the reference R1-Track-5k set (``generation_data/sampling_data.py``):
+  two random frames per video in random temporal order, each cropped on its own with area factor
+  U(2, 8) and a centre shift of U(-0.2, 0.2) x crop side, 336 px, black padding, prompt
+  ``r1track-v0``. README ("Training data") lists every place where r1track differs.
+
+All factors are area factors in the sense of :func:`r1track.crop.plan_window`: window side =
+``ceil(sqrt(w * h) * factor)`` original pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from ..prompts import get_prompt
+from ..qwen import FACTOR, check_crop_side
+from ..tracker import TrackerParams
+
+__all__ = [
+    "TEMPLATE_FACTOR",
+    "SEARCH_FACTOR",
+    "MIN_CROP_SIDE",
+    "MAX_CROP_SIDE",
+    "SUPPORTED_CROP_SIDES",
+    "BALANCE_DIMENSIONS",
+    "SamplerConfig",
+    "PROFILES",
+    "DEFAULT_PROFILE",
+    "get_profile",
+]
+
+TEMPLATE_FACTOR: float = TrackerParams.template_factor
+"""Template area factor of r1track's tracker (4.0, R1-Track's ``template_area_factor``): training templates
+look exactly like the ones the tracker sends."""
+
+SEARCH_FACTOR: float = TrackerParams.search_factor
+"""Search area factor of r1track's tracker (4.0, R1-Track's ``search_area_factor``); training search crops
+jitter around it."""
+
+MIN_CROP_SIDE = 112
+MAX_CROP_SIDE = 504
+SUPPORTED_CROP_SIDES = tuple(range(MIN_CROP_SIDE, MAX_CROP_SIDE + 1, FACTOR))
+"""Every crop side the builder writes: multiples of 28 from 112 to 504 px. The LLaMA-Factory example
+config (``image_min_pixels`` / ``image_max_pixels``) is checked against all of them."""
+
+BALANCE_DIMENSIONS = ("aspect", "scale")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Everything that decides which samples a build makes (the seed aside).
+
+    ``n_images``: 2 (template, search) or 3 (template, memory, search). ``samples_per_sequence``:
+    samples drawn per sequence without balancing, and the average with it (the set has
+    ``samples_per_sequence x sequences`` samples unless ``num_samples`` caps it).
+    ``max_per_sequence``: cap per sequence when balancing (None = 3 x samples_per_sequence).
+    ``max_gap``: largest frame distance template -> search (None = any). ``ordered``: template
+    before search in time (False = either order, as the reference). ``memory_max_gap``: largest
+    distance memory -> search. Factor ranges are (lo, hi) uniform; jitter centres are fractions of the
+    window side (U(-c, c) per axis), scale jitter multiplies the side by exp(U(log lo, log hi)).
+    The memory crop is made like a search crop (it is the tracker's previous search crop).
+    ``crop_sides``: each sample draws one side (all its images share it). ``balance``: subset of
+    ("aspect", "scale"). ``val_fraction``: share of sequences held out for the val split.
+    """
+
+    name: str
+    n_images: int = 2
+    samples_per_sequence: int = 4
+    num_samples: int | None = None
+    max_per_sequence: int | None = None
+    max_gap: int | None = 100
+    ordered: bool = True
+    memory_max_gap: int = 5
+    template_factor: tuple[float, float] = (TEMPLATE_FACTOR, TEMPLATE_FACTOR)
+    template_center_jitter: float = 0.0
+    search_factor: tuple[float, float] = (SEARCH_FACTOR, SEARCH_FACTOR)
+    search_center_jitter: float = 0.125
+    search_scale_jitter: tuple[float, float] = (0.8, 1.25)
+    crop_sides: tuple[int, ...] = (336,)
+    balance: tuple[str, ...] = BALANCE_DIMENSIONS
+    prompt: str = "r1track-v1"
+    think: bool = False
+    fill: tuple[int, int, int] = (0, 0, 0)
+    jpeg_quality: int = 95
+    val_fraction: float = 0.02
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """ValueError naming the setting that is out of range."""
+        if self.n_images not in (2, 3):
+            raise ValueError(f"n_images must be 2 (pairs) or 3 (triples), got {self.n_images}")
+        p = get_prompt(self.prompt)
+        if p.n_images != self.n_images:
+            raise ValueError(f"prompt {self.prompt!r} takes {p.n_images} images but samples have {self.n_images}")
+        if self.n_images == 3 and not self.ordered:
+            raise ValueError("triples need temporal order (template, then memory, then search): set ordered")
+        if self.samples_per_sequence < 1:
+            raise ValueError(f"samples per sequence must be >= 1, got {self.samples_per_sequence}")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.max_per_sequence is not None and self.max_per_sequence < 1:
+            raise ValueError(f"max_per_sequence must be >= 1, got {self.max_per_sequence}")
+        if self.max_gap is not None and self.max_gap < 1:
+            raise ValueError(f"max_gap must be >= 1 frame, got {self.max_gap}")
+        if self.memory_max_gap < 1:
+            raise ValueError(f"memory_max_gap must be >= 1 frame, got {self.memory_max_gap}")
+        for what, (lo, hi) in (("template factor", self.template_factor), ("search factor", self.search_factor)):
+            if not (0 < lo <= hi and math.isfinite(hi)):
+                raise ValueError(f"{what} range must satisfy 0 < lo <= hi, got ({lo}, {hi})")
+        lo, hi = self.search_scale_jitter
+        if not (0 < lo <= hi and math.isfinite(hi)):
+            raise ValueError(f"search scale jitter must satisfy 0 < lo <= hi, got ({lo}, {hi})")
+        for what, c in (("template", self.template_center_jitter), ("search", self.search_center_jitter)):
+            if not (0 <= c < 0.5):
+                raise ValueError(f"{what} centre jitter must be in [0, 0.5) of the window side, got {c}")
+        if not self.crop_sides:
+            raise ValueError("at least one crop side is needed")
+        for s in self.crop_sides:
+            check_crop_side(s)
+            if s not in SUPPORTED_CROP_SIDES:
+                raise ValueError(
+                    f"crop side {s} px is outside the sizes the builder writes ({MIN_CROP_SIDE}..{MAX_CROP_SIDE}, "
+                    f"multiples of {FACTOR}); the shipped training configs keep exactly these unresized"
+                )
+        bad = [b for b in self.balance if b not in BALANCE_DIMENSIONS]
+        if bad:
+            raise ValueError(f"unknown balance dimension(s) {bad}; known: {', '.join(BALANCE_DIMENSIONS)}")
+        if not (0.0 <= self.val_fraction < 1.0):
+            raise ValueError(f"val fraction must be in [0, 1), got {self.val_fraction}")
+        if not (1 <= self.jpeg_quality <= 100):
+            raise ValueError(f"JPEG quality must be in 1..100, got {self.jpeg_quality}")
+        if len(self.fill) != 3 or not all(0 <= int(c) <= 255 for c in self.fill):
+            raise ValueError(f"fill must be three values in 0..255, got {self.fill}")
+
+    @property
+    def cap_per_sequence(self) -> int:
+        return self.max_per_sequence or 3 * self.samples_per_sequence
+
+    def replace(self, **changes) -> "SamplerConfig":
+        """A copy with ``changes`` applied (validated); None values are ignored."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("description")
+        return d
+
+
+PROFILES: dict[str, SamplerConfig] = {
+    p.name: p
+    for p in (
+        SamplerConfig(
+            name="r1track",
+            description="ours: visible frames, template before search within max_gap, tracker-factor template, "
+            "drift-style search jitter, balanced aspect/scale, r1track-v1 prompt",
+        ),
+        SamplerConfig(
+            name="r1track-5k",
+            samples_per_sequence=1,
+            num_samples=5000,
+            max_gap=None,
+            ordered=False,
+            template_factor=(2.0, 8.0),
+            template_center_jitter=0.2,
+            search_factor=(2.0, 8.0),
+            search_center_jitter=0.2,
+            search_scale_jitter=(1.0, 1.0),
+            crop_sides=(336,),
+            balance=(),
+            prompt="r1track-v0",
+            description="reference R1-Track-5k recipe: two random frames per video, independent crops with area "
+            "factor U(2,8) and centre shift U(-0.2,0.2) x side, 336 px, r1track-v0 prompt, black padding",
+        ),
+    )
+}
+
+DEFAULT_PROFILE = "r1track"
+
+
+def get_profile(name: str) -> SamplerConfig:
+    """The named profile; ValueError listing the known ones otherwise."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}") from None

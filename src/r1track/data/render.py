@@ -1,0 +1,93 @@
+"""Turns a :class:`~r1track.data.sampler.SamplePlan` into JPEG crops and model-frame boxes.
+
+Runs in worker processes. Pixels come from :mod:`r1track.crop` only: :func:`~r1track.crop.load_image`
+decodes each frame at the coarsest JPEG DCT scale (1, 1/2, 1/4, 1/8) that still gives the crop at
+least one decoded pixel per crop pixel, and :func:`~r1track.crop.render_crop` cuts, pads and resizes.
+Boxes are mapped with the transform of the pixels actually produced, so they stay exact when the
+decode grid snaps the window.
+
+A frame that cannot be decoded makes the whole sample a :class:`RenderFailure` (reported and
+counted by the builder), never an exception.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image
+
+from ..boxes import BoxXYXY, clip_xyxy, xywh_to_xyxy
+from ..crop import CropTransform, load_image, render_crop
+from .sampler import SamplePlan
+
+__all__ = ["RenderedSample", "RenderFailure", "RenderSettings", "render_sample", "encode_jpeg"]
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    fill: tuple[int, int, int] = (0, 0, 0)
+    jpeg_quality: int = 95
+
+
+@dataclass(frozen=True)
+class RenderedSample:
+    """JPEG bytes per image (prompt order), the exact transform of each crop, and each target box
+    in its crop (``boxes_xyxy_crop``: clipped to the crop; ``boxes_xyxy_crop_raw``: unclipped).
+    The crop frame is the model-input frame (crop sides are multiples of 28)."""
+
+    plan: SamplePlan
+    jpegs: tuple[bytes, ...]
+    transforms: tuple[CropTransform, ...]
+    boxes_xyxy_crop: tuple[BoxXYXY, ...]
+    boxes_xyxy_crop_raw: tuple[BoxXYXY, ...]
+
+
+@dataclass(frozen=True)
+class RenderFailure:
+    """A sample that could not be made: ``reason`` is ``unreadable_frame``; ``path`` names the file."""
+
+    plan: SamplePlan
+    reason: str
+    path: str
+    detail: str
+
+
+def encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    """Baseline JPEG bytes (4:2:0, no EXIF, no timestamps: identical input gives identical bytes)."""
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=quality, optimize=False, progressive=False)
+    return buf.getvalue()
+
+
+def render_sample(plan: SamplePlan, settings: RenderSettings) -> RenderedSample | RenderFailure:
+    """Render every image of ``plan`` (each frame decoded at the scale its crop needs)."""
+    jpegs, transforms, boxes, raw = [], [], [], []
+    for crop in plan.crops:
+        window = crop.window
+        try:
+            img = load_image(crop.frame, min_scale=window.out_side / window.side)
+        except ValueError as exc:
+            return RenderFailure(plan, "unreadable_frame", crop.frame, str(exc))
+        out = render_crop(img, window, fill=settings.fill)
+        t = out.transform
+        box_crop = t.xyxy_orig_to_crop(xywh_to_xyxy(crop.box_xywh_orig))
+        jpegs.append(encode_jpeg(out.image, settings.jpeg_quality))
+        transforms.append(t)
+        raw.append(box_crop)
+        boxes.append(clip_xyxy(box_crop, window.out_side, window.out_side))
+    return RenderedSample(plan, tuple(jpegs), tuple(transforms), tuple(boxes), tuple(raw))
+
+
+# -- worker-process entry points (module level so multiprocessing can find them) ---------------------
+
+_SETTINGS = RenderSettings()
+
+
+def init_worker(settings: RenderSettings) -> None:
+    global _SETTINGS
+    _SETTINGS = settings
+
+
+def render_in_worker(plan: SamplePlan) -> RenderedSample | RenderFailure:
+    return render_sample(plan, _SETTINGS)
