@@ -267,7 +267,6 @@ def test_import_check(tmp_path):
     assert msg and "pip install -e" in msg and str(fake) in msg
 
 
-@pytest.mark.xfail(reason="TEMP until the plugin branches land on main", strict=False)
 def test_real_checkout_has_every_plugin_source():
     for spec in TARGETS.values():
         for fmap in spec.files:
@@ -276,7 +275,6 @@ def test_real_checkout_has_every_plugin_source():
             assert (REPO / merge.src).is_file()
 
 
-@pytest.mark.xfail(reason="TEMP until the plugin branches land on main", strict=False)
 def test_install_plugins_script_runs_without_r1track_installed(tmp_path):
     lf = make_llamafactory(tmp_path / "lf")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}

@@ -235,19 +235,24 @@ def test_many_sequences_in_flight_from_one_event_loop(crossing):
 
 def test_server_capacity_caps_throughput():
     async def fire(url, n):
-        import httpx
+        import json
 
-        async with httpx.AsyncClient() as c:
-            body = {"model": "m", "messages": [{"role": "user", "content": "[1,2,3,4]"}]}
-            return await asyncio.gather(*(c.post(url, json=body) for _ in range(n)))
+        from r1track.httpclient import AsyncHTTPClient
+
+        c = AsyncHTTPClient(url)
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "[1,2,3,4]"}]}).encode()
+        try:
+            return await asyncio.gather(*(c.request("POST", "/v1/chat/completions", body) for _ in range(n)))
+        finally:
+            await c.aclose()
 
     with OpenAIServer(latency_s=0.1, capacity=2) as server:
         import time
 
         t0 = time.perf_counter()
-        out = asyncio.run(fire(server.base_url + "/chat/completions", 8))
+        out = asyncio.run(fire(server.base_url, 8))
         elapsed = time.perf_counter() - t0
-    assert all(r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "[1,2,3,4]" for r in out)
+    assert all(r.status == 200 and r.json()["choices"][0]["message"]["content"] == "[1,2,3,4]" for r in out)
     assert elapsed >= 8 / 2 * 0.1 * 0.95  # 8 requests, 2 at a time, 0.1 s each
 
 

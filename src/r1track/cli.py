@@ -12,6 +12,7 @@ from . import __version__
 
 # One entry per sub-command module, in the order ``--help`` lists them.
 COMMAND_MODULES = (
+    "r1track.commands.demo",
     "r1track.commands.prompts",
     "r1track.commands.data",
     "r1track.commands.eval",

@@ -107,15 +107,15 @@ def score_results(
     if protocol != "otb":
         raise ValueError(f"unknown protocol {protocol!r}; known: got10k, otb")
     curves = {}
-    fps = []
+    seq_fps: dict[str, float] = {}
     for s in scored:
         boxes, times = results[s.name]
         curves[s.name] = otb_sequence_curves(boxes, s.boxes_xywh_orig, s.visible)
-        if times is not None and (times > 0).any():
-            fps.append(float((1.0 / times[times > 0]).mean()))
+        seq_fps[s.name] = got10k_scores(np.zeros(0), times).speed_fps  # mean of 1/t over frames with t > 0
     sc = otb_scores(curves)
     for name, row in sc.per_sequence.items():
-        per[name] = dict(row, frames=float(curves[name].n_frames))
+        per[name] = dict(row, fps=seq_fps[name], frames=float(curves[name].n_frames))
+    fps = [v for v in seq_fps.values() if v > 0]
     return Report(
         protocol, tracker, dataset,
         {"auc": sc.auc, "precision20": sc.precision20, "norm_precision20": sc.norm_precision20,

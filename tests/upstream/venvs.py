@@ -85,7 +85,7 @@ OFFLINE_VARS: dict[str, str] = {
 }
 
 #: r1track's own runtime dependencies, installed next to the editable ``--no-deps`` project install.
-PROJECT_RUNTIME_DEPS: tuple[str, ...] = ("numpy", "pillow", "pyyaml", "httpx", "pyarrow", "tqdm")
+PROJECT_RUNTIME_DEPS: tuple[str, ...] = ("numpy", "pillow", "pyyaml", "pyarrow", "tqdm")
 
 
 class VenvBuildError(RuntimeError):

@@ -7,7 +7,7 @@
 * ``oracle`` — tests and benchmarks: the ground-truth box mapped into the crop, optionally noisy:
   :class:`r1track.backends.oracle.OracleBackend`.
 
-Modules are imported on first use (``openai`` needs httpx).
+Modules are imported on first use.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The ``openai`` backend: any OpenAI-compatible chat-completions server (vLLM serving Qwen2.5-VL).
 
-* One persistent httpx client per backend (keep-alive, connection pooling), shared by every tracker
-  that uses the backend; an async client for :meth:`OpenAIBackend.complete_async`, so one process
-  keeps hundreds of requests in flight, and a sync one for :meth:`OpenAIBackend.complete`. Both are
-  created on first use, never at import or construction (PyTracking spawns worker processes).
+* One persistent keep-alive client per backend (:mod:`r1track.httpclient`: connection pooling on
+  asyncio streams, cheap with hundreds of connections), shared by every tracker that uses the backend;
+  an async client for :meth:`OpenAIBackend.complete_async`, so one process keeps hundreds of requests
+  in flight, and a sync one for :meth:`OpenAIBackend.complete`. Both are created on first use, never at
+  import or construction (PyTracking spawns worker processes).
 * Timeouts (connect / read), retries with exponential backoff and jitter on connection errors,
   timeouts, HTTP 5xx, 408 and 429 (``Retry-After`` honoured) and unreadable 200 bodies; after the last attempt a
   :class:`~r1track.backends.BackendError` naming the URL. Other 4xx answers (unknown model, too many
@@ -38,8 +39,9 @@ from collections import Counter
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-import httpx
 from PIL import Image
+
+from ..httpclient import AsyncHTTPClient, RequestTimeout, Response, SyncHTTPClient, TransportError
 
 from .base import Backend, BackendError, FrameRequest, Reply, RequestImage
 
@@ -119,6 +121,7 @@ class OpenAIBackend(Backend):
         self.base_url = normalize_base_url(base_url or os.environ.get(ENV_BASE_URL) or os.environ.get("OPENAI_BASE_URL")
                                            or DEFAULT_BASE_URL)
         self.url = self.base_url + "/chat/completions"
+        self._path = urlsplit(self.base_url).path.rstrip("/")
         self.model = model or os.environ.get(ENV_MODEL) or None
         self._api_key = api_key or os.environ.get(ENV_API_KEY) or os.environ.get("OPENAI_API_KEY") or None
         if retries < 0 or timeout_s <= 0 or connect_timeout_s <= 0 or backoff_s < 0 or backoff_max_s < 0:
@@ -134,8 +137,8 @@ class OpenAIBackend(Backend):
         self.jpeg_quality = int(jpeg_quality)
         self.extra_body = dict(extra_body or {})
         self.stats: Counter[str] = Counter()
-        self._client: httpx.Client | None = None
-        self._aclient: httpx.AsyncClient | None = None
+        self._client: SyncHTTPClient | None = None
+        self._aclient: AsyncHTTPClient | None = None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._rng = random.Random()
@@ -145,28 +148,24 @@ class OpenAIBackend(Backend):
 
     # ------------------------------------------------------------------ clients
     def _client_kwargs(self) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        return dict(
-            timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s, pool=None),
-            limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections),
-            headers=headers,
-        )
+        return dict(headers=headers, connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.timeout_s)
 
     @property
-    def client(self) -> httpx.Client:
+    def client(self) -> SyncHTTPClient:
         """The persistent sync client (created on first use)."""
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(**self._client_kwargs())
+                self._client = SyncHTTPClient(self.base_url, **self._client_kwargs())
             return self._client
 
-    def _async_client(self) -> httpx.AsyncClient:
+    def _async_client(self) -> AsyncHTTPClient:
         loop = asyncio.get_running_loop()
         if self._aclient is None or self._aclient_loop is not loop:
             # an async client belongs to one event loop; a new loop (a new asyncio.run) gets a new client
-            self._aclient = httpx.AsyncClient(**self._client_kwargs())
+            self._aclient = AsyncHTTPClient(self.base_url, max_connections=self.max_connections, **self._client_kwargs())
             self._aclient_loop = loop
         return self._aclient
 
@@ -184,9 +183,9 @@ class OpenAIBackend(Backend):
         self.close()
 
     # ------------------------------------------------------------------ model name
-    def _models_from(self, resp: httpx.Response) -> str:
-        if resp.status_code != 200:
-            raise BackendError(f"{self.base_url}/models: HTTP {resp.status_code}: {resp.text[:200]}", kind="client-error",
+    def _models_from(self, resp: Response) -> str:
+        if resp.status != 200:
+            raise BackendError(f"{self.base_url}/models: HTTP {resp.status}: {resp.text[:200]}", kind="client-error",
                                url=self.base_url + "/models", fatal=True)
         try:
             return str(resp.json()["data"][0]["id"])
@@ -198,8 +197,8 @@ class OpenAIBackend(Backend):
         """The model name, asking the server once when none was given."""
         if self.model is None:
             try:
-                self.model = self._models_from(self.client.get(self.base_url + "/models"))
-            except httpx.HTTPError as exc:
+                self.model = self._models_from(self.client.request("GET", self._path + "/models"))
+            except TransportError as exc:
                 raise BackendError(f"{self.base_url}/models: {type(exc).__name__}: {exc}", kind="connection",
                                    url=self.base_url + "/models", fatal=True) from None
         return self.model
@@ -207,8 +206,8 @@ class OpenAIBackend(Backend):
     async def resolve_model_async(self) -> str:
         if self.model is None:
             try:
-                self.model = self._models_from(await self._async_client().get(self.base_url + "/models"))
-            except httpx.HTTPError as exc:
+                self.model = self._models_from(await self._async_client().request("GET", self._path + "/models"))
+            except TransportError as exc:
                 raise BackendError(f"{self.base_url}/models: {type(exc).__name__}: {exc}", kind="connection",
                                    url=self.base_url + "/models", fatal=True) from None
         return self.model
@@ -254,9 +253,9 @@ class OpenAIBackend(Backend):
         return request.payload
 
     # ------------------------------------------------------------------ one attempt
-    def _outcome(self, resp: httpx.Response) -> tuple[Reply | None, BackendError | None, float | None]:
+    def _outcome(self, resp: Response) -> tuple[Reply | None, BackendError | None, float | None]:
         """(reply, None, _) on success; (None, error, retry_after) otherwise (error.fatal: stop)."""
-        code = resp.status_code
+        code = resp.status
         if code == 200:
             try:
                 data = resp.json()
@@ -281,8 +280,8 @@ class OpenAIBackend(Backend):
         return None, BackendError(f"{self.url}: HTTP {code} (request rejected; not retried): {detail}",
                                   kind="client-error", url=self.url, fatal=True), None
 
-    def _transport_error(self, exc: httpx.HTTPError) -> BackendError:
-        kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
+    def _transport_error(self, exc: TransportError) -> BackendError:
+        kind = "timeout" if isinstance(exc, RequestTimeout) else "connection"
         return BackendError(f"{self.url}: {type(exc).__name__}: {exc or 'no detail'}", kind=kind, url=self.url)
 
     def _pause(self, attempt: int, retry_after: float | None) -> float:
@@ -322,8 +321,8 @@ class OpenAIBackend(Backend):
             self.stats["attempts"] += 1
             retry_after = None
             try:
-                reply, err, retry_after = self._outcome(client.post(self.url, content=payload))
-            except httpx.HTTPError as exc:
+                reply, err, retry_after = self._outcome(client.request("POST", self._path + "/chat/completions", payload))
+            except TransportError as exc:
                 reply, err = None, self._transport_error(exc)
             if reply is not None:
                 self.stats["replies"] += 1
@@ -345,8 +344,8 @@ class OpenAIBackend(Backend):
             self.stats["attempts"] += 1
             retry_after = None
             try:
-                reply, err, retry_after = self._outcome(await client.post(self.url, content=payload))
-            except httpx.HTTPError as exc:
+                reply, err, retry_after = self._outcome(await client.request("POST", self._path + "/chat/completions", payload))
+            except TransportError as exc:
                 reply, err = None, self._transport_error(exc)
             if reply is not None:
                 self.stats["replies"] += 1
