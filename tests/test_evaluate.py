@@ -17,7 +17,7 @@ import pytest
 from r1track.data import read_got10k
 from r1track.evaluate import EvalAborted, EvalSettings, evaluate
 from r1track.results import read_result
-from r1track.synthetic import write_got10k_split
+from r1track.synthetic import make_sequence, write_got10k_split
 from r1track.testing.openai_server import OpenAIServer, status
 from r1track.tracker import TrackerParams
 
@@ -130,3 +130,82 @@ def test_killed_run_resumes_with_identical_results_and_no_repeated_work(tmp_path
     assert not list((tmp_path / "resumed" / "partial").glob("*.jsonl"))
     report = json.loads((tmp_path / "resumed" / "report" / "report.json").read_text())
     assert report["protocol"] == "got10k" and 0 <= report["overall"]["ao"] <= 1
+
+
+def _write_lasot(root: Path, n: int = 2, frames: int = 10) -> list:
+    from PIL import Image
+
+    seqs = []
+    for k in range(n):
+        s = make_sequence(f"toy-{k + 1}", n_frames=frames, seed=20 + k, full_occlusion=(k == 1))
+        d = root / "toy" / s.name
+        (d / "img").mkdir(parents=True)
+        for i, f in enumerate(s.frames, 1):
+            Image.fromarray(f).save(d / "img" / f"{i:08d}.jpg", quality=92)
+        (d / "groundtruth.txt").write_text("".join(",".join(f"{v:g}" for v in b) + "\n" for b in s.boxes_xywh_orig))
+        (d / "full_occlusion.txt").write_text(",".join(str(int(a)) for a in s.absence) + "\n")
+        (d / "out_of_view.txt").write_text(",".join("0" for _ in s.frames) + "\n")
+        (d / "nlp.txt").write_text("the striped toy\n")
+        seqs.append(s)
+    return seqs
+
+
+def _write_trackingnet_test(root: Path, n: int = 2, frames: int = 8) -> list:
+    from PIL import Image
+
+    seqs = []
+    for k in range(n):
+        s = make_sequence(f"tn{k}", n_frames=frames, seed=40 + k)
+        (root / "TEST" / "frames" / s.name).mkdir(parents=True)
+        (root / "TEST" / "anno").mkdir(parents=True, exist_ok=True)
+        for i, f in enumerate(s.frames):  # 0-based, unpadded names
+            Image.fromarray(f).save(root / "TEST" / "frames" / s.name / f"{i}.jpg", quality=92)
+        (root / "TEST" / "anno" / f"{s.name}.txt").write_text(",".join(f"{v:g}" for v in s.boxes_xywh_orig[0]) + "\n")
+        seqs.append(s)
+    return seqs
+
+
+def test_eval_cli_on_lasot_layout_with_oracle_and_text_init(tmp_path, capsys):
+    from r1track.cli import main
+
+    _write_lasot(tmp_path / "LaSOT")
+    out = tmp_path / "out"
+    assert main(["eval", str(tmp_path / "LaSOT"), "--split", "all", "--backend", "oracle", "-o", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "auc" in text and "precision20" in text
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["protocol"] == "otb" and report["overall"]["auc"] > 0.8
+    # frames where the target is fully occluded count as misses: the occluded sequence scores lower
+    per = report["per_sequence"]
+    assert per["toy-2"]["auc"] < per["toy-1"]["auc"]
+    assert (out / "report" / "precision_plot.png").is_file()
+    with OpenAIServer() as server:  # grounding answers [10,10,60,60]; then the template box is echoed
+        assert main(["eval", str(tmp_path / "LaSOT"), "--split", "all", "--init", "text", "--server", server.base_url,
+                     "--model", "m", "-o", str(tmp_path / "text"), "--no-progress"]) == 0
+        grounding = [r for r in server.chat_requests() if "Locate the" in r.text]
+        assert len(grounding) == 2 and "the striped toy" in grounding[0].text
+
+
+def test_test_splits_are_packed_for_the_servers(tmp_path, capsys):
+    from r1track.cli import main
+    import zipfile
+
+    _write_trackingnet_test(tmp_path / "TN")
+    out = tmp_path / "tn-out"
+    assert main(["eval", str(tmp_path / "TN"), "--dataset", "trackingnet", "--split", "TEST", "--backend", "ncc", "-o", str(out), "--no-progress"]) == 0
+    assert "r1track pack trackingnet" in capsys.readouterr().out
+    assert main(["pack", "trackingnet", str(out / "results"), "--dataset", str(tmp_path / "TN"), "-o", str(tmp_path / "tn.zip")]) == 0
+    assert sorted(zipfile.ZipFile(tmp_path / "tn.zip").namelist()) == ["tn0.txt", "tn1.txt"]
+
+    root = tmp_path / "GOT10k"
+    names = write_got10k_split(root, "test", n_sequences=2, n_frames=6, seed=3)
+    for name in names:  # the test split has the first box only, and no labels
+        gt = root / "test" / name / "groundtruth.txt"
+        gt.write_text(gt.read_text().splitlines()[0] + "\n")
+        for label in ("absence.label", "cover.label", "cut_by_image.label", "meta_info.ini"):
+            (root / "test" / name / label).unlink()
+    out = tmp_path / "got-out"
+    assert main(["eval", str(root), "--split", "test", "--backend", "ncc", "-o", str(out), "--no-progress"]) == 0
+    assert "r1track pack got10k" in capsys.readouterr().out
+    assert main(["pack", "got10k", str(out / "results"), "--dataset", str(root), "-o", str(tmp_path / "got.zip")]) == 0
+    assert len(zipfile.ZipFile(tmp_path / "got.zip").namelist()) == 4

@@ -132,3 +132,21 @@ def test_detect_kind(tmp_path):
     assert detect_kind(tmp_path / "gen") == "generic"
     with pytest.raises(DatasetError, match="not found"):
         detect_kind(tmp_path / "missing")
+
+
+def test_bundled_lasot_test_split_has_280_sequences_4_per_class(tmp_path):
+    from collections import Counter
+
+    from r1track.data.readers import LASOT_TEST_SPLIT, _read_names_file, read_lasot
+
+    names = _read_names_file(LASOT_TEST_SPLIT)
+    assert len(names) == len(set(names)) == 280
+    assert set(Counter(n.rsplit("-", 1)[0] for n in names).values()) == {4}
+    assert "airplane-1" in names and "volleyball-19" in names and "airplane-2" not in names
+    # split="test" selects exactly those sequences from a LaSOT root
+    for name in ("airplane-1", "airplane-2"):
+        d = tmp_path / "airplane" / name
+        (d / "img").mkdir(parents=True)
+        (d / "groundtruth.txt").write_text("1,2,3,4\n")
+    with pytest.raises(DatasetError, match="airplane-9"):  # the rest of the test set is missing here
+        list(read_lasot(tmp_path, split_file="test"))

@@ -12,7 +12,8 @@ precision) and, when the dataset has ground truth for every frame, score them.
 Datasets (ROOT, --dataset; auto-detected by default):
   got10k       ROOT holding train/ val/ test/ (or the split folder itself); --split val|test (default: val).
                val is scored with the GOT-10k protocol (AO, SR0.5, SR0.75); test -> 'r1track pack got10k'.
-  lasot        ROOT holding class folders; --split FILE lists the sequences (e.g. the 280 test names).
+  lasot        ROOT holding class folders; --split test (default: the 280 test sequences, list shipped
+               with r1track), all, or a FILE with one sequence name per line.
                Scored with the OTB/LaSOT protocol (success AUC, precision@20px, normalised precision@0.2).
   trackingnet  ROOT holding TEST/ (or TRAIN_n/); --split TEST -> 'r1track pack trackingnet'.
   generic      a folder of sequence folders with groundtruth.txt / groundtruth_rect.txt (OTB-style).
@@ -119,7 +120,9 @@ def load_sequences(dataset: str, root: str, split: str | None, names: str | None
     kind = detect_kind(root) if dataset == "auto" else dataset
     if kind == "got10k" and split is None:
         split = Path(root).name if (Path(root) / "list.txt").is_file() else "val"
-    seqs = list(read_dataset(kind, root, split=split))
+    if kind == "lasot" and split is None:
+        split = "test"
+    seqs = list(read_dataset(kind, root, split=None if split == "all" else split))
     if names:
         wanted = [n.strip() for n in names.split(",") if n.strip()]
         by_name = {s.name: s for s in seqs}

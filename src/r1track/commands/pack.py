@@ -28,20 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _expected(server: str, dataset: str) -> dict[str, int]:
-    from pathlib import Path
+    """Frame count of every sequence of the test split in ``dataset``."""
+    from ..data.readers import read_got10k, read_trackingnet
 
-    from .. import data
-    from ..data.sequences import list_frames
-
-    root = Path(dataset)
-    if server == "got10k":
-        seqs = data.read_got10k(root, "test")
-        return {s.name: len(s.frames) for s in seqs}
-    readers = getattr(data, "read_trackingnet", None)
-    if readers is not None:
-        return {s.name: len(s.frames) for s in readers(root, "TEST")}
-    test = root / "TEST" if (root / "TEST").is_dir() else root
-    return {p.stem: len(list_frames(test / "frames" / p.stem)) for p in sorted((test / "anno").glob("*.txt"))}
+    seqs = read_got10k(dataset, "test") if server == "got10k" else read_trackingnet(dataset, chunks=["TEST"])
+    return {s.name: len(s.frames) for s in seqs}
 
 
 def run(args: argparse.Namespace) -> int:

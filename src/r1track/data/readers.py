@@ -140,11 +140,19 @@ def _natural_key(name: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
 
 
+LASOT_TEST_SPLIT = Path(__file__).with_name("splits") / "lasot_test.txt"
+"""The 280 sequences of LaSOT's test set (protocol II), shipped with r1track: ``split_file="test"``."""
+
+
 def _read_names_file(path: Path) -> list[str]:
+    """One name per line; blank lines and ``#`` comments ignored."""
     try:
-        return _read_list(path)
+        names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read sequence list: {exc.strerror or exc}") from exc
+    if not names:
+        raise DatasetError(f"{path}: empty sequence list")
+    return names
 
 
 def _lasot_folder(root: Path, name: str) -> Path:
@@ -158,14 +166,15 @@ def _lasot_folder(root: Path, name: str) -> Path:
 
 def read_lasot(root: str | Path, *, names: list[str] | None = None, split_file: str | Path | None = None) -> Iterator[Sequence]:
     """Sequences of LaSOT: every ``<class>/<class>-<n>`` folder under ``root`` (sorted by class, then
-    number), or those named in ``names`` / ``split_file`` (one name per line, e.g. ``testing_set.txt``).
+    number), or those named in ``names`` / ``split_file`` (one name per line, e.g. ``testing_set.txt``;
+    ``"test"`` = the 280-sequence test set shipped with r1track).
     ``visible`` = not ``full_occlusion`` and not ``out_of_view``; ``text`` = ``nlp.txt``. Label files
     whose length differs from the ground truth raise DatasetError naming the file."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
     if names is None and split_file is not None:
-        names = _read_names_file(Path(split_file))
+        names = _read_names_file(LASOT_TEST_SPLIT if str(split_file) == "test" else Path(split_file))
     if names is None:
         found = []
         for p in root.iterdir():
@@ -275,7 +284,7 @@ def read_dataset(kind: str, root: str | Path, *, split: str | None = None) -> It
     """Sequences of ``root`` read as ``kind`` (one of :data:`DATASET_KINDS`, or ``"auto"``).
     ``split``: GOT-10k split (default: ``root`` itself when it holds ``list.txt``, else ``train``),
     TrackingNet chunk (e.g. ``TRAIN_3`` or ``TEST``; default all ``TRAIN_*``), LaSOT split file
-    (a path); ignored for generic folders."""
+    (a path, or ``test`` for the bundled 280-sequence test set); ignored for generic folders."""
     if kind == "auto":
         kind = detect_kind(root)
     if kind == "got10k":
