@@ -22,9 +22,7 @@ second). Prints one table: frames/s, share of the server's capacity, ratio to th
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
-import io
 import json
 import shutil
 import socket
@@ -37,8 +35,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from r1track.backends.openai import encode_data_url
 from r1track.boxes import xywh_to_xyxy, xyxy_to_xywh
-from r1track.crop import CropWindow, load_image, plan_window, render_crop
+from r1track.crop import load_image, plan_window, render_crop
 from r1track.data import read_got10k
 from r1track.evaluate import EvalSettings, evaluate
 from r1track.prompts import render_chat_content
@@ -77,12 +76,6 @@ def start_server(latency: float, capacity: int) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("fake server did not start")
 
 
-def jpeg_data_url(img: Image.Image) -> str:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=95)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def reference_sequence(seq, port: int, params: TrackerParams) -> int:
     """R1-Track's loop for one sequence: full decode, both crops encoded per frame, a new connection per request."""
     first = Image.open(seq.frames[0]).convert("RGB")
@@ -93,8 +86,8 @@ def reference_sequence(seq, port: int, params: TrackerParams) -> int:
     for path in seq.frames[1:]:
         frame = Image.open(path).convert("RGB")  # full-resolution decode
         window = plan_window(box, params.search_factor, params.crop_size)
-        search = render_crop(load_image(frame), CropWindow(window.x0, window.y0, window.side, window.out_side))
-        urls = [jpeg_data_url(template.image), jpeg_data_url(search.image)]  # the template re-encoded every frame
+        search = render_crop(load_image(frame), window)
+        urls = [encode_data_url(template.image), encode_data_url(search.image)]  # the template re-encoded every frame
         body = {"model": "fake-model", "messages": [{"role": "user", "content": render_chat_content(
             params.prompt_version, think=False, boxes_xyxy_model=[t_box], image_urls=urls)}],
                 "temperature": 0, "max_tokens": 48}
@@ -159,8 +152,8 @@ def main() -> int:
     ref_fps = rows[1][2] / rows[1][3]
     print(f"\nserver: latency {args.latency:g} s, capacity {args.capacity} requests at once -> at most {capacity_fps:.0f} frames/s; "
           f"frames {w}x{h}, crops {params.crop_size} px")
-    print(f"| design | in flight | frames | seconds | frames/s | share of capacity | ratio |")
-    print(f"|---|---:|---:|---:|---:|---:|---:|")
+    print("| design | in flight | frames | seconds | frames/s | share of capacity | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, conc, frames, dt in rows:
         fps = frames / dt
         print(f"| {name} | {conc} | {frames} | {dt:.1f} | {fps:.1f} | {fps / capacity_fps:.0%} | {fps / ref_fps:.1f}x |")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import json
 import math
 import os
 import subprocess
@@ -87,7 +86,7 @@ def test_reward_file_contract_batch_call():
     module = load_like_easyr1(REWARD_FILE)
     assert isinstance(module.REWARD_NAME, str) and module.REWARD_NAME
     assert module.REWARD_TYPE == "batch"
-    reward_fn = partial(getattr(module, "compute_score"), **{"mode": "no-think", "shaping": "r1track"})
+    reward_fn = partial(module.compute_score, **{"mode": "no-think", "shaping": "r1track"})
     inputs = [
         {"response": "[0,0,10,10]", "response_length": 9, "ground_truth": "[0,0,10,10]"},
         {"response": "[0,0,10,20]", "response_length": 9, "ground_truth": "[0,0,10,10]"},

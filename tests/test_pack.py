@@ -14,7 +14,7 @@ def test_got10k_zip_layout_and_determinism(tmp_path):
     write_result(res, "GOT-10k_Test_000002", [[1, 2, 3, 4], [1.5, 2, 3, 4]], [0.1, 0.2])
     write_result(res, "GOT-10k_Test_000001", [[5, 6, 7, 8]], [0.3])
     a = pack_results("got10k", res, tmp_path / "a.zip")
-    b = pack_results("got10k", res, tmp_path / "b.zip")
+    pack_results("got10k", res, tmp_path / "b.zip")
     assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
     assert a.sequences == 2 and a.frames == 3
     with zipfile.ZipFile(tmp_path / "a.zip") as zf:

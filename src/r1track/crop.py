@@ -17,6 +17,7 @@ resize). :func:`crop_square` chains the three.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
@@ -40,6 +41,7 @@ __all__ = [
     "load_image",
     "render_crop",
     "crop_square",
+    "encode_jpeg",
 ]
 
 ImageSource = Union[np.ndarray, Image.Image, str, os.PathLike]
@@ -269,3 +271,11 @@ def crop_square(
     min_scale = window.out_side / window.side if reduced_decode else 1.0
     decoded = load_image(image, min_scale=min_scale)
     return render_crop(decoded, window, fill=fill, resample=resample)
+
+
+def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:
+    """Baseline JPEG bytes of an RGB image (no EXIF, no timestamps, not optimised): the same pixels and
+    quality always give the same bytes, which reproducible training sets and vLLM's caches rely on."""
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=quality, optimize=False, progressive=False)
+    return buf.getvalue()

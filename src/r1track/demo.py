@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 __all__ = ["DemoResult", "run_demo", "MARKER"]
 

@@ -32,8 +32,9 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence as Seq
+from typing import Any, Sequence as Seq
 
 import numpy as np
 
@@ -252,7 +253,7 @@ async def _run_sequence(
         for i, frame in enumerate(frames[1:], start=1):
             if i <= len(replay.entries):
                 entry = replay.entries[i - 1]
-                request = await loop.run_in_executor(pool, tracker.build_request, frame)
+                request = await loop.run_in_executor(pool, partial(tracker.build_request, prepare=False), frame)
                 reply: Reply | BackendError = (
                     BackendError(entry["error"], kind="replayed") if "error" in entry else Reply(entry.get("reply") or "")
                 )

@@ -438,10 +438,11 @@ class Tracker:
         t2 = _timer()
         return self.apply_reply(request, outcome, prepare_s=t1 - t0, request_s=t2 - t1)
 
-    def build_request(self, image: ImageSource) -> FrameRequest:
+    def build_request(self, image: ImageSource, *, prepare: bool = True) -> FrameRequest:
         """Pure step 1: decode ``image`` (reduced JPEG decode when the crop needs less), cut the
         search crop around the last box with the current (possibly widened) factor, and build the
-        request; the backend's :meth:`~r1track.backends.Backend.prepare` runs here too. Exactly one
+        request; the backend's :meth:`~r1track.backends.Backend.prepare` (encoding) runs here too,
+        unless ``prepare=False`` (the reply is already known, as when a run is replayed). Exactly one
         request may be pending per tracker: call :meth:`apply_reply` before the next."""
         st = self._require_state()
         if self._pending is not None:
@@ -474,7 +475,8 @@ class Tracker:
             search_transform=crop.transform,
             prior_box_xyxy_model=prior,
         )
-        self.backend.prepare(request)
+        if prepare:
+            self.backend.prepare(request)
         self._pending = request
         return request
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
+from ..crop import encode_jpeg
 from ..httpclient import AsyncHTTPClient, RequestTimeout, Response, SyncHTTPClient, TransportError
 
 from .base import Backend, BackendError, FrameRequest, Reply, RequestImage
@@ -68,9 +68,7 @@ _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 def encode_data_url(image: Image.Image, quality: int = 95) -> str:
     """``data:image/jpeg;base64,...`` of an RGB PIL image. The same pixels and quality always give
     the same bytes (what vLLM's caches key on)."""
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(image, quality)).decode("ascii")
 
 
 def normalize_base_url(url: str) -> str:

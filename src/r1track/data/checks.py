@@ -25,14 +25,13 @@ ground-truth range and none repeats, and the rows without a file become ``missin
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .sequences import Sequence
+from .sequences import Sequence, frame_number
 
 __all__ = ["REASONS", "SEQUENCE_REASONS", "Issue", "CheckedSequence", "check_sequence", "align_frames", "image_size_of"]
 
@@ -78,9 +77,6 @@ class CheckedSequence:
         return f"{self.seq.dataset}/{self.seq.name}"
 
 
-_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
-
-
 def align_frames(frames: list[Path], n_rows: int) -> list[Path | None] | None:
     """Frame file of every ground-truth row (None where missing), or None when the frames cannot be
     aligned with the rows (see the module docstring)."""
@@ -88,10 +84,10 @@ def align_frames(frames: list[Path], n_rows: int) -> list[Path | None] | None:
         return list(frames)
     numbers = []
     for f in frames:
-        m = _LAST_NUMBER.search(f.stem)
-        if m is None:
+        n = frame_number(f)
+        if n is None:
             return None
-        numbers.append(int(m.group(1)))
+        numbers.append(n)
     if not numbers or len(set(numbers)) != len(numbers):
         return None
     base = 0 if min(numbers) == 0 else 1

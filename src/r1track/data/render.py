@@ -12,16 +12,14 @@ counted by the builder), never an exception.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
-from PIL import Image
 
 from ..boxes import BoxXYXY, clip_xyxy, xywh_to_xyxy
-from ..crop import CropTransform, load_image, render_crop
+from ..crop import CropTransform, encode_jpeg, load_image, render_crop
 from .sampler import SamplePlan
 
-__all__ = ["RenderedSample", "RenderFailure", "RenderSettings", "render_sample", "encode_jpeg"]
+__all__ = ["RenderedSample", "RenderFailure", "RenderSettings", "render_sample"]
 
 
 @dataclass(frozen=True)
@@ -51,13 +49,6 @@ class RenderFailure:
     reason: str
     path: str
     detail: str
-
-
-def encode_jpeg(image: Image.Image, quality: int) -> bytes:
-    """Baseline JPEG bytes (4:2:0, no EXIF, no timestamps: identical input gives identical bytes)."""
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=quality, optimize=False, progressive=False)
-    return buf.getvalue()
 
 
 def render_sample(plan: SamplePlan, settings: RenderSettings) -> RenderedSample | RenderFailure:

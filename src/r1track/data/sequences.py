@@ -18,6 +18,7 @@ __all__ = [
     "DatasetError",
     "Sequence",
     "list_frames",
+    "frame_number",
     "read_boxes_file",
     "read_label_file",
 ]
@@ -61,9 +62,15 @@ class Sequence:
 _NUM_SPLIT = re.compile(r"[,\t ;]+")
 
 
-def _frame_key(path: Path) -> tuple[int, str]:
+def frame_number(path: Path) -> int | None:
+    """The last number in a frame's file name (``00000012.jpg`` -> 12, ``img_3.png`` -> 3), or None."""
     digits = re.findall(r"\d+", path.stem)
-    return (int(digits[-1]) if digits else -1, path.name)
+    return int(digits[-1]) if digits else None
+
+
+def _frame_key(path: Path) -> tuple[int, str]:
+    n = frame_number(path)
+    return (-1 if n is None else n, path.name)
 
 
 def list_frames(folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
