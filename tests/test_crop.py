@@ -12,6 +12,7 @@ from r1track.crop import (
     CropTransform,
     CropWindow,
     crop_square,
+    load_for_window,
     load_image,
     plan_window,
     render_crop,
@@ -212,3 +213,83 @@ def test_pil_and_array_inputs_give_the_same_crop():
     b = crop_square(Image.fromarray(img), (50, 40, 40, 60), 3.0, 112)
     assert a.transform == b.transform
     assert (a.array() == b.array()).all()
+
+
+# -- decoding only what a window needs (load_for_window) -------------------------------------------
+
+def textured_jpeg(path, w=480, h=360, **save):
+    """A smooth-plus-noise RGB frame (so every row decodes to different values) saved as JPEG."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx + yy) * 3) % 256], -1).astype(np.int16)
+    img = np.clip(img + rng.integers(-40, 41, size=img.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(img).save(path, **{"quality": 90, **save})
+    return path
+
+
+JPEG_KINDS = {
+    "baseline 4:2:0": dict(subsampling=2),
+    "baseline 4:2:2": dict(subsampling=1),
+    "baseline 4:4:4": dict(subsampling=0),
+    "progressive 4:2:0": dict(subsampling=2, progressive=True),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(JPEG_KINDS))
+@given(st.floats(-60, 460), st.floats(-60, 330), st.floats(4, 200), st.floats(1.0, 6.0), VALID_SIDES)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_window_decode_gives_the_full_decodes_pixels(tmp_path, kind, x, y, side, factor, out_side):
+    path = tmp_path / f"{kind.replace(' ', '_').replace(':', '')}.jpg"
+    if not path.exists():
+        textured_jpeg(path, **JPEG_KINDS[kind])
+    window = plan_window((x, y, side, side * 0.7), factor, out_side)
+    part = load_for_window(path, window)
+    full = load_image(path, min_scale=window.out_side / window.side)
+    assert part.reduce == full.reduce and part.orig_size == full.orig_size == (480, 360)
+    if window.y0 + window.side + part.reduce < 360:  # the window ends well above the bottom: rows were left out
+        assert not part.complete and part.image.size[1] < full.image.size[1]
+    a, b = render_crop(part, window), render_crop(full, window)
+    assert a.transform == b.transform
+    assert np.array_equal(a.array(), b.array())
+    rows = part.image.size[1]
+    assert np.array_equal(np.asarray(part.image), np.asarray(full.image)[:rows])
+
+
+def test_window_decode_stops_at_the_windows_last_row(tmp_path):
+    path = textured_jpeg(tmp_path / "f.jpg")
+    window = CropWindow(x0=100, y0=20, side=80, out_side=112)  # 80 px -> full resolution, rows 0..99
+    part = load_for_window(path, window)
+    assert part.reduce == 1 and part.image.size == (480, 100) and not part.complete
+    low = CropWindow(x0=100, y0=300, side=112, out_side=112)  # reaches past the bottom: everything
+    assert load_for_window(path, low).complete
+    with pytest.raises(ValueError, match="rows below"):
+        render_crop(part, CropWindow(x0=100, y0=40, side=80, out_side=112))
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_window_decode_of_other_jpeg_modes_falls_back_to_a_full_decode(tmp_path, mode):
+    path = tmp_path / f"{mode}.jpg"
+    Image.open(textured_jpeg(tmp_path / "rgb.jpg")).convert(mode).save(path, quality=90)
+    window = CropWindow(x0=100, y0=20, side=80, out_side=112)
+    part = load_for_window(path, window)
+    assert part.complete and part.image.mode == "RGB"
+    assert np.array_equal(render_crop(part, window).array(), render_crop(load_image(path), window).array())
+
+
+def test_window_decode_of_broken_jpegs_is_a_clear_error(tmp_path):
+    data = textured_jpeg(tmp_path / "ok.jpg").read_bytes()
+    window = CropWindow(x0=100, y0=200, side=120, out_side=112)  # needs rows down to 320 of 360
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(data[: len(data) // 2])  # ends around row 180
+    with pytest.raises(ValueError, match="truncated.jpg"):
+        load_for_window(truncated, window)
+    with pytest.raises(ValueError, match="truncated.jpg"):
+        load_image(truncated)
+    # a corrupt Huffman table: libjpeg stops with an error before the first row
+    i = data.index(b"\xff\xc4")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(data[: i + 5] + b"\xff" * 16 + data[i + 21:])
+    with pytest.raises(ValueError, match="broken.jpg"):
+        load_image(broken)
+    with pytest.raises(ValueError, match="broken.jpg"):
+        load_for_window(broken, window)

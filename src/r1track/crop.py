@@ -11,7 +11,8 @@ which is exact for continuous pixel coordinates (pixel i covers [i, i + 1)) beca
 the window ``[x0, x0 + side)`` onto ``[0, out_side)``.
 
 Steps, usable on their own: :func:`plan_window` (pure geometry), :func:`load_image` (decode, with
-JPEG DCT downscaling when the crop needs less than full resolution), :func:`render_crop` (cut, pad,
+JPEG DCT downscaling when the crop needs less than full resolution) or :func:`load_for_window` (the
+same, and a JPEG's decode also stops at the window's last row), :func:`render_crop` (cut, pad,
 resize). :func:`crop_square` chains the three.
 """
 
@@ -39,6 +40,7 @@ __all__ = [
     "Crop",
     "plan_window",
     "load_image",
+    "load_for_window",
     "render_crop",
     "crop_square",
     "encode_jpeg",
@@ -160,11 +162,23 @@ def plan_window(
 @dataclass(frozen=True)
 class DecodedImage:
     """An RGB PIL image decoded at 1/``reduce`` of the original resolution (JPEG DCT scaling).
-    ``orig_size`` = (width, height) of the original image."""
+    ``orig_size`` = (width, height) of the original image. ``complete`` is False when only the top
+    rows were decoded (:func:`load_for_window`): the image is then shorter than the decoded frame
+    and holds exactly the rows its window needs."""
 
     image: Image.Image
     reduce: int
     orig_size: tuple[int, int]
+    complete: bool = True
+
+
+def snap_window(window: CropWindow, reduce: int) -> tuple[int, int, int]:
+    """(x0, y0, side) in original pixels of the window as cut from an image decoded at 1/``reduce``:
+    x0, y0 rounded and side rounded up to multiples of ``reduce`` (the window itself when 1)."""
+    if reduce <= 1:
+        return window.x0, window.y0, window.side
+    r = reduce
+    return r * round(window.x0 / r), r * round(window.y0 / r), r * max(1, math.ceil(window.side / r))
 
 
 def load_image(source: ImageSource, *, min_scale: float = 1.0) -> DecodedImage:
@@ -173,6 +187,60 @@ def load_image(source: ImageSource, *, min_scale: float = 1.0) -> DecodedImage:
     per original pixel (crop output side / window side): the crop then needs no more detail than
     what is decoded. Arrays must be H x W x 3 uint8 RGB. Raises ValueError on anything else, naming
     the file for paths."""
+    return _load(source, min_scale, None)
+
+
+def load_for_window(source: ImageSource, window: CropWindow) -> DecodedImage:
+    """Decode what :func:`render_crop` needs for ``window``: the coarsest DCT scale that keeps one
+    decoded pixel per crop pixel (as :func:`load_image`) and, for a JPEG whose window ends above the
+    image's bottom, only the rows down to the window's last one (libjpeg decodes top to bottom, so
+    the rows below are never touched). The pixels are the same as a full decode's. Errors as
+    :func:`load_image`."""
+    return _load(source, window.out_side / window.side, window)
+
+
+# Written into the last row a partial decode must produce; still there afterwards means the
+# decoder stopped early (a broken stream): the full decode then runs and reports the error.
+_SENTINEL = (1, 254, 3)
+
+
+def _decode_top_rows(img: Image.Image, rows: int) -> Image.Image | None:
+    """The top ``rows`` rows of a lazy (not yet loaded) RGB JPEG, decoded by Pillow's own libjpeg
+    decoder told to stop there; None when that is not possible (not a plain single-tile RGB JPEG,
+    a Pillow without the decoder hooks used, a truncated or broken stream), so the caller falls back
+    to the full decode, which raises the proper error."""
+    tile = getattr(img, "tile", None)
+    fp = getattr(img, "fp", None)
+    if img.mode != "RGB" or not tile or len(tile) != 1 or fp is None:
+        return None
+    codec, extents, offset, args = tuple(tile[0])[:4]
+    width, height = img.size
+    if codec != "jpeg" or tuple(extents) != (0, 0, width, height) or not 0 < rows < height:
+        return None
+    try:
+        out = Image.new("RGB", (width, rows), None)  # every row is written by the decoder
+        out.paste(_SENTINEL, (0, rows - 1, width, rows))
+        decoder = Image._getdecoder(img.mode, codec, args, getattr(img, "decoderconfig", ()))
+        decoder.setimage(out.im, (0, 0, width, rows))
+        fp.seek(offset)
+        data = fp.read()
+        try:
+            consumed, err = decoder.decode(data)
+        finally:
+            decoder.cleanup()
+    except (AttributeError, TypeError, ValueError, OSError):
+        return None
+    # stopping before the last row ends in libjpeg's "too few scanlines" error (-2): expected, as
+    # long as the last wanted row was written; consumed >= 0 means the data ran out (truncated file)
+    if consumed >= 0 or err not in (0, -2):
+        return None
+    last = out.crop((0, rows - 1, width, rows)).getextrema()
+    if all(lo == hi == s for (lo, hi), s in zip(last, _SENTINEL)):
+        return None
+    return out
+
+
+def _load(source: ImageSource, min_scale: float, window: CropWindow | None) -> DecodedImage:
     if isinstance(source, np.ndarray):
         if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
             raise ValueError(f"image array must be H x W x 3 uint8 RGB, got {source.shape} {source.dtype}")
@@ -191,11 +259,21 @@ def load_image(source: ImageSource, *, min_scale: float = 1.0) -> DecodedImage:
     orig_size = img.size
     reduce = 1
     try:
-        if getattr(img, "format", None) == "JPEG" and getattr(img, "tile", None) and min_scale < 1.0:
+        lazy_jpeg = getattr(img, "format", None) == "JPEG" and bool(getattr(img, "tile", None))
+        if lazy_jpeg and min_scale < 1.0:
             # tile is non-empty until the image is loaded: only then can the decoder still be told to downscale
             want = (max(1, math.ceil(img.size[0] * min_scale)), max(1, math.ceil(img.size[1] * min_scale)))
             img.draft("RGB", want)
             reduce = int(getattr(img, "decoderconfig", (1,))[0] or 1) if img.size != orig_size else 1
+        if lazy_jpeg and window is not None:
+            _, y0, side = snap_window(window, reduce)
+            rows = math.ceil(max(y0 + side, 1) / reduce)
+            if rows < img.size[1]:
+                top = _decode_top_rows(img, rows)
+                if top is not None:
+                    if path is not None:
+                        img.close()
+                    return DecodedImage(top, reduce, orig_size, complete=False)
         if img.mode != "RGB":
             img = img.convert("RGB")
         else:
@@ -228,15 +306,15 @@ def render_crop(
     """Cut ``window`` out of ``decoded`` (padding with ``fill`` outside the image) and resize it to
     ``window.out_side``. With a reduced decode the window snaps to multiples of ``reduce`` original
     pixels (at most ``reduce / 2`` px off-centre); the returned transform is always the exact one of
-    the pixels produced."""
+    the pixels produced. Raises ValueError when ``decoded`` is a partial decode (:func:`load_for_window`)
+    that stops above the window's last row."""
     r = decoded.reduce
-    x0, y0, side = window.x0, window.y0, window.side
-    if r > 1:
-        x0 = r * round(x0 / r)
-        y0 = r * round(y0 / r)
-        side = r * max(1, math.ceil(side / r))
+    x0, y0, side = snap_window(window, r)
     dx0, dy0, dside = x0 // r, y0 // r, side // r
     img = decoded.image
+    if not decoded.complete and dy0 + dside > img.size[1]:
+        raise ValueError(f"window {window} needs rows below the {img.size[1]} decoded at 1/{r}; decode it with "
+                         "load_for_window(image, window) or load_image")
     box = (dx0, dy0, dx0 + dside, dy0 + dside)
     inside = dx0 >= 0 and dy0 >= 0 and box[2] <= img.size[0] and box[3] <= img.size[1]
     if inside or tuple(fill) == (0, 0, 0):
@@ -268,8 +346,7 @@ def crop_square(
     ``ceil(sqrt(w*h) * factor)``, output ``out_side`` px (a multiple of 28), padded with ``fill``.
     See :func:`plan_window`, :func:`load_image`, :func:`render_crop` for the rules and errors."""
     window = plan_window(box_xywh_orig, factor, out_side, jitter=jitter, rng=rng)
-    min_scale = window.out_side / window.side if reduced_decode else 1.0
-    decoded = load_image(image, min_scale=min_scale)
+    decoded = load_for_window(image, window) if reduced_decode else load_image(image)
     return render_crop(decoded, window, fill=fill, resample=resample)
 
 

@@ -41,7 +41,7 @@ from PIL import Image
 
 from .backends.base import KIND_GROUND, KIND_TRACK, Backend, BackendError, FrameRequest, Reply, RequestImage, Sampling
 from .boxes import BoxXYWH, BoxXYXY, area_xyxy, clip_xyxy, is_finite_box, xywh_to_xyxy, xyxy_to_xywh
-from .crop import ImageSource, load_image, plan_window, render_crop
+from .crop import ImageSource, load_for_window, load_image, plan_window, render_crop
 from .parse import parse_reply
 from .prompts import DEFAULT_VERSION, answer_regex, get_prompt
 from .qwen import MAX_PIXELS, MIN_PIXELS, check_crop_side, model_input_size
@@ -361,7 +361,7 @@ class Tracker:
             raise TrackerInitError(f"initial box must be finite with positive width and height, got {tuple(box)}")
         p = self.params
         window = plan_window(box, p.template_factor, p.crop_size)
-        decoded = load_image(image, min_scale=window.out_side / window.side)
+        decoded = load_for_window(image, window)
         crop = render_crop(decoded, window)
         template = RequestImage(crop.image, "template")
         box_xyxy_model = crop.transform.xyxy_orig_to_crop(xywh_to_xyxy(box))
@@ -450,7 +450,7 @@ class Tracker:
         p = self.params
         factor = p.search_factor_after(st.failures)
         window = plan_window(st.box_xywh_orig, factor, p.crop_size)
-        decoded = load_image(image, min_scale=window.out_side / window.side)
+        decoded = load_for_window(image, window)
         crop = render_crop(decoded, window)
         search = RequestImage(crop.image, "search")
         prior = crop.transform.xyxy_orig_to_crop(xywh_to_xyxy(st.box_xywh_orig))

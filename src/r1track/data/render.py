@@ -1,8 +1,8 @@
 """Turns a :class:`~r1track.data.sampler.SamplePlan` into JPEG crops and model-frame boxes.
 
-Runs in worker processes. Pixels come from :mod:`r1track.crop` only: :func:`~r1track.crop.load_image`
+Runs in worker processes. Pixels come from :mod:`r1track.crop` only: :func:`~r1track.crop.load_for_window`
 decodes each frame at the coarsest JPEG DCT scale (1, 1/2, 1/4, 1/8) that still gives the crop at
-least one decoded pixel per crop pixel, and :func:`~r1track.crop.render_crop` cuts, pads and resizes.
+least one decoded pixel per crop pixel, and only down to the window's last row, :func:`~r1track.crop.render_crop` cuts, pads and resizes.
 Boxes are mapped with the transform of the pixels actually produced, so they stay exact when the
 decode grid snaps the window.
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 
 from ..boxes import BoxXYXY, clip_xyxy, xywh_to_xyxy
-from ..crop import CropTransform, encode_jpeg, load_image, render_crop
+from ..crop import CropTransform, encode_jpeg, load_for_window, render_crop
 from .sampler import SamplePlan
 
 __all__ = ["RenderedSample", "RenderFailure", "RenderSettings", "render_sample"]
@@ -57,7 +57,7 @@ def render_sample(plan: SamplePlan, settings: RenderSettings) -> RenderedSample 
     for crop in plan.crops:
         window = crop.window
         try:
-            img = load_image(crop.frame, min_scale=window.out_side / window.side)
+            img = load_for_window(crop.frame, window)
         except ValueError as exc:
             return RenderFailure(plan, "unreadable_frame", crop.frame, str(exc))
         out = render_crop(img, window, fill=settings.fill)
