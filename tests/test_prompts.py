@@ -91,6 +91,13 @@ def test_grounding_prompt():
         render_grounding_prompt("   ")
 
 
+@pytest.mark.parametrize("text", ["the red car", "The red car", "a red car", "An  red car", "red car"])
+def test_grounding_prompt_says_the_once(text):
+    prompt = render_grounding_prompt(text)
+    assert prompt.startswith("Locate the red car in this image")
+
+
+
 def test_answer_regex_matches_rendered_answers_only():
     import re
 

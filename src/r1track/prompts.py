@@ -178,11 +178,15 @@ def render_answer(box_xyxy_model: Sequence[float]) -> str:
 
 
 def render_grounding_prompt(text: str) -> str:
-    """Qwen2.5-VL grounding request for text initialisation (one image, answer with ``bbox_2d``)."""
-    text = " ".join(str(text).split())
-    if not text:
+    """Qwen2.5-VL grounding request for text initialisation (one image, answer with ``bbox_2d``).
+    Whitespace is collapsed and a leading article is dropped, since the template already says "the"
+    ("the red car" and "a red car" both ask to "Locate the red car"). ValueError when nothing is left."""
+    words = str(text).split()
+    if len(words) > 1 and words[0].lower() in ("the", "a", "an"):
+        words = words[1:]
+    if not words:
         raise ValueError("grounding text is empty")
-    return GROUNDING_TEMPLATE.format(text=text)
+    return GROUNDING_TEMPLATE.format(text=" ".join(words))
 
 
 def render_grounding_content(text: str, image_url: str) -> list[dict]:
