@@ -93,3 +93,24 @@ def test_track_input_errors(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["track", str(tmp_path), "--init", "1,2,0,4", "--backend", "ncc"]) == 2
     assert "positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("max_side", [200, 450, 800, None])
+def test_annotated_jpeg_frame_has_the_box_where_a_full_decode_puts_it(tmp_path, max_side):
+    from r1track.video import annotate
+
+    yy, xx = np.mgrid[0:1200, 0:1600]
+    frame = np.stack([xx * 60 // 1600, yy * 60 // 1200, (xx + yy) % 60], -1).astype(np.uint8)  # dark: green stands out
+    path = tmp_path / "frame.jpg"
+    Image.fromarray(frame).save(path, quality=92)
+    box = (400.0, 300.0, 480.0, 360.0)
+    from_file = np.asarray(annotate(path, box, max_side=max_side))  # reduced DCT decode when max_side allows
+    from_array = np.asarray(annotate(np.asarray(Image.open(path).convert("RGB")), box, max_side=max_side))
+    s = 1.0 if max_side is None else min(1.0, max_side / 1600)
+    assert from_file.shape == from_array.shape == (round(1200 * s), round(1600 * s), 3)
+    green = lambda a: (a[..., 1] == 255) & (a[..., 0] == 0) & (a[..., 2] == 0)  # noqa: E731
+    assert green(from_file).sum() > 0 and np.array_equal(green(from_file), green(from_array))
+    ys, xs = np.nonzero(green(from_file))
+    assert abs(xs.min() - 400 * s) <= 1 and abs(ys.min() - 300 * s) <= 1
+    assert abs(xs.max() - 880 * s) <= 2 and abs(ys.max() - 660 * s) <= 2
+    assert np.abs(from_file.astype(int) - from_array.astype(int)).mean() < 4

@@ -6,6 +6,7 @@ Output: an annotated GIF (Pillow only) or MP4 (PyAV), boxes drawn in original-im
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -63,13 +64,20 @@ def count_frames(source: str | os.PathLike) -> int | None:
         return None
 
 
-def _as_pil(frame: Path | np.ndarray | Image.Image) -> Image.Image:
+def _open_rgb(frame: Path | np.ndarray | Image.Image, max_side: int | None) -> tuple[Image.Image, tuple[int, int]]:
+    """(the frame as RGB, its original (width, height)). A JPEG file is decoded at the coarsest DCT scale
+    (1/2, 1/4, 1/8) that stays at least as large as ``max_side`` asks, so the image may be smaller."""
     if isinstance(frame, Image.Image):
-        return frame.convert("RGB")
+        return frame.convert("RGB"), frame.size
     if isinstance(frame, np.ndarray):
-        return Image.fromarray(frame)
+        return Image.fromarray(frame), (frame.shape[1], frame.shape[0])
     with Image.open(frame) as im:
-        return im.convert("RGB")
+        orig_size = im.size
+        w, h = orig_size
+        if max_side and max(w, h) > max_side and im.format == "JPEG":
+            s = max_side / max(w, h)
+            im.draft("RGB", (math.ceil(w * s), math.ceil(h * s)))
+        return im.convert("RGB"), orig_size
 
 
 def annotate(
@@ -81,12 +89,14 @@ def annotate(
     max_side: int | None = None,
 ) -> Image.Image:
     """The frame with the box drawn (and ``label`` above it), optionally scaled so its longer side is at
-    most ``max_side`` pixels (the box is scaled with it)."""
-    img = _as_pil(frame)
+    most ``max_side`` pixels (the box is scaled with it; a JPEG file is then decoded at reduced scale)."""
+    img, orig_size = _open_rgb(frame, max_side)
     s = 1.0
-    if max_side and max(img.size) > max_side:
-        s = max_side / max(img.size)
-        img = img.resize((max(1, round(img.size[0] * s)), max(1, round(img.size[1] * s))), Image.Resampling.BILINEAR)
+    if max_side and max(orig_size) > max_side:
+        s = max_side / max(orig_size)
+        size = (max(1, round(orig_size[0] * s)), max(1, round(orig_size[1] * s)))
+        if img.size != size:
+            img = img.resize(size, Image.Resampling.BILINEAR)
     x, y, w, h = (float(v) * s for v in box_xywh_orig)
     d = ImageDraw.Draw(img)
     width = max(2, round(max(img.size) / 300))
