@@ -41,6 +41,7 @@ __all__ = [
     "plan_window",
     "load_image",
     "load_for_window",
+    "snap_window",
     "render_crop",
     "crop_square",
     "encode_jpeg",
@@ -162,14 +163,17 @@ def plan_window(
 @dataclass(frozen=True)
 class DecodedImage:
     """An RGB PIL image decoded at 1/``reduce`` of the original resolution (JPEG DCT scaling).
-    ``orig_size`` = (width, height) of the original image. ``complete`` is False when only the top
-    rows were decoded (:func:`load_for_window`): the image is then shorter than the decoded frame
-    and holds exactly the rows its window needs."""
+    ``orig_size`` = (width, height) of the original image. After :func:`load_for_window` the image may
+    hold only the top rows, the ones its window needs (see :attr:`complete`)."""
 
     image: Image.Image
     reduce: int
     orig_size: tuple[int, int]
-    complete: bool = True
+
+    @property
+    def complete(self) -> bool:
+        """Whether every row of the frame was decoded (a DCT-scaled frame has ceil(H / reduce) rows)."""
+        return self.image.size[1] >= math.ceil(self.orig_size[1] / self.reduce)
 
 
 def snap_window(window: CropWindow, reduce: int) -> tuple[int, int, int]:
@@ -273,7 +277,7 @@ def _load(source: ImageSource, min_scale: float, window: CropWindow | None) -> D
                 if top is not None:
                     if path is not None:
                         img.close()
-                    return DecodedImage(top, reduce, orig_size, complete=False)
+                    return DecodedImage(top, reduce, orig_size)
         if img.mode != "RGB":
             img = img.convert("RGB")
         else:
@@ -344,7 +348,7 @@ def crop_square(
 ) -> Crop:
     """Square context crop around ``box_xywh_orig`` (original pixels): window side
     ``ceil(sqrt(w*h) * factor)``, output ``out_side`` px (a multiple of 28), padded with ``fill``.
-    See :func:`plan_window`, :func:`load_image`, :func:`render_crop` for the rules and errors."""
+    See :func:`plan_window`, :func:`load_for_window`, :func:`render_crop` for the rules and errors."""
     window = plan_window(box_xywh_orig, factor, out_side, jitter=jitter, rng=rng)
     decoded = load_for_window(image, window) if reduced_decode else load_image(image)
     return render_crop(decoded, window, fill=fill, resample=resample)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from r1track.prompts import answer_regex
 from upstream import tiny_qwen25vl, venvs, vllm_server
 
 # --------------------------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def test_free_port_is_bindable():
 # Slow: real upstream environments
 # --------------------------------------------------------------------------------------------------
 
-BOX_REGEX = r"\[\d{1,3},\d{1,3},\d{1,3},\d{1,3}\]"
+BOX_REGEX = answer_regex(336)  # the regex the tracker sends, checked against real vLLM below
 
 
 @pytest.mark.slow
