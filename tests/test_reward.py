@@ -20,6 +20,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from budget import examples
+
 from r1track.reward import SCORE_KEYS, RewardConfig, read_ground_truth, score_batch, score_reply, shape_r1track
 
 G = "[0,0,10,10]"  # ground truth used by most cases: area 100
@@ -180,7 +182,7 @@ def ordered_box(min_size):
 
 
 @given(ordered_box(0), ordered_box(1), st.integers(0, 600), st.booleans())
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 def test_r1track_shaping_equals_the_reference_formula(pred, gt, n_tokens, thinking):
     expected_g = reference_giou(pred, gt)
     expected = reference_shape(expected_g)
