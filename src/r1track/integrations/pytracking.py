@@ -30,9 +30,9 @@ import threading
 from collections import Counter
 from typing import Any
 
-from .backends import Backend, BackendError, make_backend
-from .backends.openai import ENV_BASE_URL, ENV_MODEL
-from .tracker import STATUS_OK, Tracker, TrackerParams
+from ..backends import Backend, BackendError, make_backend
+from ..backends.openai import ENV_BASE_URL, ENV_MODEL
+from ..tracker import Status, Tracker, TrackerParams
 
 __all__ = ["PyTrackingSession", "tracker_params_from", "backend_from", "sequence_name", "TOTALS"]
 
@@ -155,7 +155,7 @@ class PyTrackingSession:
             raise
         TOTALS["frames"] += 1
         self.counts[result.status] += 1
-        if result.status != STATUS_OK:
+        if result.status != Status.OK:
             TOTALS["faults"] += 1
             TOTALS[result.status] += 1
             log.warning("r1track: %s frame %d: %s (%s); kept the last box [fallback %d in this sequence]",
@@ -164,4 +164,4 @@ class PyTrackingSession:
 
     @property
     def faults(self) -> int:
-        return sum(n for s, n in self.counts.items() if s != STATUS_OK)
+        return sum(n for s, n in self.counts.items() if s != Status.OK)
