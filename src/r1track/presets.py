@@ -170,9 +170,10 @@ def resolve(
     ckpt = find_checkpoint(model)
     chosen = get_preset(preset) if preset else get_preset(ckpt.preset) if ckpt else get_preset(DEFAULT_PRESET)
     base = chosen.params
-    if "search_factor" in overrides and "max_search_factor" not in overrides:
-        overrides["max_search_factor"] = max(base.max_search_factor, overrides["search_factor"])
-    params = replace(base, **overrides)
+    changes = dict(overrides)
+    if "search_factor" in changes and "max_search_factor" not in changes:  # widen at least to the new factor
+        changes["max_search_factor"] = max(base.max_search_factor, changes["search_factor"])
+    params = replace(base, **changes)
     backend = backend or chosen.backend
     if preset:
         why = f"preset {chosen.name}"
