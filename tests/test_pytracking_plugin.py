@@ -1,5 +1,5 @@
 """PyTracking contract test: the plugin in plugins/pytracking driven through a minimal stand-in of
-PyTracking, written for this test from ../shared/docs/upstream/pytracking_got10k_vot.md section 1
+PyTracking, written for this test from PyTracking's contract (docs/upstream.md, PyTracking)
 (PyTracking is not on PyPI and none of its code is copied):
 
 * ``pytracking.tracker.base.BaseTracker``: ``__init__(params)`` stores params, ``visdom = None``;
