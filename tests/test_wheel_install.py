@@ -3,7 +3,8 @@
 Builds r1track's wheel offline (``pip wheel --no-deps --no-build-isolation``), installs it into a fresh
 virtual environment outside the checkout (its dependencies come from this test environment through a path
 entry, so nothing is downloaded), and runs ``r1track install --pytracking`` there on a PyTracking-shaped
-tree, from a working directory outside the checkout.
+tree, from a working directory outside the checkout. It takes about 4 s on 2 cores (build, venv, install), so it
+is marked ``slow``; the check that every install source is bundled stays in the fast suite.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def wheel(tmp_path_factory) -> Path:
     return whl
 
 
+@pytest.mark.slow
 def test_install_pytracking_from_an_installed_wheel(tmp_path, wheel):
     venv = tmp_path / "fresh"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

@@ -118,15 +118,16 @@ def preset_parameters(name: str) -> Any:
     return params
 
 
-_TRACKER_CLASS: type | None = None
+_TRACKER_CLASSES: dict[type, type] = {}
 
 
 def get_tracker_class() -> type:
-    """PyTracking's entry point: the ``BaseTracker`` subclass (made on first call, so importing r1track
-    never imports PyTracking). A new instance per sequence; the work is a :class:`PyTrackingSession`."""
-    global _TRACKER_CLASS
-    if _TRACKER_CLASS is None:
-        from pytracking.tracker.base import BaseTracker
+    """PyTracking's entry point: the ``BaseTracker`` subclass (made on first call for the ``BaseTracker``
+    imported then, so importing r1track never imports PyTracking). A new instance per sequence; the work
+    is a :class:`PyTrackingSession`."""
+    from pytracking.tracker.base import BaseTracker
+
+    if BaseTracker not in _TRACKER_CLASSES:
 
         class R1Track(BaseTracker):
             """Follows one target with ``r1track.tracker.Tracker``. The HTTP client is made in
@@ -151,8 +152,8 @@ def get_tracker_class() -> type:
                     raise RuntimeError("r1track: track() before initialize()")
                 return self._session.track(image, info)
 
-        _TRACKER_CLASS = R1Track
-    return _TRACKER_CLASS
+        _TRACKER_CLASSES[BaseTracker] = R1Track
+    return _TRACKER_CLASSES[BaseTracker]
 
 
 def sequence_name(info: dict | None) -> str:
