@@ -22,8 +22,9 @@ Each frame is two steps around one backend call, so one event loop can drive hun
 3. :meth:`Tracker.apply_reply` -- parse, check, map back to the original frame, update the state;
    no I/O at all.
 
-Both paths run one step core (``Tracker._track_steps``, a generator yielding "work" and "ask" steps);
-the sync driver calls them in place, the async driver runs the work in an executor and awaits the ask.
+Both paths run one step core (``Tracker._track_steps``, a generator yielding "work" and "ask" steps) through
+one driver (``Tracker._drive``); the sync path gives it work run in place and the blocking backend call, the
+async path an executor and the awaitable call.
 
 Failure policy (the reference reused the previous crop's box coordinates inside the new crop,
 which misplaces the target whenever the crop moved): an unusable reply — no box, a box mostly
@@ -354,7 +355,7 @@ class Tracker:
         :class:`TrackerInitError` on a bad box or an unusable grounding reply; a backend error
         propagates."""
         clock = _Clock()
-        return self._drive(self._init_steps(image, box_xywh, text, clock), clock)
+        return self._run_sync(self._init_steps(image, box_xywh, text, clock), clock)
 
     async def initialize_async(
         self, image: ImageSource, box_xywh: Sequence[float] | None = None, *, text: str | None = None,
@@ -363,7 +364,7 @@ class Tracker:
         """:meth:`initialize` without blocking the event loop (decoding and cropping run in
         ``executor``, default: the loop's thread pool)."""
         clock = _Clock()
-        return await self._drive_async(self._init_steps(image, box_xywh, text, clock), clock, executor)
+        return await self._run_async(self._init_steps(image, box_xywh, text, clock), clock, executor)
 
     def run(
         self, frames: Iterable[ImageSource], box_xywh: Sequence[float] | None = None, *, text: str | None = None
@@ -405,52 +406,56 @@ class Tracker:
         outcome = yield _Ask(request, keep_error=True)
         return self.apply_reply(request, outcome, prepare_s=clock.prepare_s, request_s=clock.request_s)
 
-    def _drive(self, steps: _Steps, clock: _Clock) -> Any:
-        """Sync driver: run each step in place, timing it on ``clock`` (the one the core reads)."""
-        value: Any = None
-        while True:
-            try:
-                step = steps.send(value)
-            except StopIteration as stop:
-                return stop.value
-            t0 = _timer()
-            if isinstance(step, _Work):
-                value = step.fn(*step.args)
-                clock.prepare_s += _timer() - t0
-            else:
-                value = self._ask(step, self.backend.complete)
-                clock.request_s += _timer() - t0
+    def _run_sync(self, steps: _Steps, clock: _Clock) -> Any:
+        """Sync path: the driver with work run in place and the backend's blocking call; nothing in it
+        suspends, so the coroutine finishes on its first step."""
 
-    async def _drive_async(self, steps: _Steps, clock: _Clock, executor: Executor | None) -> Any:
-        """Async driver: work steps in ``executor``, backend calls awaited."""
+        async def work(fn: Callable[..., Any], *args: Any) -> Any:
+            return fn(*args)
+
+        async def ask(request: FrameRequest) -> Reply:
+            return self.backend.complete(request)
+
+        coro = self._drive(steps, clock, work, ask)
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+        coro.close()
+        raise RuntimeError("the sync tracker path suspended")  # pragma: no cover - work and ask never await
+
+    async def _run_async(self, steps: _Steps, clock: _Clock, executor: Executor | None) -> Any:
+        """Async path: the driver with work in ``executor`` and the backend's awaitable call."""
         loop = asyncio.get_running_loop()
-        value: Any = None
-        while True:
-            try:
-                step = steps.send(value)
-            except StopIteration as stop:
-                return stop.value
-            t0 = _timer()
-            if isinstance(step, _Work):
-                value = await loop.run_in_executor(executor, step.fn, *step.args)
-                clock.prepare_s += _timer() - t0
-            else:
-                try:
-                    value = await self.backend.complete_async(step.request)
-                except BackendError as exc:
-                    if not step.keep_error:
-                        raise
-                    value = exc
-                clock.request_s += _timer() - t0
+
+        def work(fn: Callable[..., Any], *args: Any) -> Any:
+            return loop.run_in_executor(executor, fn, *args)
+
+        return await self._drive(steps, clock, work, self.backend.complete_async)
 
     @staticmethod
-    def _ask(step: _Ask, complete: Callable[[FrameRequest], Reply]) -> Reply | BackendError:
-        try:
-            return complete(step.request)
-        except BackendError as exc:
-            if not step.keep_error:
-                raise
-            return exc
+    async def _drive(steps: _Steps, clock: _Clock, work: Callable[..., Any], ask: Callable[[FrameRequest], Any]) -> Any:
+        """The one driver of a step core: ``await work(fn, *args)`` for a :class:`_Work` step, ``await
+        ask(request)`` for an :class:`_Ask` step (a :class:`BackendError` is sent back as the answer when the
+        step keeps errors), each timed on ``clock``; returns the core's result."""
+        value: Any = None
+        while True:
+            try:
+                step = steps.send(value)
+            except StopIteration as stop:
+                return stop.value
+            t0 = _timer()
+            if isinstance(step, _Work):
+                value = await work(step.fn, *step.args)
+                clock.prepare_s += _timer() - t0
+                continue
+            try:
+                value = await ask(step.request)
+            except BackendError as exc:
+                if not step.keep_error:
+                    raise
+                value = exc
+            clock.request_s += _timer() - t0
 
     def _start(self, image: ImageSource, box_xywh: Sequence[float] | None) -> BoxXYWH:
         """Check the initial box, cut the template crop, reset the state; returns the box."""
@@ -516,13 +521,13 @@ class Tracker:
         """Track the target into ``image`` (the next frame). Always returns a box; raises only
         on a fatal backend error (the server rejects every request) or a bad image."""
         clock = _Clock()
-        return self._drive(self._track_steps(image, clock), clock)
+        return self._run_sync(self._track_steps(image, clock), clock)
 
     async def track_async(self, image: ImageSource, *, executor: Executor | None = None) -> TrackResult:
         """:meth:`track` for an event loop driving many trackers: decoding, cropping and encoding
         run in ``executor`` (default: the loop's thread pool), the request is awaited."""
         clock = _Clock()
-        return await self._drive_async(self._track_steps(image, clock), clock, executor)
+        return await self._run_async(self._track_steps(image, clock), clock, executor)
 
     def build_request(self, image: ImageSource, *, prepare: bool = True) -> FrameRequest:
         """Step 1 (reads the image, no network): decode ``image`` (reduced JPEG decode when the crop needs less), cut the
