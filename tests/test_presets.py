@@ -138,9 +138,10 @@ def tiny_val(tmp_path_factory):
     return root
 
 
+@pytest.mark.usefixtures("pytracking")
 @pytest.mark.parametrize("ckpt", CHECKPOINTS, ids=lambda c: c.short_name)
-def test_checkpoint_name_sends_its_requests_and_the_pytracking_preset_file_the_same(ckpt, tiny_val, tmp_path, pytracking,
-                                                                                     monkeypatch, capsys):
+def test_checkpoint_name_sends_its_requests_and_the_pytracking_preset_file_the_same(ckpt, tiny_val, tmp_path, monkeypatch,
+                                                                                     capsys):
     preset = PRESETS[ckpt.preset].params
     with OpenAIServer(model=ckpt.name) as server:
         code = main(["eval", str(tiny_val), "--model", ckpt.name, "--backend", "openai", "--server", server.base_url,
