@@ -53,7 +53,7 @@ def test_every_tracking_command_lists_each_tracker_setting_once_with_its_default
             positions.append(hits[0])
         assert positions == sorted(positions)  # in field order: each flag's help runs up to the next flag
         for f, start, end in zip(FIELDS, positions, positions[1:] + [len(text)]):
-            assert f"(default: {f.default})" in text[start:end], (name, f.name)
+            assert f"(default: {getattr(TrackerParams(), f.name)})" in text[start:end], (name, f.name)
     assert tracking == {"eval", "track"}
 
 

@@ -187,7 +187,8 @@ class TrackerParams:
 
 
 def _document_fields(cls: type) -> None:
-    lines = [f"    * ``{f.name}`` = ``{f.default!r}``: {f.metadata['help']}" for f in dataclasses.fields(cls)]
+    defaults = cls()
+    lines = [f"    * ``{f.name}`` = ``{getattr(defaults, f.name)!r}``: {f.metadata.get('help', '')}" for f in dataclasses.fields(cls)]
     cls.__doc__ = (cls.__doc__ or "") + "\n    Fields:\n\n" + "\n".join(lines) + "\n"
 
 

@@ -39,9 +39,12 @@ def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", choices=list(PRESETS), help="named settings: " + "; ".join(
         f"{name}: {preset.summary}" for name, preset in PRESETS.items()) + f" (default: {DEFAULT_PRESET})")
     hints = typing.get_type_hints(TrackerParams)
+    defaults = TrackerParams()
     for f in dataclasses.fields(TrackerParams):
         kind = _base_type(hints[f.name])
-        text = f"{f.metadata['help']} (default: {f.default})".replace("%", "%%")
+        if kind not in (bool, int, float):
+            kind = str
+        text = f"{f.metadata.get('help', f.name)} (default: {getattr(defaults, f.name)})".replace("%", "%%")
         if kind is bool:
             g.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
