@@ -57,3 +57,13 @@ def test_default_run_folder_is_named_by_the_preset(runs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["eval", str(root), "--preset", "ncc", "--no-progress", "--crop-size", "224"]) == 0
     assert (tmp_path / "runs" / "got10k-val-ncc+crop_size=224" / "report" / "report.json").is_file()
+
+
+def test_eval_puts_its_own_run_beside_the_compared_ones(runs, capsys):
+    base, root, out = runs
+    target = base / "oracle-noisy"
+    assert main(["eval", str(root), "--backend", "oracle", "--oracle-noise", "3", "--no-progress", "-o", str(target),
+                 "--name", "oracle-noisy", "--compare", str(out["ncc"])]) == 0
+    rows = (target / "report" / "comparison" / "comparison.txt").read_text().splitlines()
+    assert [r.split()[0] for r in rows[1:]] == ["oracle-noisy", "ncc"]
+    assert (target / "report" / "comparison" / "success_plot.png").is_file()

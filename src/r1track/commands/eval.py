@@ -48,6 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--oracle-noise", type=float, default=0.0, help="oracle: Gaussian noise in model pixels")
     p.add_argument("--name", help="tracker name in reports and plots (default: the checkpoint or preset, as in the run folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--compare", action="append", default=[], metavar="RUN",
+                   help="another eval run folder to put beside this one in REPORT/comparison/ (repeatable; as 'r1track report')")
     add_backend_arguments(p)
     add_tracker_arguments(p)
     p.set_defaults(func=run)
@@ -130,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
         paths = write_report(report, out / "report")
         print(format_table(report), end="")
         print(f"report: {paths['json']}, plots: {', '.join(str(p) for k, p in paths.items() if k not in ('json', 'table'))}")
+        if args.compare:
+            from .report import compare_runs
+
+            compare_runs([report, *args.compare], out / "report" / "comparison")
     elif kind in ("got10k", "trackingnet"):
         server = "got10k" if kind == "got10k" else "trackingnet"
         print(f"no ground truth to score against: build the server zip with 'r1track pack {server} {out / 'results'} --dataset {args.root}'")

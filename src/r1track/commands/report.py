@@ -24,30 +24,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _report_path(run: str):
     from pathlib import Path
 
     from ..cli import CommandError
-    from ..scoring import format_comparison, read_report, write_comparison
 
-    paths = []
-    for r in args.runs:
-        path = Path(r)
-        if path.is_dir():
-            path = path / "report" / "report.json"
-        if not path.is_file():
-            raise CommandError(f"{r}: no report ({path} is missing; 'r1track eval' writes it when the dataset has ground truth)")
-        paths.append(path)
+    path = Path(run)
+    if path.is_dir():
+        path = path / "report" / "report.json"
+    if not path.is_file():
+        raise CommandError(f"{run}: no report ({path} is missing; 'r1track eval' writes it when the dataset has ground truth)")
+    return path
+
+
+def compare_runs(runs: list, out) -> None:
+    """Write and print the comparison of ``runs`` (each a :class:`~r1track.scoring.Report` or a run folder /
+    report.json path) to ``out``; CommandError on a missing or incomparable report."""
+    from ..cli import CommandError
+    from ..scoring import Report, format_comparison, read_report, write_comparison
+
     try:
-        reports = [read_report(p) for p in paths]
-        if args.out:
-            out = Path(args.out)
-        else:
-            names = [p.parent.parent.name for p in paths]
-            out = paths[0].parent if len(paths) == 1 else paths[0].parent.parent.parent / ("compare-" + "-vs-".join(names))
+        reports = [r if isinstance(r, Report) else read_report(_report_path(r)) for r in runs]
         written = write_comparison(reports, out)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     print(format_comparison(reports), end="")
     print(f"table: {written['table']}, plots: {', '.join(str(p) for k, p in written.items() if k not in ('json', 'table'))}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    paths = [_report_path(r) for r in args.runs]
+    if args.out:
+        out = Path(args.out)
+    elif len(paths) == 1:
+        out = paths[0].parent
+    else:
+        out = paths[0].parent.parent.parent / ("compare-" + "-vs-".join(p.parent.parent.name for p in paths))
+    compare_runs([str(p) for p in paths], out)
     return 0
