@@ -22,9 +22,10 @@ were not re-read here.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
+from .backends import get_backend_spec
 from .tracker import TrackerParams
 
 __all__ = [
@@ -163,7 +164,7 @@ def resolve(
     -> value; they always win). ``backend``: an explicit backend name, else the preset's. Raises
     ValueError on an unknown preset, an unknown field or an invalid combination."""
     overrides = dict(overrides or {})
-    known = {f for f in asdict(TrackerParams())}
+    known = {f.name for f in fields(TrackerParams)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown tracker setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -175,6 +176,7 @@ def resolve(
         changes["max_search_factor"] = max(base.max_search_factor, changes["search_factor"])
     params = replace(base, **changes)
     backend = backend or chosen.backend
+    asks_model = get_backend_spec(backend).needs_server  # ValueError naming the known backends
     if preset:
         why = f"preset {chosen.name}"
         if ckpt and ckpt.preset != chosen.name:
@@ -185,15 +187,15 @@ def resolve(
         why = f"model {model!r} is not a known checkpoint: default preset (choose one with --preset)"
     else:
         why = "default preset"
-    message = f"{why}: {_describe(params)}"
+    message = f"{why}: {_describe(params)}, backend {backend}"
     if overrides:
         message += "; explicit: " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
     if ckpt and ckpt.lora:
         message += (f"; note: {ckpt.short_name} is a LoRA adapter: merge it into {ckpt.base_model} first "
                     "(or serve it with vLLM --enable-lora)")
-    if ckpt and backend == "openai" and not preset:
+    if ckpt and asks_model and not preset:
         base_tag = ckpt.short_name
-    elif model and backend == "openai" and not preset:
+    elif model and asks_model and not preset:
         base_tag = _slug(model.rstrip("/").rsplit("/", 1)[-1])
     elif not preset and backend != chosen.backend:
         base_tag = backend
