@@ -13,6 +13,7 @@ PyTracking, written for this test from PyTracking's contract (docs/upstream.md, 
 
 import atexit
 import copy
+import pickle
 import importlib
 import logging
 import shutil
@@ -81,6 +82,7 @@ def pytracking(tmp_path, monkeypatch):
     yield root
     for name in [m for m in sys.modules if m == "pytracking" or m.startswith("pytracking.")]:
         del sys.modules[name]
+    sys.modules.pop("r1track.integrations.pytracking_tracker", None)  # its BaseTracker was this test's stand-in
     pytracking_adapter._BACKENDS.clear()
     atexit.unregister(pytracking_adapter._log_summary)  # the per-process summary is for real runs
 
@@ -139,6 +141,7 @@ def test_plugin_layout_and_class_contract(pytracking):
     assert tracker.initialize_features() is None
     assert tracker.visdom is None and tracker.params.multiobj_mode == "parallel"
     copy.deepcopy(tracker)  # MultiObjectWrapper(fast_load=True) deep-copies a fresh instance
+    assert pickle.loads(pickle.dumps(cls)) is cls  # --threads workers receive the class pickled
     assert pytracking_adapter._BACKENDS == {}  # no client at import or construction
 
 

@@ -118,42 +118,13 @@ def preset_parameters(name: str) -> Any:
     return params
 
 
-_TRACKER_CLASSES: dict[type, type] = {}
-
-
 def get_tracker_class() -> type:
-    """PyTracking's entry point: the ``BaseTracker`` subclass (made on first call for the ``BaseTracker``
-    imported then, so importing r1track never imports PyTracking). A new instance per sequence; the work
-    is a :class:`PyTrackingSession`."""
-    from pytracking.tracker.base import BaseTracker
+    """PyTracking's entry point: the ``BaseTracker`` subclass, :class:`r1track.integrations.pytracking_tracker.R1Track`
+    (a module of its own, imported here, so importing r1track never imports PyTracking; defined at module level,
+    so PyTracking's ``--threads`` workers can unpickle it)."""
+    from .pytracking_tracker import R1Track
 
-    if BaseTracker not in _TRACKER_CLASSES:
-
-        class R1Track(BaseTracker):
-            """Follows one target with ``r1track.tracker.Tracker``. The HTTP client is made in
-            ``initialize`` (never at import: PyTracking spawns workers with ``--threads``). Fallback
-            frames are logged with the sequence name and counted; boxes are full precision."""
-
-            multiobj_mode = "parallel"
-
-            def __init__(self, params: Any) -> None:
-                super().__init__(params)
-                self._session: PyTrackingSession | None = None
-
-            def initialize_features(self) -> None:
-                """No network features to prepare (PyTracking's VOT runners call this)."""
-
-            def initialize(self, image: Any, info: dict) -> dict:
-                self._session = PyTrackingSession(self.params)
-                return self._session.initialize(image, info)
-
-            def track(self, image: Any, info: dict | None = None) -> dict:
-                if self._session is None:
-                    raise RuntimeError("r1track: track() before initialize()")
-                return self._session.track(image, info)
-
-        _TRACKER_CLASSES[BaseTracker] = R1Track
-    return _TRACKER_CLASSES[BaseTracker]
+    return R1Track
 
 
 def sequence_name(info: dict | None) -> str:
