@@ -55,7 +55,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-
 def load_sequences(dataset: str, root: str, split: str | None, names: str | None):
     """(sequences, kind, split) of a dataset folder, filtered by comma-separated names."""
     from pathlib import Path
@@ -91,11 +90,14 @@ def run(args: argparse.Namespace) -> int:
 
     from .tracking import backend_options, resolve_settings
 
+    from .report import report_path
+
     try:
         seqs, kind, split = load_sequences(args.dataset, args.root, args.split, args.sequences)
         resolved = resolve_settings(args)
     except (DatasetError, ValueError) as exc:
         raise CommandError(str(exc)) from None
+    compare = [report_path(r) for r in args.compare]  # refuse a missing one before tracking
     params, backend = resolved.params, resolved.backend
     print(f"settings: {resolved.message}", file=sys.stderr)
     split_tag = Path(split).stem if split else ""
@@ -124,19 +126,22 @@ def run(args: argparse.Namespace) -> int:
     if result.failed:
         print("rerun the same command to retry the failed sequences")
         return 1
-    if all(has_ground_truth(s) for s in seqs) and not args.max_frames:
-        from ..backends import get_backend_spec
+    if not (all(has_ground_truth(s) for s in seqs) and not args.max_frames):
+        if compare:
+            print("--compare: this run has no report to compare (no ground truth for every frame, or --max-frames)")
+        if kind in ("got10k", "trackingnet"):
+            server = "got10k" if kind == "got10k" else "trackingnet"
+            print(f"no ground truth to score against: build the server zip with 'r1track pack {server} {out / 'results'} --dataset {args.root}'")
+        return 0
+    from ..backends import get_backend_spec
 
-        report = score_results(seqs, out / "results", tracker=args.name or resolved.tag, dataset=f"{kind} {split or ''}".strip(),
-                               baseline=get_backend_spec(backend).baseline)
-        paths = write_report(report, out / "report")
-        print(format_table(report), end="")
-        print(f"report: {paths['json']}, plots: {', '.join(str(p) for k, p in paths.items() if k not in ('json', 'table'))}")
-        if args.compare:
-            from .report import compare_runs
+    report = score_results(seqs, out / "results", tracker=args.name or resolved.tag, dataset=f"{kind} {split or ''}".strip(),
+                           baseline=get_backend_spec(backend).baseline)
+    paths = write_report(report, out / "report")
+    print(format_table(report), end="")
+    print(f"report: {paths['json']}, plots: {', '.join(str(p) for k, p in paths.items() if k not in ('json', 'table'))}")
+    if compare:
+        from .report import compare_runs
 
-            compare_runs([report, *args.compare], out / "report" / "comparison")
-    elif kind in ("got10k", "trackingnet"):
-        server = "got10k" if kind == "got10k" else "trackingnet"
-        print(f"no ground truth to score against: build the server zip with 'r1track pack {server} {out / 'results'} --dataset {args.root}'")
+        compare_runs([report, *compare], out / "report" / "comparison")
     return 0

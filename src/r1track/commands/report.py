@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _report_path(run: str):
+def report_path(run):
+    """The ``report.json`` of an eval run folder (or the file itself); CommandError when missing."""
     from pathlib import Path
 
     from ..cli import CommandError
@@ -44,7 +45,7 @@ def compare_runs(runs: list, out) -> None:
     from ..scoring import Report, format_comparison, read_report, write_comparison
 
     try:
-        reports = [r if isinstance(r, Report) else read_report(_report_path(r)) for r in runs]
+        reports = [r if isinstance(r, Report) else read_report(report_path(r)) for r in runs]
         written = write_comparison(reports, out)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -55,12 +56,12 @@ def compare_runs(runs: list, out) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    paths = [_report_path(r) for r in args.runs]
+    paths = [report_path(r) for r in args.runs]
     if args.out:
         out = Path(args.out)
     elif len(paths) == 1:
         out = paths[0].parent
     else:
         out = paths[0].parent.parent.parent / ("compare-" + "-vs-".join(p.parent.parent.name for p in paths))
-    compare_runs([str(p) for p in paths], out)
+    compare_runs(paths, out)
     return 0
