@@ -164,7 +164,8 @@ class _ReplayLog:
 
 
 class _Backends:
-    """Backend per sequence: shared per server (openai, ncc) or one per sequence (oracle)."""
+    """Backend per sequence: shared per server (openai), one for all (ncc, the in-process engines) or one per
+    sequence (oracle)."""
 
     def __init__(self, settings: EvalSettings) -> None:
         self.settings = settings
@@ -175,6 +176,8 @@ class _Backends:
         if self.spec.needs_server:
             urls = settings.servers or (None,)
             self.shared = [make_backend(name, base_url=u, model=settings.model, **opts) for u in urls]
+        elif self.spec.in_process:  # one engine, every sequence's requests batched into it
+            self.shared = [make_backend(name, model=settings.model, **opts)]
         elif not self.spec.needs_ground_truth:
             self.shared = [make_backend(name, **opts)]
 

@@ -19,8 +19,9 @@ Datasets (ROOT, --dataset; auto-detected by default):
   generic      a folder of sequence folders with groundtruth.txt / groundtruth_rect.txt (OTB-style).
 
 Backends (--backend): openai (an OpenAI-compatible server; --server URL, repeatable: sequences are balanced
-over the servers; API key from R1TRACK_API_KEY; keep --concurrency high so vLLM batches), ncc (the
-classical baseline), oracle (ground truth, checks geometry).
+over the servers; API key from R1TRACK_API_KEY; keep --concurrency high so vLLM batches), transformers and
+vllm (the --model checkpoint loaded in this process, no server; the requests of the sequences in flight go
+to the engine in batches of --batch-size), ncc (the classical baseline), oracle (ground truth, checks geometry).
 
 Settings: --model NAME of a published checkpoint picks its preset (printed at start; 'r1track eval
 --help' lists the presets under --preset); --preset NAME picks one explicitly; any tracker flag wins.
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"settings: {resolved.message}", file=sys.stderr)
     split_tag = Path(split).stem if split else ""
     out = Path(args.out) if args.out else Path("runs") / "-".join(x for x in (kind, split_tag, resolved.tag) if x)
-    options = backend_options(args, backend)
+    options = backend_options(args, backend, params)
     if backend == "oracle":
         options["noise_px"] = args.oracle_noise
     try:

@@ -12,7 +12,8 @@ Track one target through one video (a folder of frames, or a video file with PyA
   OUT/track.gif     the frames with the box drawn (--annotated NAME.mp4 for MP4, needs PyAV)
 
 Start from a box (--init x,y,w,h, 0-based pixels of the first frame) or from a description (--text, Qwen's
-grounding answer; needs the openai backend). Backends, presets and tracker settings as in 'r1track eval'.
+grounding answer; needs a model: the openai, transformers or vllm backend). Backends, presets and tracker
+settings as in 'r1track eval'; without a server: --backend transformers --model CHECKPOINT (CPU works).
 """
 
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from ..backends import BackendError, get_backend_spec, make_backend
+    from ..backends import BACKENDS, BackendError, get_backend_spec, make_backend
     from ..cli import CommandError
     from ..fsutil import atomic_output
     from ..progress import progress_bar
@@ -71,14 +72,19 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from None
     spec = get_backend_spec(resolved.backend)
-    if args.text and not spec.needs_server:
-        raise CommandError("--text needs a model: use --backend openai")
+    if args.text and not spec.grounding:
+        raise CommandError(f"--text needs a model: use --backend {' or '.join(n for n, b in BACKENDS.items() if b.grounding)}")
     print(f"settings: {resolved.message}", file=sys.stderr)
     out = Path(args.out)
-    opts = backend_options(args, spec.name)
+    opts = backend_options(args, spec.name, resolved.params)
     if spec.needs_server:
         opts.update(base_url=args.server[0] if args.server else None, model=args.model)
-    backend = make_backend(spec.name, **opts)
+    elif spec.in_process:
+        opts.update(model=args.model)
+    try:
+        backend = make_backend(spec.name, **opts)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     tracker = Tracker(backend, resolved.params, name=Path(args.video).name)
     writer = AnnotatedWriter(out / args.annotated, fps=args.fps)
     boxes, rows = [], []

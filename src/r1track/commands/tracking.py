@@ -70,18 +70,40 @@ def add_backend_arguments(p: argparse.ArgumentParser, *, ground_truth: bool = Tr
                    + " (default: the preset's, openai for all but 'ncc')")
     g.add_argument("--server", action="append", default=[], metavar="URL",
                    help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (repeatable; default $R1TRACK_BASE_URL)")
-    g.add_argument("--model", help="served model name (default: $R1TRACK_MODEL or the server's first model); a "
-                   "published checkpoint's name (e.g. WangBiao/R1-Track-GRPO-5k) also picks its preset")
+    g.add_argument("--model", help="served model name (default: $R1TRACK_MODEL or the server's first model), or for "
+                   "--backend transformers/vllm the checkpoint to load (hub id or folder); a published checkpoint's "
+                   "name (e.g. WangBiao/R1-Track-GRPO-5k) also picks its preset")
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt (default 120)")
     g.add_argument("--retries", type=int, default=3, help="retries per request on connection errors, 5xx and 429 (default 3)")
+    from ..backends.hf import DEVICES, DTYPES
+    from ..backends.local import DEFAULT_BATCH_SIZE
+
+    e = p.add_argument_group("in-process engines (--backend transformers or vllm)")
+    e.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"most requests of the sequences in flight per engine call (default {DEFAULT_BATCH_SIZE})")
+    e.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (default auto: the checkpoint's; "
+                   "transformers on CPU turns float16 into float32)")
+    e.add_argument("--device", default="auto", help="transformers: auto (cuda, else mps, else cpu), cuda, cuda:N, mps or cpu")
+    e.add_argument("--max-model-len", type=int, default=4096, help="vllm: context length (default 4096)")
+    e.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm: share of GPU memory (default 0.9)")
+    e.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model (default 1)")
+    e.add_argument("--enforce-eager", action="store_true", help="vllm: no CUDA graphs / compilation (faster start)")
 
 
-def backend_options(args: argparse.Namespace, backend: str) -> dict:
-    """Keyword options for :func:`r1track.backends.make_backend` from the backend flags."""
+def backend_options(args: argparse.Namespace, backend: str, params: Any = None) -> dict:
+    """Keyword options for :func:`r1track.backends.make_backend` from the backend flags (not the server URL or
+    model). ``params``: the tracker settings (the ``vllm`` engine reserves room for 3 images with a memory frame)."""
     from ..backends import get_backend_spec
 
-    if get_backend_spec(backend).needs_server:
+    spec = get_backend_spec(backend)
+    if spec.needs_server:
         return {"timeout_s": args.timeout, "retries": args.retries}
+    if backend == "transformers":
+        return {"batch_size": args.batch_size, "device": args.device, "dtype": args.dtype}
+    if backend == "vllm":
+        return {"batch_size": args.batch_size, "dtype": args.dtype, "max_model_len": args.max_model_len,
+                "gpu_memory_utilization": args.gpu_memory_utilization, "tensor_parallel_size": args.tensor_parallel_size,
+                "enforce_eager": args.enforce_eager, "max_images": 3 if params is not None and params.memory else 2}
     return {}
 
 
