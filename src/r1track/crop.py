@@ -255,7 +255,7 @@ def _load(source: ImageSource, min_scale: float, window: CropWindow | None) -> D
         path = Path(source)
         try:
             source = Image.open(path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ValueError(f"{path}: cannot open image: {exc}") from exc
     if not isinstance(source, Image.Image):
         raise ValueError(f"unsupported image source: {type(source).__name__}")
