@@ -438,6 +438,21 @@ class Tracker:
         t2 = _timer()
         return self.apply_reply(request, outcome, prepare_s=t1 - t0, request_s=t2 - t1)
 
+    def skip_frame(self, reason: str, detail: str = "") -> TrackResult:
+        """A frame that cannot be tracked for a data reason (a missing or undecodable file): no request is
+        made, the last accepted box is kept as this frame's box and the frame is counted under ``reason``
+        in :attr:`counts`, like any fallback; the next search crop widens as after a failed answer."""
+        st = self._require_state()
+        if self._pending is not None:
+            raise RuntimeError(f"{self.name or 'tracker'}: a request is pending; apply its reply first")
+        factor = self.params.search_factor_after(st.failures)
+        st.frame_index += 1
+        st.failures += 1
+        self.counts[reason] += 1
+        log.debug("%s frame %d: %s (%s)", self.name or "sequence", st.frame_index, reason, detail)
+        return TrackResult(st.frame_index, st.box_xywh_orig, reason, detail, None, None, BoxXYXY(0, 0, 0, 0), factor,
+                           FrameTiming(), attempts=0)
+
     def build_request(self, image: ImageSource, *, prepare: bool = True) -> FrameRequest:
         """Pure step 1: decode ``image`` (reduced JPEG decode when the crop needs less), cut the
         search crop around the last box with the current (possibly widened) factor, and build the

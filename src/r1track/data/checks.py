@@ -56,6 +56,7 @@ __all__ = [
     "CheckedSequence",
     "check_sequence",
     "align_frames",
+    "frame_slots",
     "box_problem",
     "read_image_header",
     "image_size_of",
@@ -144,6 +145,21 @@ def align_frames(frames: list[Path], n_rows: int) -> list[Path | None] | None:
     for f, k in zip(frames, numbers):
         out[k - base] = f
     return out
+
+
+def frame_slots(seq: Sequence) -> list[Path | None] | None:
+    """The file of every frame of ``seq`` in order, None where a frame is missing; None when the frame
+    files and the ground truth cannot be aligned. With a ground-truth row per frame (more than one row)
+    the slots are the rows (:func:`align_frames`); with only the first row (test splits) they run up to
+    the highest frame number in the file names, so a gap in the numbering is a missing frame."""
+    n = len(seq.boxes_xywh_orig)
+    if n > 1:
+        return align_frames(seq.frames, n)
+    numbers = [frame_number(f) for f in seq.frames]
+    if not numbers or any(k is None for k in numbers):
+        return list(seq.frames)
+    base = 0 if min(numbers) == 0 else 1  # type: ignore[type-var]
+    return align_frames(seq.frames, max(numbers) - base + 1)  # type: ignore[operator]
 
 
 def read_image_header(path: str | Path) -> tuple[tuple[int, int] | None, Reason | None, str]:
