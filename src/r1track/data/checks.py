@@ -57,6 +57,7 @@ __all__ = [
     "check_sequence",
     "align_frames",
     "frame_slots",
+    "numbered_slots",
     "box_problem",
     "read_image_header",
     "image_size_of",
@@ -155,11 +156,17 @@ def frame_slots(seq: Sequence) -> list[Path | None] | None:
     n = len(seq.boxes_xywh_orig)
     if n > 1:
         return align_frames(seq.frames, n)
-    numbers = [frame_number(f) for f in seq.frames]
+    return numbered_slots(seq.frames)
+
+
+def numbered_slots(frames: list[Path]) -> list[Path | None] | None:
+    """``frames`` placed by the last number in their names, from 0 or 1 up to the highest, None where a
+    number has no file; the list itself when some name has no number; None when a number repeats."""
+    numbers = [frame_number(f) for f in frames]
     if not numbers or any(k is None for k in numbers):
-        return list(seq.frames)
+        return list(frames)
     base = 0 if min(numbers) == 0 else 1  # type: ignore[type-var]
-    return align_frames(seq.frames, max(numbers) - base + 1)  # type: ignore[operator]
+    return align_frames(frames, max(numbers) - base + 1)  # type: ignore[operator]
 
 
 def read_image_header(path: str | Path) -> tuple[tuple[int, int] | None, Reason | None, str]:
