@@ -43,7 +43,7 @@ from .backends.base import KIND_GROUND, KIND_TRACK, Backend, BackendError, Frame
 from .boxes import BoxXYWH, BoxXYXY, area_xyxy, clip_xyxy, is_finite_box, xywh_to_xyxy, xyxy_to_xywh
 from .crop import ImageSource, load_for_window, load_image, plan_window, render_crop
 from .parse import parse_reply
-from .prompts import DEFAULT_VERSION, answer_regex, get_prompt
+from .prompts import DEFAULT_THINK_LAYOUT, DEFAULT_VERSION, answer_regex, check_think_layout, get_prompt
 from .qwen import MAX_PIXELS, MIN_PIXELS, check_crop_side, model_input_size
 
 __all__ = [
@@ -88,6 +88,10 @@ class TrackerParams:
       (``r1track prompts show`` lists all).
     * ``think`` = False: no-think mode (the published best checkpoint, R1-Track-GRPO-wo-Think-100k).
       True prepends R1-Track's think wrapper; the answer is read from ``<answer>``.
+    * ``think_layout`` = ``"images-first"``: in think mode, the images, then the think instruction, then the
+      task. ``"instruction-first"``: the instruction, then the images, then the task -- the layout R1-Track's
+      think GRPO run trained its published think checkpoint (R1-Track-GRPO-5k) with
+      (:class:`r1track.prompts.ThinkLayout`).
     * ``crop_size`` = 336: crop side in pixels; a multiple of 28 whose area lies in
       [``model_min_pixels``, ``model_max_pixels``] so the model sees the crop unresized.
     * ``model_min_pixels`` = 3136, ``model_max_pixels`` = 12845056: the served model's processor bounds
@@ -130,6 +134,7 @@ class TrackerParams:
 
     prompt_version: str = DEFAULT_VERSION
     think: bool = False
+    think_layout: str = DEFAULT_THINK_LAYOUT
     crop_size: int = 336
     model_min_pixels: int = MIN_PIXELS
     model_max_pixels: int = MAX_PIXELS
@@ -153,6 +158,7 @@ class TrackerParams:
 
     def __post_init__(self) -> None:
         check_crop_side(self.crop_size, min_pixels=self.model_min_pixels, max_pixels=self.model_max_pixels)
+        check_think_layout(self.think_layout)
         if get_prompt(self.prompt_version).n_images != 2:
             raise ValueError(f"prompt_version {self.prompt_version!r} is not a 2-image (template, search) prompt")
         if self.memory and get_prompt(self.memory_prompt_version).n_images != 3:
@@ -486,6 +492,7 @@ class Tracker:
             sequence=self.name,
             prompt_version=version,
             think=p.think,
+            think_layout=p.think_layout,
             boxes_xyxy_model=boxes,
             search_transform=crop.transform,
             prior_box_xyxy_model=prior,

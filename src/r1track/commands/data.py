@@ -108,7 +108,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--val-fraction", type=float, default=None, help="share of sequences held out for val")
     t = b.add_argument_group("text and pixels")
     t.add_argument("--prompt", default=None, help="prompt version (r1track prompts show)")
-    t.add_argument("--think", action="store_true", default=None, help="prepend the think instruction to the prompt")
+    t.add_argument("--think", action="store_true", default=None, help="add the think instruction to the prompt")
+    t.add_argument("--think-layout", choices=["images-first", "instruction-first"], default=None,
+                   help="with --think: images, instruction, task (profile r1track) or instruction, images, task "
+                        "(profile r1track-5k: the layout of R1-Track's think GRPO run)")
     t.add_argument("--fill", type=_ints, default=None, help="padding colour R,G,B (default 0,0,0)")
     t.add_argument("--jpeg-quality", type=int, default=None, help="JPEG quality of the crops (default 95)")
     b.set_defaults(func=run_build)
@@ -140,6 +143,7 @@ def _config(args: argparse.Namespace):
         val_fraction=args.val_fraction,
         prompt=prompt,
         think=args.think,
+        think_layout=args.think_layout,
         fill=args.fill,
         jpeg_quality=args.jpeg_quality,
     )

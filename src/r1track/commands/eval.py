@@ -42,6 +42,9 @@ def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tracker")
     g.add_argument("--prompt-version", help="prompt version (default r1track-v1; see 'r1track prompts show')")
     g.add_argument("--think", action="store_true", help="think mode (R1-Track's think wrapper; answer read from <answer>)")
+    g.add_argument("--think-layout", choices=["images-first", "instruction-first"],
+                   help="think mode: images, then instruction, then task (default), or instruction first, as R1-Track's "
+                        "published think checkpoint (R1-Track-GRPO-5k) was trained")
     g.add_argument("--crop-size", type=int, help="crop side in px, a multiple of 28 (default 336)")
     g.add_argument("--template-factor", type=float, help="template crop side / sqrt(target area) (default 4)")
     g.add_argument("--search-factor", type=float, help="search crop side / sqrt(target area) (default 4)")
@@ -60,6 +63,7 @@ def tracker_params(args: argparse.Namespace):
 
     mapping = {
         "prompt_version": args.prompt_version,
+        "think_layout": args.think_layout,
         "crop_size": args.crop_size,
         "template_factor": args.template_factor,
         "search_factor": args.search_factor,
