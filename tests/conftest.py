@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from upstream.fixtures import TinyModel, tiny_serve_model, tiny_sft_model, upstream_venv  # noqa: F401  (fixtures)
+from upstream import venvs
+from upstream.fixtures import TinyModel, terminal_say, tiny_serve_model, tiny_sft_model, upstream_venv  # noqa: F401  (fixtures)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALSEQ_DIR = Path(os.environ.get("R1TRACK_REALSEQ", REPO_ROOT.parent / "shared" / "data" / "realseq"))
@@ -24,3 +25,8 @@ def realseq_dir() -> Path:
     if not (REALSEQ_DIR / "list.txt").is_file():
         pytest.skip(f"real sequences not found at {REALSEQ_DIR}")
     return REALSEQ_DIR
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Building a test environment takes minutes: say so on the terminal, past pytest's output capture."""
+    venvs.set_reporter(terminal_say(config))
