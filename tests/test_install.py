@@ -315,15 +315,25 @@ def test_update_after_force_still_restores_the_original_on_uninstall(tmp_path, s
     assert reward.read_bytes() == b"# original\n"
 
 
-def test_force_replaced_entry_edited_by_the_user_is_restored_and_the_edit_kept(tmp_path, src):
+MINE = {"file_name": "my_own.json"}
+
+
+def forced_then_edited(tmp_path: Path, src: Path, edit) -> tuple[Path, Path]:
+    """A LLaMA-Factory checkout whose own r1_track entry (MINE) was replaced by --force, then edited by
+    ``edit(entry)`` (which returns the new entry)."""
     lf = make_llamafactory(tmp_path / "lf")
-    mine = {"file_name": "my_own.json"}
     info_path = lf / "data/dataset_info.json"
-    info_path.write_text(json.dumps({**USER_ENTRY, "r1_track": mine}, indent=2))
+    info_path.write_text(json.dumps({**USER_ENTRY, "r1_track": MINE}, indent=2))
     install("llamafactory", lf, src, force=True)
     info = json.loads(info_path.read_text())
-    info["r1_track"]["num_samples"] = 100  # the user tunes the installed entry
+    info["r1_track"] = edit(info["r1_track"])
     info_path.write_text(json.dumps(info, indent=2))
+    return lf, info_path
+
+
+def test_force_replaced_entry_edited_by_the_user_is_restored_and_the_edit_kept(tmp_path, src):
+    lf, info_path = forced_then_edited(tmp_path, src, lambda e: {**e, "num_samples": 100})  # the user tunes it
+    mine = MINE
     plan = plan_uninstall(TARGETS["llamafactory"], lf)
     assert any(a.kind == "restore" and "r1_track.r1track-edited" in a.detail for a in plan.actions)
     apply_plan(plan)
@@ -334,14 +344,8 @@ def test_force_replaced_entry_edited_by_the_user_is_restored_and_the_edit_kept(t
 
 
 def test_second_force_over_an_edited_entry_keeps_the_original(tmp_path, src):
-    lf = make_llamafactory(tmp_path / "lf")
-    mine = {"file_name": "my_own.json"}
-    info_path = lf / "data/dataset_info.json"
-    info_path.write_text(json.dumps({**USER_ENTRY, "r1_track": mine}, indent=2))
-    install("llamafactory", lf, src, force=True)
-    info = json.loads(info_path.read_text())
-    info["r1_track"] = {"file_name": "edited.json"}
-    info_path.write_text(json.dumps(info, indent=2))
+    lf, info_path = forced_then_edited(tmp_path, src, lambda e: {"file_name": "edited.json"})
+    mine = MINE
     install("llamafactory", lf, src, force=True)
     apply_plan(plan_uninstall(TARGETS["llamafactory"], lf))
     after = json.loads(info_path.read_text())
