@@ -73,6 +73,7 @@ def corpus(tmp_path_factory) -> Path:
     _seq(data, "png", ext=".png")
     _huge_header(_seq(data, "huge_image") / "00000001.jpg", 20000, 10000)
     _huge_header(data / "good_b" / "00000006.jpg", 20000, 10000)  # a bomb in the middle of a sequence
+    _huge_header(_seq(data, "large_frame") / "00000005.jpg", 10000, 10000)  # over the limit, under Pillow's error
     (data / "good_a" / "00000009.jpg").symlink_to(data / "good_a" / "00000009.jpg")  # symlink loop (a frame)
     (data / "loop").symlink_to(data / "loop")  # symlink loop (a sequence folder)
     # UTF-16 ground truth (with its byte-order mark) is read; a stray 0xff byte is an error naming file and line
@@ -100,7 +101,8 @@ def _no_traceback(p: subprocess.CompletedProcess) -> None:
 def test_build_skips_and_counts_every_data_problem(corpus, tmp_path):
     out = tmp_path / "built"
     p = _r1track("data", "build", f"generic:{corpus / 'data'}", "--out", str(out), "--quiet", "--val-fraction", "0",
-                 "--samples-per-sequence", "3", "--max-gap", "all", cwd=tmp_path)
+                 "--samples-per-sequence", "12", "--max-per-sequence", "40", "--balance", "none", "--max-gap", "all",
+                 cwd=tmp_path)
     _no_traceback(p)
     assert p.returncode == 0, p.stderr
     st = json.loads((out / "stats.json").read_text())
@@ -145,6 +147,7 @@ def test_eval_falls_back_on_bad_frames_and_reports_unaligned_sequences(corpus, t
     assert by["random_bytes"]["faults"].get("unreadable_frame") == 1
     assert by["zero_byte"]["faults"].get("unreadable_frame") == 1
     assert by["good_b"]["faults"].get("image_too_large") == 1
+    assert by["large_frame"]["faults"].get("image_too_large") == 1
     for name in ("gt_fewer_lines", "outside_box", "absurd_box", "huge_image"):
         assert by[name]["status"] == "bad-data", name
         assert f"NOT TRACKED" in p.stdout and name in p.stdout

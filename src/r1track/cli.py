@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from typing import Sequence
 
 from . import __version__
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # r1track refuses images over Pillow's pixel limit itself, naming the file (r1track.crop.MAX_FRAME_PIXELS);
+    # Pillow's own DecompressionBombWarning for them would only add a second, file-less line.
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

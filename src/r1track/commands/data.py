@@ -17,9 +17,12 @@ DATASET is [KIND:]PATH[@SPLIT], KIND one of auto (default), got10k, lasot, track
 
 Profiles: 'r1track' (default; balanced, drift-style search crops, r1track-v1 prompt) and
 'r1track-5k' (the reference R1-Track-5k recipe). Options given here override the profile.
-Frames that are invisible, missing or unreadable, zero-area boxes and sequences whose frames do not
-match their ground truth are skipped and counted in stats.json; malformed files are errors naming
-file and line. Same inputs, options and --seed give byte-identical outputs for any --workers.
+Data problems are skipped and counted in stats.json by reason, the same names in every layout:
+missing_frame, unreadable_frame, image_too_large (checked from the header, before decoding),
+zero_area_box (NaN, negative or zero size), box_outside_image, oversized_box, invisible, and whole
+sequences whose frames do not match their ground truth (frame_count_mismatch). Malformed files
+(not numbers, not UTF-8) are errors naming file and line (exit status 2). DATASET may also be one
+sequence folder. Same inputs, options and --seed give byte-identical outputs for any --workers.
 """
 
 EPILOG = """\

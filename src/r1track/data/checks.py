@@ -44,6 +44,7 @@ from typing import Sequence as Seq
 import numpy as np
 from PIL import Image
 
+from ..crop import MAX_FRAME_PIXELS
 from .sequences import Sequence, frame_number
 
 __all__ = [
@@ -88,10 +89,6 @@ REASONS = tuple(r.value for r in Reason)
 SEQUENCE_REASONS = (Reason.FRAME_COUNT_MISMATCH.value, Reason.NO_USABLE_FRAMES.value, Reason.NO_IMAGE_SIZE.value)
 """Reasons that skip a whole sequence (the others skip frames)."""
 
-MAX_FRAME_PIXELS = 89_478_485
-"""Largest frame (width x height) r1track decodes: Pillow's own decompression-bomb limit
-(``PIL.Image.MAX_IMAGE_PIXELS``, about 9459 x 9459), fixed here so a program that changes Pillow's
-global does not change what r1track accepts."""
 
 MAX_BOX_TO_IMAGE = 2.0
 """A box wider or taller than this many image widths or heights is ``oversized_box``: its crop

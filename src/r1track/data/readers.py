@@ -39,10 +39,15 @@ __all__ = [
 
 
 def read_meta_info(path: str | Path) -> dict[str, str]:
-    """GOT-10k ``meta_info.ini``: ``key: value`` lines after a ``[METAINFO]`` header."""
+    """GOT-10k ``meta_info.ini``: ``key: value`` lines after a ``[METAINFO]`` header. Only the resolution
+    is used, so bytes that are not UTF-8 (a latin-1 description) are replaced, not an error."""
     meta: dict[str, str] = {}
     path = Path(path)
-    for line in read_text_file(path, "metadata").splitlines():
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read metadata: {exc.strerror or exc}") from exc
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("["):
             continue
