@@ -328,6 +328,8 @@ async def _run_sequence(
                 try:
                     result = await tracker.track_async(frame, executor=pool)
                 except ValueError as exc:  # a corrupt or undecodable frame: keep the last box, go on
+                    if tracker.pending:  # raised after the frame was decoded: not a data problem
+                        raise
                     reason, detail = _frame_fault(frame, exc)
                     log.warning("%s: %s (%s); the last box is kept", frame, detail, reason)
                     result = tracker.skip_frame(reason, f"{frame}: {detail}")

@@ -444,6 +444,11 @@ class Tracker:
         t2 = _timer()
         return self.apply_reply(request, outcome, prepare_s=t1 - t0, request_s=t2 - t1)
 
+    @property
+    def pending(self) -> bool:
+        """Whether a request built by :meth:`build_request` still waits for :meth:`apply_reply`."""
+        return self._pending is not None
+
     def skip_frame(self, reason: str, detail: str = "") -> TrackResult:
         """A frame that cannot be tracked for a data reason (a missing or undecodable file): no request is
         made, the last accepted box is kept as this frame's box and the frame is counted under ``reason``

@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     r = tracker.track(frame)
                 except ValueError as exc:  # a corrupt frame file: keep the last box and go on
+                    if tracker.pending or not isinstance(frame, (str, Path)):  # not a frame file's fault
+                        raise
                     _, reason, detail = read_image_header(frame)
                     r = tracker.skip_frame(str(reason or Reason.UNREADABLE_FRAME), f"{frame}: {detail or exc}")
                     print(f"r1track track: {r.detail} ({r.status}); the last box is kept", file=sys.stderr)
