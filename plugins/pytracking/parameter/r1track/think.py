@@ -1,7 +1,6 @@
 """r1track think: R1-Track's think wrapper (<think>...</think><answer>...</answer>) with the r1track-v0
-prompt, as the only published think checkpoint (WangBiao/R1-Track-GRPO-5k) was trained, and its layout:
-the think instruction first, then the images, then the task (think_layout "instruction-first"). No
-structured output (the model must reason first); room for the reasoning in max_tokens."""
+prompt, as the only published think checkpoint (WangBiao/R1-Track-GRPO-5k) was trained. No structured
+output (the model must reason first); room for the reasoning in max_tokens."""
 
 from .default import parameters as default_parameters
 
@@ -9,7 +8,6 @@ from .default import parameters as default_parameters
 def parameters():
     params = default_parameters()
     params.think = True
-    params.think_layout = "instruction-first"
     params.prompt_version = "r1track-v0"
     params.structured_output = False
     params.max_tokens = 1024
