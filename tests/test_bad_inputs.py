@@ -207,3 +207,16 @@ def test_pack_refuses_results_one_frame_short(corpus, tmp_path):
     _no_traceback(p)
     assert p.returncode == 2 and f"{res} has {N - 1} boxes for {N} frames" in p.stderr
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_track_accepts_a_clip_numbered_from_later_frames(tmp_path):
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for k in (41, 42, 44):  # frame 43 is missing
+        _frame(k - 41).save(clip / f"frame_{k:05d}.jpg")
+    p = _r1track("track", str(clip), "--init", ",".join(map(str, BOX)), "--backend", "ncc", "-o", str(tmp_path / "o"),
+                 cwd=tmp_path)
+    _no_traceback(p)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(x) for x in (tmp_path / "o" / "frames.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows][2] == "missing_frame" and len(rows) == 4

@@ -148,7 +148,8 @@ def _check_start(seq: Sequence, slots: list[Path | None] | None, init: str) -> s
         return (f"{where}: {len(seq.frames)} frame files for {len(seq.boxes_xywh_orig)} ground-truth rows, and the "
                 f"frame numbers do not say which row is which ({Reason.FRAME_COUNT_MISMATCH.value}); not tracked")
     if not slots or slots[0] is None:
-        return f"{seq.name}: the first frame is missing ({Reason.MISSING_FRAME.value}); not tracked"
+        where = seq.frames[0].parent if seq.frames else seq.name
+        return f"{where}: the first frame is missing ({Reason.MISSING_FRAME.value}); not tracked"
     size, reason, detail = read_image_header(slots[0])
     if size is None:
         return f"{slots[0]}: {detail} ({reason}); the first frame is needed to start, not tracked"

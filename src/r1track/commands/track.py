@@ -60,7 +60,7 @@ def _frames(video: str):
 
     if Path(video).is_dir():
         files = list_frames(video)
-        slots = numbered_slots(files) if files else None
+        slots = numbered_slots(files, from_lowest=True) if files else None
         if files and slots is None:
             raise ValueError(f"{video}: two frame files carry the same frame number")
         if files:

@@ -156,13 +156,23 @@ def frame_slots(seq: Sequence) -> list[Path | None] | None:
     return numbered_slots(seq.frames)
 
 
-def numbered_slots(frames: list[Path]) -> list[Path | None] | None:
-    """``frames`` placed by the last number in their names, from 0 or 1 up to the highest, None where a
-    number has no file; the list itself when some name has no number; None when a number repeats."""
+def numbered_slots(frames: list[Path], *, from_lowest: bool = False) -> list[Path | None] | None:
+    """``frames`` placed by the last number in their names, from 0 or 1 (datasets count from one of
+    them; ``from_lowest``: from the lowest number present, for a clip cut from a longer video) up to the
+    highest, None where a number has no file; the list itself when some name has no number; None when a
+    number repeats."""
     numbers = [frame_number(f) for f in frames]
     if not numbers or any(k is None for k in numbers):
         return list(frames)
-    base = 0 if min(numbers) == 0 else 1  # type: ignore[type-var]
+    low = min(numbers)  # type: ignore[type-var]
+    if from_lowest and low > 1:
+        if len(set(numbers)) != len(numbers):
+            return None
+        out: list[Path | None] = [None] * (max(numbers) - low + 1)  # type: ignore[operator]
+        for f, k in zip(frames, numbers):
+            out[k - low] = f  # type: ignore[operator]
+        return out
+    base = 0 if low == 0 else 1
     return align_frames(frames, max(numbers) - base + 1)  # type: ignore[operator]
 
 

@@ -90,7 +90,8 @@ def read_got10k(root: str | Path, split: str = "val", *, names: list[str] | None
     for name in names or _read_list(split_dir / "list.txt"):
         folder = split_dir / name
         if not folder.is_dir():
-            raise DatasetError(f"{split_dir / 'list.txt'}: sequence {name!r} listed but {folder} does not exist")
+            where = f"{split_dir / 'list.txt'}: sequence {name!r} listed but" if names is None else f"sequence {name!r}:"
+            raise DatasetError(f"{where} {folder} does not exist")
         frames = list_frames(folder, (".jpg", ".jpeg", ".png"))
         boxes = read_boxes_file(folder / "groundtruth.txt")
         n = len(boxes)
