@@ -558,7 +558,7 @@ def _folders_written(plan: Plan) -> list[Path]:
         if a.kind in ("merge-add", "merge-force", "restore") or (a.kind == "remove" and a.entry is not None):
             with contextlib.suppress(InstallError):
                 dest = _json_dest(root, a.path)
-        folder = dest.parent if a.kind != "rmdir" else dest.parent
+        folder = dest.parent
         while not folder.exists():
             folder = folder.parent
         out.add(folder)
