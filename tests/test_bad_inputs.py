@@ -122,6 +122,8 @@ def test_build_skips_and_counts_every_data_problem(corpus, tmp_path):
     assert st["samples"]["dropped"]["unreadable_frame"] == len([i for i in st["issues"] if i["reason"] == "unreadable_frame"])
     used = {f for line in (out / "samples.jsonl").read_text().splitlines() for f in json.loads(line)["frames"]}
     assert not used & broken and not any("huge_image/00000001" in f or "good_b/00000006" in f for f in used)
+    seqs_used = {json.loads(line)["sequence"] for line in (out / "samples.jsonl").read_text().splitlines()}
+    assert {"grayscale", "cmyk", "png", "utf16"} <= seqs_used  # converted / decoded, not skipped
     assert st["samples"]["written"]["train"] > 0
 
 
@@ -148,6 +150,8 @@ def test_eval_falls_back_on_bad_frames_and_reports_unaligned_sequences(corpus, t
     assert by["zero_byte"]["faults"].get("unreadable_frame") == 1
     assert by["good_b"]["faults"].get("image_too_large") == 1
     assert by["large_frame"]["faults"].get("image_too_large") == 1
+    for name in ("grayscale", "cmyk", "png", "utf16"):
+        assert by[name]["status"] == "done" and not set(by[name]["faults"]) & {"unreadable_frame", "missing_frame"}
     for name in ("gt_fewer_lines", "outside_box", "absurd_box", "huge_image"):
         assert by[name]["status"] == "bad-data", name
         assert f"NOT TRACKED" in p.stdout and name in p.stdout
