@@ -160,6 +160,7 @@ def evaluate_sharded(sequences: Seq[Sequence], settings: Any):
     by_index: dict[int, Any] = {}
     for k, idx in enumerate(parts):
         for i, o in zip(idx, outcomes[k][0]):
+            o.worker = k
             by_index[i] = o
     merged = [by_index[i] for i in range(len(sequences))]
     run = EvalRun(merged, seconds, sum(o.requests for o in merged))

@@ -50,7 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sequences", help="comma-separated sequence names to run (default: all)")
     p.add_argument("-o", "--out", help="output folder (default: runs/<dataset>-<split>-<checkpoint or preset>, "
                    "with +SETTING for each explicit tracker flag)")
-    p.add_argument("--concurrency", type=int, default=256, help="sequences in flight (default 256)")
+    p.add_argument("--concurrency", type=int, default=256, help="sequences in flight (default 256; split over the workers)")
+    p.add_argument("--workers", type=int, default=1, help="client processes, sequences shared out among them, for "
+                   "servers faster than one core can feed (a few hundred frames/s); same results as 1 (default 1)")
     p.add_argument("--init", choices=["box", "text"], default="box", help="initialise from the first box or the description (LaSOT)")
     p.add_argument("--max-frames", type=int, help="only the first N frames of each sequence (quick checks)")
     p.add_argument("--oracle-noise", type=float, default=0.0, help="oracle: Gaussian noise in model pixels")
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = EvalSettings(
             out_dir=out, backend=backend, servers=tuple(args.server), model=args.model, concurrency=args.concurrency,
-            params=params, init=args.init, backend_options=options, max_frames=args.max_frames,
+            params=params, init=args.init, backend_options=options, max_frames=args.max_frames, workers=args.workers,
             progress=not args.no_progress,
         )
         print(f"tracking {len(seqs)} sequences of {args.root} ({kind}{' ' + split if split else ''}) with {backend} -> {out}",
