@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = ROOT / "tests" / "upstream" / "engine_probe.py"
 RUN = ["-c", f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); sys.argv[0] = 'r1track'; "
              "from r1track.cli import main; sys.exit(main())"]
-TINY = ["--crop-size", "224", "--model-max-pixels", str(224 * 224), "--no-progress"]
+TINY = ["--crop-size", "224", "--model-max-pixels", str(224 * 224)]
 VLLM = ["--enforce-eager", "--max-model-len", "2048", "--dtype", "bfloat16"]
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,7 @@ def test_eval_in_process_and_resume_after_kill(backend, tiny_serve_model, tmp_pa
     data = tmp_path / "data"
     write_got10k_split(data, "val", n_sequences=3, n_frames=14, seed=7)
     extra = VLLM + ["--structured-output"] if backend == "vllm" else ["--device", "cpu"]
-    common = ["eval", data, "--split", "val", "--backend", backend, "--model", model, *TINY, *extra,
+    common = ["eval", data, "--split", "val", "--backend", backend, "--model", model, *TINY, "--no-progress", *extra,
               "--batch-size", "4"]
     full = tmp_path / "full"
     _r1track(py, *common, "-o", full)
