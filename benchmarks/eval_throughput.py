@@ -23,7 +23,8 @@ Against a real server (a GPU machine with ``vllm serve``; see the README) ``--se
 
     python benchmarks/eval_throughput.py                                  # every scenario, fake servers
     python benchmarks/eval_throughput.py --scenario client-bound --workers 1,2
-    python benchmarks/eval_throughput.py --server http://127.0.0.1:8000/v1 --model WangBiao/R1-Track-GRPO-wo-Think-100k
+    python benchmarks/eval_throughput.py --server http://127.0.0.1:8000/v1 --model WangBiao/R1-Track-GRPO-wo-Think-100k \
+        --workers 1,2,4 --data /data/GOT-10k
 """
 
 from __future__ import annotations
@@ -129,13 +130,13 @@ def process_cpu_s(pid: int) -> float | None:
         return None
 
 
-def run_eval(seqs, out: Path, url: str, model: str, params: TrackerParams, concurrency: int, workers: int,
-             server_pid: int | None = None) -> dict:
+def run_eval(seqs, out: Path, urls: tuple[str, ...], model: str | None, params: TrackerParams, concurrency: int,
+             workers: int, server_pid: int | None = None) -> dict:
     """One ``r1track eval`` run: frames, wall seconds, client CPU seconds (and the server's, when known)."""
     shutil.rmtree(out, ignore_errors=True)
     srv0 = process_cpu_s(server_pid) if server_pid else None
     cpu0, t0 = client_cpu_s(), time.perf_counter()
-    run = evaluate(seqs, EvalSettings(out_dir=out, backend="openai", servers=(url,), model=model, concurrency=concurrency,
+    run = evaluate(seqs, EvalSettings(out_dir=out, backend="openai", servers=urls, model=model, concurrency=concurrency,
                                       params=params, progress=False, workers=workers))
     dt, cpu = time.perf_counter() - t0, client_cpu_s() - cpu0
     srv1 = process_cpu_s(server_pid) if server_pid else None
@@ -152,7 +153,7 @@ def scenario_reference(args, seqs, params, tmp) -> None:
     proc, url = start_server(args.latency, args.capacity)
     try:
         conc = args.concurrency or 2 * args.capacity
-        r = run_eval(seqs, tmp / "out", url, "fake-model", params, conc, 1)
+        r = run_eval(seqs, tmp / "out", (url,), "fake-model", params, conc, 1)
         rows.append(("r1track eval", conc, r["frames"], r["seconds"]))
     finally:
         proc.terminate()
@@ -178,24 +179,24 @@ def scenario_reference(args, seqs, params, tmp) -> None:
         print(f"| {name} | {conc} | {frames} | {dt:.1f} | {fps:.1f} | {fps / capacity_fps:.0%} | {fps / ref_fps:.1f}x |")
 
 
-def scenario_workers(title: str, args, seqs, params, tmp, latency: float, capacity: int | None, url: str | None = None,
-                     model: str = "fake-model") -> None:
+def scenario_workers(title: str, args, seqs, params, tmp, latency: float, capacity: int | None,
+                     urls: tuple[str, ...] = (), model: str | None = "fake-model") -> None:
     capacity_fps = capacity / latency if capacity and latency > 0 else None
     rows = []
     for workers in args.workers:
         proc = None
-        if url is None:
+        if not urls:
             proc, server_url = start_server(latency, capacity)
         try:
-            r = run_eval(seqs, tmp / f"out-w{workers}", url or server_url, model, params, args.concurrency or 512, workers,
-                         proc.pid if proc else None)
+            r = run_eval(seqs, tmp / f"out-w{workers}", urls or (server_url,), model, params, args.concurrency or 512,
+                         workers, proc.pid if proc else None)
         finally:
             if proc is not None:
                 proc.terminate()
                 proc.wait()
         rows.append((workers, r))
     base = rows[0][1]["frames"] / rows[0][1]["seconds"]
-    limit = f"at most {capacity_fps:.0f} frames/s" if capacity_fps else "no capacity limit" if url is None else "a real server"
+    limit = f"at most {capacity_fps:.0f} frames/s" if capacity_fps else "a real server" if urls else "no capacity limit"
     print(f"\n## {title}: {limit}; {os.cpu_count()} CPU cores")
     print("| workers | frames | seconds | frames/s | vs 1 worker | client CPU ms/frame | server CPU ms/frame | share of capacity |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -222,21 +223,27 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=None,
                     help="sequences in flight (default: 2 x capacity for the reference scenario, else 512)")
     ap.add_argument("--reference-sequences", type=int, default=24, help="sequences for the reference design (default 24)")
-    ap.add_argument("--server", help="a real OpenAI-compatible server (vllm serve) instead of the fake one")
+    ap.add_argument("--server", action="append", default=[], metavar="URL",
+                    help="a real OpenAI-compatible server (vllm serve) instead of the fake ones (repeatable: one per GPU)")
+    ap.add_argument("--data", help="track this GOT-10k root's val split instead of synthetic sequences")
     ap.add_argument("--model", default=None, help="with --server: the served model name (default: the server's first)")
     args = ap.parse_args()
     args.workers = [int(v) for v in args.workers.split(",") if v.strip()]
     w, h = (int(v) for v in args.size.lower().split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="r1track-bench-"))
     try:
-        print(f"writing {args.sequences} sequences x {args.frames} frames of {w}x{h} ...", file=sys.stderr)
-        write_got10k_split(tmp / "data", "val", n_sequences=args.sequences, n_frames=args.frames, size=(w, h), seed=1)
-        seqs = list(read_got10k(tmp / "data", "val"))
         params = TrackerParams()
-        print(f"{args.sequences} sequences x {args.frames - 1} tracked frames of {w}x{h}, crops {params.crop_size} px")
+        if args.data:
+            seqs = list(read_got10k(args.data, "val"))
+            print(f"{len(seqs)} sequences of {args.data} (val), crops {params.crop_size} px")
+        else:
+            print(f"writing {args.sequences} sequences x {args.frames} frames of {w}x{h} ...", file=sys.stderr)
+            write_got10k_split(tmp / "data", "val", n_sequences=args.sequences, n_frames=args.frames, size=(w, h), seed=1)
+            seqs = list(read_got10k(tmp / "data", "val"))
+            print(f"{args.sequences} sequences x {args.frames - 1} tracked frames of {w}x{h}, crops {params.crop_size} px")
         if args.server:
-            scenario_workers(f"real server {args.server}", args, seqs, params, tmp, 0.0, None, url=args.server,
-                             model=args.model)
+            scenario_workers(f"real server(s) {', '.join(args.server)}", args, seqs, params, tmp, 0.0, None,
+                             urls=tuple(args.server), model=args.model)
             return 0
         if args.scenario in ("all", "client-bound"):
             scenario_workers("client-bound (fixed reply, no latency, unlimited capacity)", args, seqs, params, tmp, 0.0, None)

@@ -122,3 +122,24 @@ def test_the_model_sees_the_served_jpeg_pixels():
     assert decoded.size == image.size and decoded.mode == "RGB"
     assert np.asarray(decoded).tobytes() != np.asarray(image.image).tobytes()  # lossy: what a server decodes
     assert jpeg_roundtrip(image) is decoded and cached_data_url(image) in image.cache.values()
+
+
+def test_pytracking_parameters_build_an_in_process_engine(monkeypatch):
+    from r1track.integrations import pytracking as adapter
+
+    monkeypatch.delenv("R1TRACK_MODEL", raising=False)
+    monkeypatch.setattr(adapter, "_BACKENDS", {})
+
+    class Params:
+        backend = "vllm"
+        model = "/ckpt/merged"
+        memory = True
+        batch_size = 4
+        max_model_len = 8192
+
+    backend = adapter.backend_from(Params())
+    assert backend.name == "vllm" and backend.model == "/ckpt/merged" and backend.batch_size == 4
+    assert backend.engine_kwargs["limit_mm_per_prompt"] == {"image": 3} and backend.engine_kwargs["max_model_len"] == 8192
+    assert adapter.backend_from(Params()) is backend  # one engine per process
+    monkeypatch.setenv("R1TRACK_MODEL", "/ckpt/other")
+    assert adapter.backend_from(Params()).model == "/ckpt/other"  # the environment wins, as for servers
