@@ -13,8 +13,10 @@ synthetic sequences (GOT-10k layout, written once). Scenarios (``--scenario``, d
   per request) at ``--latency`` / ``--capacity`` (default 0.5 s, 128: 256 frames/s). The reference runs on
   the first ``--reference-sequences`` sequences (its rate is steady after the first second).
 * ``client-bound``: the server in its cheapest mode (a fixed reply, request bodies not parsed, no latency,
-  no capacity limit), so the client alone sets the pace: frames/s and the client's CPU milliseconds per frame
-  (all its processes) for each ``--workers`` count, and the ratio to one worker.
+  no capacity limit), so the client alone sets the pace: frames/s, the client's CPU milliseconds per frame
+  and the cores it kept busy (all its processes and threads: decoding, cropping and encoding run in a thread
+  pool and release the GIL, so one process already uses more than one core) for each ``--workers`` count,
+  and the ratio to one worker.
 * ``high-capacity``: a server faster than one client core can feed (``--fast-latency`` 0.2 s x
   ``--fast-capacity`` 128 = 640 frames/s): frames/s and share of the capacity per worker count.
 
@@ -198,14 +200,16 @@ def scenario_workers(title: str, args, seqs, params, tmp, latency: float, capaci
     base = rows[0][1]["frames"] / rows[0][1]["seconds"]
     limit = f"at most {capacity_fps:.0f} frames/s" if capacity_fps else "a real server" if urls else "no capacity limit"
     print(f"\n## {title}: {limit}; {os.cpu_count()} CPU cores")
-    print("| workers | frames | seconds | frames/s | vs 1 worker | client CPU ms/frame | server CPU ms/frame | share of capacity |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| workers | frames | seconds | frames/s | vs 1 worker | client CPU ms/frame | client cores busy | "
+          "server CPU ms/frame | share of capacity |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for workers, r in rows:
         fps = r["frames"] / r["seconds"]
         srv = f"{1000 * r['server_cpu_s'] / r['frames']:.2f}" if r["server_cpu_s"] is not None else "-"
         share = f"{fps / capacity_fps:.0%}" if capacity_fps else "-"
         print(f"| {workers} | {r['frames']} | {r['seconds']:.1f} | {fps:.1f} | {fps / base:.2f}x | "
-              f"{1000 * r['cpu_s'] / r['frames']:.2f} | {srv} | {share} |")
+              f"{1000 * r['cpu_s'] / r['frames']:.2f} | {r['cpu_s'] / r['seconds']:.2f} | {srv} | {share} |")
+    print(f"(load average {os.getloadavg()[0]:.1f} at the end: other work on the machine takes cores too)")
 
 
 def main() -> int:
