@@ -107,8 +107,9 @@ def test_engines_are_registered_and_check_their_options_without_loading(monkeypa
         with pytest.raises(ValueError, match="batch_size"):
             make_backend(name, model="/ckpt", batch_size=0)
         assert make_backend(name, model="/ckpt")._engine is None  # nothing loaded yet
-    with pytest.raises(ValueError, match="LoRA adapter: merge it"):
-        make_backend("vllm", model="WangBiao/R1-Track-SFT-5k-lora")
+        with pytest.raises(ValueError, match="LoRA adapter: merge it"):
+            make_backend(name, model="WangBiao/R1-Track-SFT-5k-lora")
+    assert make_backend("vllm", model="/ckpt/R1-Track-SFT-5k-lora-merged").model.endswith("merged")
     with pytest.raises(ValueError, match="dtype"):
         make_backend("transformers", model="/ckpt", dtype="int3")
 

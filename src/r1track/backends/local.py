@@ -29,11 +29,13 @@ import base64
 import io
 import logging
 import os
+import re
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from PIL import Image
@@ -61,6 +63,15 @@ def jpeg_roundtrip(image: RequestImage, quality: int = 95) -> Image.Image:
     return decoded
 
 
+def _merged(model: str) -> bool:
+    """True when ``model`` names a full model rather than an adapter: a name ending in ``-merged`` / ``_merged``,
+    or a folder with a ``config.json`` and no ``adapter_config.json``."""
+    if re.search(r"[-_]merged$", model.rstrip("/"), re.IGNORECASE):
+        return True
+    folder = Path(model)
+    return folder.is_dir() and (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file()
+
+
 @dataclass(frozen=True)
 class EngineReply:
     """One request's answer from an engine call: the text, why generation stopped (``stop`` /
@@ -76,7 +87,8 @@ class LocalEngineBackend(Backend):
     """Base class of the in-process engines (see the module docstring).
 
     ``model``: hub id or local folder of the checkpoint (None: ``$R1TRACK_MODEL``). ``batch_size``: most requests per engine call
-    (>= 1). ``jpeg_quality``: of the images the model sees (as the ``openai`` backend sends them).
+    (>= 1). ``jpeg_quality``: of the images the model sees (as the ``openai`` backend sends them). A LoRA
+    adapter of the checkpoint registry is refused (ValueError) with the command that merges it.
     Subclasses implement :meth:`_load` (build the engine; runs on the engine thread) and :meth:`_generate`
     (answer a batch, in order)."""
 
@@ -90,6 +102,13 @@ class LocalEngineBackend(Backend):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if not 1 <= jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+        from ..presets import find_checkpoint
+
+        ckpt = find_checkpoint(str(model))
+        if ckpt is not None and ckpt.lora and not _merged(str(model)):
+            raise ValueError(
+                f"{ckpt.name} is a LoRA adapter: merge it into {ckpt.base_model} first (LLaMA-Factory: "
+                "llamafactory-cli export examples/r1_track_lora_merge.yaml) and pass the merged folder as --model")
         self.model = str(model)
         self.base_url = f"{self.name}:{self.model}"  # what run logs show as the "server"
         self.batch_size = batch_size

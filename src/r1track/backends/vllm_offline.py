@@ -20,9 +20,9 @@ reply ``vllm serve`` would give it:
   (room for think mode's 1024 tokens and three 336-px images), ``enable_prefix_caching=True``,
   ``gpu_memory_utilization``, ``dtype``, ``tensor_parallel_size``, ``enforce_eager``; any other ``LLM``
   argument through ``engine_args``.
-* LoRA adapters of the checkpoint registry are refused before loading, with the merge recipe: vLLM's
-  ``LLM`` needs the base model plus ``enable_lora`` and a ``LoRARequest`` per call, and the published adapters
-  were only checked merged.
+* LoRA adapters of the checkpoint registry are refused before loading, with the merge recipe
+  (:class:`~r1track.backends.local.LocalEngineBackend`): vLLM's ``LLM`` would need the base model plus
+  ``enable_lora`` and a ``LoRARequest`` per call, and the published adapters were only checked merged.
 
 vLLM starts engine processes: a script that builds this backend must guard its entry point with
 ``if __name__ == "__main__":`` (the ``r1track`` command does).
@@ -62,13 +62,6 @@ class VLLMBackend(LocalEngineBackend):
                  tensor_parallel_size: int = 1, enforce_eager: bool = False,
                  engine_args: Mapping[str, Any] | None = None, jpeg_quality: int = 95) -> None:
         super().__init__(model, batch_size=batch_size, jpeg_quality=jpeg_quality)
-        from ..presets import find_checkpoint
-
-        ckpt = find_checkpoint(self.model)
-        if ckpt is not None and ckpt.lora:
-            raise ValueError(
-                f"{ckpt.name} is a LoRA adapter: merge it into {ckpt.base_model} first (LLaMA-Factory: "
-                "llamafactory-cli export examples/r1_track_lora_merge.yaml) and pass the merged folder as --model")
         if max_images < 1:
             raise ValueError(f"max_images must be >= 1, got {max_images}")
         self.max_images = int(max_images)
