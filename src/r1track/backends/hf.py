@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .base import BackendError, FrameRequest
-from .local import DEFAULT_BATCH_SIZE, EngineReply, LocalEngineBackend, jpeg_roundtrip
+from .local import EngineReply, LocalEngineBackend, jpeg_roundtrip
 
 __all__ = ["TransformersBackend", "DEVICES", "DTYPES"]
 
@@ -48,13 +48,15 @@ def _chat(request: FrameRequest, n_images: int) -> list[dict]:
 class TransformersBackend(LocalEngineBackend):
     """In-process transformers engine (see the module docstring). ``model``: hub id or folder.
     ``device``: one of :data:`DEVICES` or a torch device string (``cuda:1``). ``dtype``: one of :data:`DTYPES`.
-    ``batch_size``: most requests per ``generate`` call."""
+    ``batch_size``: most requests per ``generate`` call (default 16: a padded batch holds its memory until the
+    longest reply ends)."""
 
     name = "transformers"
     extra = "hf"
+    default_batch_size = 16
 
     def __init__(self, model: str | None = None, *, device: str = "auto", dtype: str = "auto",
-                 batch_size: int = DEFAULT_BATCH_SIZE, jpeg_quality: int = 95) -> None:
+                 batch_size: int | None = None, jpeg_quality: int = 95) -> None:
         super().__init__(model, batch_size=batch_size, jpeg_quality=jpeg_quality)
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")

@@ -43,13 +43,10 @@ from PIL import Image
 from .base import Backend, BackendError, FrameRequest, Reply, RequestImage
 from .openai import cached_data_url
 
-__all__ = ["LocalEngineBackend", "EngineReply", "jpeg_roundtrip", "DEFAULT_BATCH_SIZE"]
+__all__ = ["LocalEngineBackend", "EngineReply", "jpeg_roundtrip"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 32
-"""Requests per engine call when none is given: enough to fill a GPU with 3B-model tracking prompts
-(about 400 tokens each) without long waits for the last sequence of a batch."""
 
 
 def jpeg_roundtrip(image: RequestImage, quality: int = 95) -> Image.Image:
@@ -87,14 +84,18 @@ class LocalEngineBackend(Backend):
     """Base class of the in-process engines (see the module docstring).
 
     ``model``: hub id or local folder of the checkpoint (None: ``$R1TRACK_MODEL``). ``batch_size``: most requests per engine call
-    (>= 1). ``jpeg_quality``: of the images the model sees (as the ``openai`` backend sends them). A LoRA
+    (>= 1; None: the engine's :attr:`default_batch_size`). ``jpeg_quality``: of the images the model sees (as the ``openai`` backend sends them). A LoRA
     adapter of the checkpoint registry is refused (ValueError) with the command that merges it.
     Subclasses implement :meth:`_load` (build the engine; runs on the engine thread) and :meth:`_generate`
     (answer a batch, in order)."""
 
     supports_grounding = True
 
-    def __init__(self, model: str | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE, jpeg_quality: int = 95) -> None:
+    default_batch_size: int = 32
+    """Requests per engine call when none is given (each engine sets its own)."""
+
+    def __init__(self, model: str | None = None, *, batch_size: int | None = None, jpeg_quality: int = 95) -> None:
+        batch_size = self.default_batch_size if batch_size is None else batch_size
         model = model or os.environ.get("R1TRACK_MODEL")
         if not model:
             raise ValueError(f"the {self.name} backend needs --model (or $R1TRACK_MODEL): a hub id or a checkpoint folder")

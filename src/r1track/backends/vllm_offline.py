@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from .base import BackendError, FrameRequest
-from .local import DEFAULT_BATCH_SIZE, EngineReply, LocalEngineBackend
+from .local import EngineReply, LocalEngineBackend
 from .openai import cached_data_url
 
 __all__ = ["VLLMBackend", "OPENAI_SAMPLING_DEFAULTS"]
@@ -51,13 +51,14 @@ nor the checkpoint's generation config sets them."""
 
 class VLLMBackend(LocalEngineBackend):
     """In-process vLLM engine (see the module docstring). ``model``: hub id or folder. ``batch_size``: most
-    requests per ``LLM.chat`` call. ``max_images``: images per prompt (2; 3 with a memory frame).
+    requests per ``LLM.chat`` call (default 256, vLLM's own ``max_num_seqs``: the engine schedules them itself). ``max_images``: images per prompt (2; 3 with a memory frame).
     ``engine_args``: more keyword arguments for ``vllm.LLM``."""
 
     name = "vllm"
     extra = "vllm"
+    default_batch_size = 256
 
-    def __init__(self, model: str | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE, max_images: int = 2,
+    def __init__(self, model: str | None = None, *, batch_size: int | None = None, max_images: int = 2,
                  max_model_len: int = 4096, gpu_memory_utilization: float = 0.9, dtype: str = "auto",
                  tensor_parallel_size: int = 1, enforce_eager: bool = False,
                  engine_args: Mapping[str, Any] | None = None, jpeg_quality: int = 95) -> None:

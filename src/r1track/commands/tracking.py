@@ -76,11 +76,10 @@ def add_backend_arguments(p: argparse.ArgumentParser, *, ground_truth: bool = Tr
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt (default 120)")
     g.add_argument("--retries", type=int, default=3, help="retries per request on connection errors, 5xx and 429 (default 3)")
     from ..backends.hf import DEVICES, DTYPES
-    from ..backends.local import DEFAULT_BATCH_SIZE
-
     e = p.add_argument_group("in-process engines (--backend transformers or vllm)")
-    e.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help=f"most requests of the sequences in flight per engine call (default {DEFAULT_BATCH_SIZE})")
+    e.add_argument("--batch-size", type=int, default=None,
+                   help="most requests of the sequences in flight per engine call (default: vllm 256, its own "
+                   "max_num_seqs; transformers 16)")
     e.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (default auto: the checkpoint's; "
                    "transformers on CPU turns float16 into float32)")
     e.add_argument("--device", default="auto", help="transformers: auto (cuda, else mps, else cpu), cuda, cuda:N, mps or cpu")
