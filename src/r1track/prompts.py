@@ -1,8 +1,11 @@
 """The one registry of prompt texts, and the renderers every consumer uses.
 
 Image order is always: template, (memory), search — then the text. The think wrapper, when used,
-comes before the task text. Boxes in prompts and answers are ``[x1,y1,x2,y2]`` integers in the
-model-input frame (which equals the crop frame for crops that are multiples of 28).
+comes before the task text. Boxes in prompts and answers are ``[x1,y1,x2,y2]`` integers in the model
+family's answer coordinates (:mod:`r1track.models`): model-input pixels for Qwen2.5-VL (the crop frame for
+crops that are multiples of 28), the 0-1000 grid of the model-input image for Qwen3-VL and Qwen3.5. The
+renderers take boxes already in those coordinates (``ModelFamily.encode_xyxy``) and only round them; the
+``boxes_xyxy_model`` parameters keep their name for that reason.
 
 Consumers:
 
@@ -54,8 +57,9 @@ THINK_SEPARATOR = " \n "
 """Between the think wrapper and the task text (as in R1-Track's published prompt)."""
 
 GROUNDING_TEMPLATE = "Locate the {text} in this image and output the bbox coordinates in JSON format."
-"""Qwen2.5-VL's native grounding request; the model answers ``[{"bbox_2d": [x1, y1, x2, y2], "label": ...}]``
-in model-input pixels."""
+"""Qwen's native grounding request (Qwen2.5-VL, Qwen3-VL, Qwen3.5); the model answers
+``[{"bbox_2d": [x1, y1, x2, y2], "label": ...}]`` in its family's coordinates (model-input pixels for
+Qwen2.5-VL, the 0-1000 grid for Qwen3)."""
 
 
 @dataclass(frozen=True)

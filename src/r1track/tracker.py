@@ -42,9 +42,9 @@ from PIL import Image
 from .backends.base import KIND_GROUND, KIND_TRACK, Backend, BackendError, FrameRequest, Reply, RequestImage, Sampling
 from .boxes import BoxXYWH, BoxXYXY, area_xyxy, clip_xyxy, is_finite_box, xywh_to_xyxy, xyxy_to_xywh
 from .crop import ImageSource, load_for_window, load_image, plan_window, render_crop
+from .models import DEFAULT_FAMILY, ModelFamily, get_family
 from .parse import parse_reply
-from .prompts import DEFAULT_VERSION, answer_regex, get_prompt
-from .qwen import MAX_PIXELS, MIN_PIXELS, check_crop_side, model_input_size
+from .prompts import DEFAULT_VERSION, get_prompt
 
 __all__ = [
     "TrackerParams",
@@ -84,14 +84,21 @@ class TrackerParams:
 
     Prompt and model frame:
 
+    * ``model_family`` = ``"qwen2.5-vl"``: the served model's family (:mod:`r1track.models`: ``qwen2.5-vl``,
+      ``qwen3-vl``, ``qwen3.5``). It decides the crop-side rule, the coordinates of prompt boxes and answers
+      (absolute pixels, or the 0-1000 grid of Qwen3) and the structured-output regex, and supplies the
+      defaults of ``crop_size``, ``model_min_pixels``, ``model_max_pixels`` and ``grounding_max_pixels``
+      (those left None are filled from it).
     * ``prompt_version`` = ``"r1track-v1"``: the R1-Track-100k prompt of the published 0503 checkpoints
       (``r1track prompts show`` lists all).
     * ``think`` = False: no-think mode (the published best checkpoint, R1-Track-GRPO-wo-Think-100k).
       True prepends R1-Track's think wrapper; the answer is read from ``<answer>``.
-    * ``crop_size`` = 336: crop side in pixels; a multiple of 28 whose area lies in
+    * ``crop_size`` = the family's default (336 for Qwen2.5-VL, 384 for Qwen3-VL and Qwen3.5: 144 visual
+      tokens each): crop side in pixels; a multiple of the family's factor (28 or 32) whose area lies in
       [``model_min_pixels``, ``model_max_pixels``] so the model sees the crop unresized.
-    * ``model_min_pixels`` = 3136, ``model_max_pixels`` = 12845056: the served model's processor bounds
-      (Qwen2.5-VL-3B defaults). Set them to the server's ``mm_processor_kwargs`` when those differ.
+    * ``model_min_pixels``, ``model_max_pixels`` = the family's checkpoint processor bounds (Qwen2.5-VL-3B:
+      3136 and 12845056; Qwen3-VL / Qwen3.5: 65536 and 16777216). Set them to the server's
+      ``mm_processor_kwargs`` when those differ.
     * ``template_factor`` = 4.0, ``search_factor`` = 4.0: crop window side = ceil(sqrt(w*h) * factor)
       original pixels (reference values).
 
@@ -124,15 +131,18 @@ class TrackerParams:
 
     Text initialisation (``initialize(image, text=...)``):
 
-    * ``grounding_max_pixels`` = 1003520 (1280 * 28 * 28): the frame is resized to Qwen's model frame
-      under this pixel budget (and ``model_max_pixels``) before it is sent.
+    * ``grounding_max_pixels`` = 1280 visual tokens of the family (1003520 = 1280 * 28 * 28 for
+      Qwen2.5-VL, 1310720 = 1280 * 32 * 32 for Qwen3): the frame is resized to the model frame under this
+      pixel budget (and ``model_max_pixels``) before it is sent.
     """
 
     prompt_version: str = DEFAULT_VERSION
     think: bool = False
-    crop_size: int = 336
-    model_min_pixels: int = MIN_PIXELS
-    model_max_pixels: int = MAX_PIXELS
+    # the base model's family (r1track.models); fills the four None defaults below
+    model_family: str = DEFAULT_FAMILY
+    crop_size: int | None = None
+    model_min_pixels: int | None = None
+    model_max_pixels: int | None = None
     template_factor: float = 4.0
     search_factor: float = 4.0
     temperature: float = 0.0
@@ -149,10 +159,17 @@ class TrackerParams:
     memory: bool = False
     memory_prompt_version: str = "r1track-mem-v1"
     memory_update_every: int = 1
-    grounding_max_pixels: int = 1280 * 28 * 28
+    grounding_max_pixels: int | None = None
 
     def __post_init__(self) -> None:
-        check_crop_side(self.crop_size, min_pixels=self.model_min_pixels, max_pixels=self.model_max_pixels)
+        family = get_family(self.model_family)
+        object.__setattr__(self, "model_family", family.name)
+        for name, default in (("crop_size", family.default_crop_side), ("model_min_pixels", family.min_pixels),
+                              ("model_max_pixels", family.max_pixels),
+                              ("grounding_max_pixels", family.grounding_max_pixels)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        family.check_crop_side(self.crop_size, min_pixels=self.model_min_pixels, max_pixels=self.model_max_pixels)
         if get_prompt(self.prompt_version).n_images != 2:
             raise ValueError(f"prompt_version {self.prompt_version!r} is not a 2-image (template, search) prompt")
         if self.memory and get_prompt(self.memory_prompt_version).n_images != 3:
@@ -177,6 +194,11 @@ class TrackerParams:
             raise ValueError(f"grounding_max_pixels {self.grounding_max_pixels} < model_min_pixels {self.model_min_pixels}")
 
     @property
+    def family(self) -> ModelFamily:
+        """The :class:`~r1track.models.ModelFamily` of ``model_family``."""
+        return get_family(self.model_family)
+
+    @property
     def effective_max_tokens(self) -> int:
         """``max_tokens``, or its default: 1024 with think, 48 without."""
         if self.max_tokens is not None:
@@ -185,7 +207,7 @@ class TrackerParams:
 
     def sampling(self) -> Sampling:
         """The :class:`Sampling` every tracking request of these params carries."""
-        regex = answer_regex(self.crop_size) if self.structured_output and not self.think else None
+        regex = self.family.answer_regex(self.crop_size) if self.structured_output and not self.think else None
         return Sampling(self.temperature, self.top_p, self.effective_max_tokens, regex, self.seed)
 
     def search_factor_after(self, failures: int) -> float:
@@ -381,7 +403,7 @@ class Tracker:
         decoded = load_image(image)  # once per sequence: full resolution, then one exact resize
         orig_w, orig_h = decoded.orig_size
         budget = min(p.grounding_max_pixels, p.model_max_pixels)
-        mw, mh = model_input_size(orig_w, orig_h, min_pixels=p.model_min_pixels, max_pixels=budget)
+        mw, mh = p.family.model_input_size(orig_w, orig_h, min_pixels=p.model_min_pixels, max_pixels=budget)
         img = decoded.image
         if img.size != (mw, mh):
             img = img.resize((mw, mh), Image.Resampling.BICUBIC)
@@ -394,6 +416,7 @@ class Tracker:
             sequence=self.name,
             grounding_text=text,
             model_scale=(mw / orig_w, mh / orig_h),
+            family=p.family,
         )
         self.backend.prepare(request)
         return request
@@ -405,7 +428,8 @@ class Tracker:
         if not parsed.ok:
             raise TrackerInitError(f"{self.name or 'sequence'}: grounding reply has no box ({parsed.reason}): {reply.text[:200]!r}")
         w, h = request.image_size
-        box = clip_xyxy(request.model_to_orig_xyxy(parsed.box_xyxy_model), w, h)
+        box_model = request.family.decode_xyxy(parsed.box_xyxy_model, request.model_size)
+        box = clip_xyxy(request.model_to_orig_xyxy(box_model), w, h)
         if area_xyxy(box) <= 0:
             raise TrackerInitError(f"{self.name or 'sequence'}: grounding box is empty or off the image: {reply.text[:200]!r}")
         return xyxy_to_xywh(box)
@@ -474,6 +498,7 @@ class Tracker:
             boxes_xyxy_model=boxes,
             search_transform=crop.transform,
             prior_box_xyxy_model=prior,
+            family=p.family,
         )
         if prepare:
             self.backend.prepare(request)
@@ -506,7 +531,7 @@ class Tracker:
         parsed = parse_reply(text)
         if not parsed.ok:
             return STATUS_NO_BOX, parsed.reason, None, None
-        box_model = parsed.box_xyxy_model
+        box_model = request.family.decode_xyxy(parsed.box_xyxy_model, request.model_size)  # answer -> crop pixels
         if p.think and p.require_think_format and not parsed.think_format_ok:
             return STATUS_BAD_FORMAT, "not <think>..</think><answer>..</answer>", box_model, None
         mw, mh = request.model_size
