@@ -33,9 +33,12 @@ replayed from their logs without asking the model again.
 def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
     """Tracker settings shared by ``eval`` and ``track`` (defaults: r1track.tracker.TrackerParams)."""
     g = p.add_argument_group("tracker")
+    g.add_argument("--model-family", help="qwen2.5-vl, qwen3-vl or qwen3.5 (default: inferred from the served model's "
+                                          "name or /v1/models root; qwen2.5-vl for the ncc and oracle backends)")
     g.add_argument("--prompt-version", help="prompt version (default r1track-v1; see 'r1track prompts show')")
     g.add_argument("--think", action="store_true", help="think mode (R1-Track's think wrapper; answer read from <answer>)")
-    g.add_argument("--crop-size", type=int, help="crop side in px, a multiple of 28 (default 336)")
+    g.add_argument("--crop-size", type=int, help="crop side in px, a multiple of the family's factor: 28 for "
+                                                "qwen2.5-vl (default 336), 32 for qwen3-vl / qwen3.5 (default 384)")
     g.add_argument("--template-factor", type=float, help="template crop side / sqrt(target area) (default 4)")
     g.add_argument("--search-factor", type=float, help="search crop side / sqrt(target area) (default 4)")
     g.add_argument("--max-search-factor", type=float, help="widest search factor after consecutive failures (default 8)")
@@ -43,12 +46,36 @@ def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--structured-output", action="store_true", help="force [x1,y1,x2,y2] with vLLM structured outputs (no-think only)")
     g.add_argument("--temperature", type=float, help="sampling temperature (default 0)")
     g.add_argument("--max-tokens", type=int, help="max reply tokens (default 48, or 1024 with --think)")
-    g.add_argument("--model-max-pixels", type=int, help="the served processor's max_pixels, if not the Qwen2.5-VL default")
+    g.add_argument("--model-max-pixels", type=int, help="the served processor's max_pixels, if not the family's default")
 
 
-def tracker_params(args: argparse.Namespace):
-    from dataclasses import replace
+def resolve_family(args: argparse.Namespace) -> str:
+    """The model family for ``args``: ``--model-family``; for the openai backend, inferred from ``--model`` and
+    each server's ``/v1/models`` listing (all servers must agree); qwen2.5-vl for the ncc and oracle backends.
+    ``UnknownModelFamily`` / ``BackendError`` when it cannot be told."""
+    from ..models import DEFAULT_FAMILY, UnknownModelFamily, infer_family
 
+    if args.model_family is not None:
+        return infer_family(family=args.model_family).name
+    if args.backend != "openai":
+        return DEFAULT_FAMILY
+    from ..backends import make_backend
+
+    found: dict[str, str] = {}
+    for url in args.server or [None]:
+        backend = make_backend("openai", base_url=url, model=args.model, **backend_options(args))
+        try:
+            found[backend.base_url] = infer_family(model=backend.model, listing=backend.model_listing()).name
+        finally:
+            backend.close()
+    if len(set(found.values())) > 1:
+        raise UnknownModelFamily(f"the servers serve models of different families ({found}); "
+                                 "run them separately or pass --model-family")
+    return next(iter(found.values()))
+
+
+def tracker_params(args: argparse.Namespace, family: str | None = None):
+    """TrackerParams from the command line (``family``: the model family, default qwen2.5-vl)."""
     from ..tracker import TrackerParams
 
     mapping = {
@@ -62,6 +89,8 @@ def tracker_params(args: argparse.Namespace):
         "model_max_pixels": args.model_max_pixels,
     }
     changes = {k: v for k, v in mapping.items() if v is not None}
+    if family is not None:
+        changes["model_family"] = family
     if args.think:
         changes["think"] = True
     if args.memory:
@@ -70,7 +99,7 @@ def tracker_params(args: argparse.Namespace):
         changes["structured_output"] = True
     if "search_factor" in changes and "max_search_factor" not in changes:
         changes["max_search_factor"] = max(TrackerParams().max_search_factor, changes["search_factor"])
-    return replace(TrackerParams(), **changes)
+    return TrackerParams(**changes)
 
 
 def add_backend_arguments(p: argparse.ArgumentParser, *, oracle: bool = True) -> None:
@@ -138,6 +167,7 @@ def load_sequences(dataset: str, root: str, split: str | None, names: str | None
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..backends import BackendError
     from ..cli import CommandError
     from ..data.sequences import DatasetError
     from ..evaluate import EvalAborted, EvalSettings, evaluate, has_ground_truth
@@ -145,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         seqs, kind, split = load_sequences(args.dataset, args.root, args.split, args.sequences)
-        params = tracker_params(args)
-    except (DatasetError, ValueError) as exc:
+        params = tracker_params(args, resolve_family(args))
+    except (DatasetError, ValueError, BackendError) as exc:
         raise CommandError(str(exc)) from None
     split_tag = Path(split).stem if split else ""
     out = Path(args.out) if args.out else Path("runs") / "-".join(x for x in (kind, split_tag, args.backend) if x)

@@ -57,18 +57,18 @@ def run(args: argparse.Namespace) -> int:
     from ..results import format_number
     from ..tracker import Tracker, TrackerInitError
     from ..video import AnnotatedWriter, annotate, count_frames, iter_frames
-    from .eval import backend_options, tracker_params
+    from .eval import backend_options, resolve_family, tracker_params
 
     if args.text and args.backend != "openai":
         raise CommandError("--text needs a model: use --backend openai")
     init_box = parse_box(args.init) if args.init else None
     try:
-        params = tracker_params(args)
+        params = tracker_params(args, resolve_family(args))
         frames = iter_frames(args.video)
         first = next(frames)
     except StopIteration:
         raise CommandError(f"{args.video}: no frames") from None
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, BackendError) as exc:
         raise CommandError(str(exc)) from None
     out = Path(args.out)
     opts = backend_options(args)
