@@ -382,7 +382,7 @@ class Tracker:
         if not is_finite_box(box) or box.w <= 0 or box.h <= 0:
             raise TrackerInitError(f"initial box must be finite with positive width and height, got {tuple(box)}")
         p = self.params
-        window = plan_window(box, p.template_factor, p.crop_size)
+        window = plan_window(box, p.template_factor, p.crop_size, check_side=False)  # side checked by the family
         decoded = load_for_window(image, window)
         crop = render_crop(decoded, window)
         template = RequestImage(crop.image, "template")
@@ -473,7 +473,7 @@ class Tracker:
             raise RuntimeError(f"{self.name or 'tracker'}: a request is pending; apply its reply first")
         p = self.params
         factor = p.search_factor_after(st.failures)
-        window = plan_window(st.box_xywh_orig, factor, p.crop_size)
+        window = plan_window(st.box_xywh_orig, factor, p.crop_size, check_side=False)  # checked in TrackerParams
         decoded = load_for_window(image, window)
         crop = render_crop(decoded, window)
         search = RequestImage(crop.image, "search")
