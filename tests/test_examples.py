@@ -67,3 +67,25 @@ def test_merge_config_uses_the_sft_adapter():
     assert merge["model_name_or_path"] == sft["model_name_or_path"] and merge["template"] == "qwen2_vl"
     assert merge["finetuning_type"] == "lora" and "quantization_bit" not in merge
     assert merge["export_dir"] != sft["output_dir"]
+
+
+QWEN3_SFT = REPO / "examples" / "qwen3_vl_lora_sft.yaml"
+QWEN3_MERGE = REPO / "examples" / "qwen3_vl_lora_merge.yaml"
+
+
+def test_qwen3_vl_configs_keep_every_qwen3_crop_unresized_and_match_the_family():
+    from r1track.models import get_family
+
+    family = get_family("qwen3-vl")
+    cfg, merge = yaml.safe_load(QWEN3_SFT.read_text()), yaml.safe_load(QWEN3_MERGE.read_text())
+    for side in family.data_crop_sides:
+        w, h = llamafactory_preresize(side, side, cfg["image_max_pixels"], cfg["image_min_pixels"])
+        assert family.model_input_size(w, h) == (side, side), side
+    # one side past the range is resized: the check can fail
+    w, h = llamafactory_preresize(544, 544, cfg["image_max_pixels"], cfg["image_min_pixels"])
+    assert family.model_input_size(w, h) != (544, 544)
+    assert cfg["template"] == merge["template"] == family.lf_template_nothink
+    assert cfg["model_name_or_path"] == merge["model_name_or_path"] and "Qwen3-VL" in cfg["model_name_or_path"]
+    assert merge["adapter_name_or_path"] == cfg["output_dir"] and merge["export_dir"] != cfg["output_dir"]
+    info = json.loads((REPO / "datasets_info" / "dataset_info.json").read_text())
+    assert cfg["dataset"] in info and info[cfg["dataset"]]["file_name"].startswith("r1track-qwen3-vl/")

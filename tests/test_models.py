@@ -3,6 +3,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from r1track.reward import score_reply
 from r1track.tracker import Tracker, TrackerParams
 
 NAMES = sorted(FAMILIES)
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sides(family):
@@ -216,3 +218,34 @@ def test_text_initialisation_reads_the_grid_answer(realseq_dir, family):
     assert all(0 <= c <= 1000 for c in coords)
     # one grid step is 1280/1000 px wide and 720/1000 px high: the error is at most half of it per edge
     assert np.allclose(np.asarray(init.box_xywh_orig)[:2], gt[0][:2], atol=0.5 * 1280 / 1000 + 1e-6)
+
+
+def test_data_build_for_qwen3_writes_grid_boxes_and_records_the_family(tmp_path, monkeypatch):
+    from r1track.cli import main
+    from r1track.synthetic import write_got10k_split
+
+    write_got10k_split(tmp_path / "got10k", "train", n_sequences=3, n_frames=10, size=(320, 240))
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "build", f"got10k:{tmp_path / 'got10k'}@train", "--quiet", "--samples-per-sequence", "3",
+                 "--model-family", "qwen3-vl", "--crop-sizes", "256,512", "--out", "datasets_info/r1track-qwen3-vl",
+                 "--name", "r1track_qwen3vl", "--format", "llamafactory,verl"]) == 0
+    out = tmp_path / "datasets_info" / "r1track-qwen3-vl"
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["config"]["model_family"] == "qwen3-vl" and set(stats["crop_sides"]) <= {"256", "512"}
+    f = get_family("qwen3-vl")
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert samples and all(s["model_family"] == "qwen3-vl" for s in samples)
+    for s in samples:
+        side = s["crop_side"]
+        for written, raw in ((s["prompt_boxes"][0], s["boxes_xyxy_crop"][0]), (s["answer"], s["boxes_xyxy_crop"][-1])):
+            grid = json.loads(written)
+            assert all(0 <= v <= 1000 for v in grid)
+            raw = np.clip(raw, 0, side)  # the answer box is clipped to the crop
+            assert np.max(np.abs(np.subtract(f.decode_xyxy(grid, (side, side)), raw))) <= side / 2000 + 1e-3
+    # the committed LLaMA-Factory entries point at this build
+    committed = json.loads((REPO_ROOT / "datasets_info" / "dataset_info.json").read_text())
+    built = json.loads((out / "llamafactory" / "dataset_info.json").read_text())
+    assert built and all(committed[name] == entry for name, entry in built.items())
+    assert main(["data", "build", f"got10k:{tmp_path / 'got10k'}@train", "--quiet", "--model-family", "qwen3-vl",
+                 "--crop-sizes", "336", "--out", str(tmp_path / "bad")]) == 2  # not a multiple of 32
+    assert not (tmp_path / "bad").exists()
