@@ -2,7 +2,7 @@
 
 EasyR1 itself is not installed here (it needs vLLM and a GPU). The contract is taken from EasyR1's code at
 commit b44b311 (verl/workers/reward/function.py, verl/utils/dataset.py, verl/trainer/config.py and the worker
-config dataclasses), which agrees with ../shared/docs/upstream/easyr1_verl.md sections 1-6; the tests do what
+config dataclasses), summarised in docs/upstream.md (EasyR1); the tests do what
 that code does: load the reward file with importlib by path, bind the kwargs with functools.partial, call it
 with a batch, collect metrics per key; render templates with ``jinja2.Template(text.strip()).render(content=...)``
 and split on ``<image>``; merge config.yaml and the command-line overrides over the config dataclasses' keys.
@@ -40,7 +40,7 @@ SCRIPTS = {"no-think": EXAMPLES / "qwen2_5_vl_3b_r1track_grpo.sh", "think": EXAM
 VERL_SCRIPT = REPO / "examples" / "verl" / "qwen2_5_vl_3b_r1track_grpo.sh"
 CROP_SIDES = (112, 224, 336, 448)  # what `r1track data build` emits (multiples of 28)
 
-# The keys current EasyR1 accepts (easyr1_verl.md sections 1-6, checked against the config dataclasses of
+# The keys current EasyR1 accepts (docs/upstream.md, EasyR1; checked against the config dataclasses of
 # EasyR1 b44b311: verl/trainer/config.py, verl/workers/{actor,critic,rollout,reward}/config.py; fields with
 # init=False are "auto keys" EasyR1 fills in itself). name:type, "?" = may be null.
 EASYR1_KEYS = {
@@ -66,7 +66,7 @@ ACCEPTED = {f"{group}.{item.split(':')[0]}": item.split(":")[1] for group, items
 ACCEPTED.update({k.replace("worker.actor.", "worker.critic.", 1): t for k, t in ACCEPTED.items()
                  if k.startswith(("worker.actor.model.", "worker.actor.optim.", "worker.actor.fsdp.", "worker.actor.offload."))})
 FREE_DICTS = {k for k, t in ACCEPTED.items() if t == "dict"}  # any key below these is allowed
-# Keys of R1-Track's EasyR1 fork that current EasyR1 rejects (easyr1_verl.md section 6).
+# Keys of R1-Track's EasyR1 fork that current EasyR1 rejects (docs/upstream.md, EasyR1).
 REMOVED = ("worker.reward.reward_type", "worker.reward.compute_score", "data.system_prompt", "trainer.total_episodes",
            "worker.actor.ulysses_sequence_parallel_size")
 
@@ -298,7 +298,7 @@ def test_launch_scripts_set_only_keys_easyr1_accepts_and_what_matters(mode, tmp_
 @pytest.mark.parametrize("mode", ["no-think", "think"])
 @pytest.mark.parametrize("gpus", [1, 2, 4, 8])
 def test_launch_scripts_pass_easyr1_start_up_checks(mode, gpus, tmp_path):
-    # RayPPOTrainer.__init__ and FSDPWorker._init_config of EasyR1 b44b311 (easyr1_verl.md section 5).
+    # RayPPOTrainer.__init__ and FSDPWorker._init_config of EasyR1 b44b311 (docs/upstream.md, EasyR1 start-up checks).
     c = effective_config(SCRIPTS[mode], tmp_path, N_GPUS=str(gpus))
     assert c["trainer.n_gpus_per_node"] == gpus
     n, rollout = c["worker.rollout.n"], c["data.rollout_batch_size"]

@@ -5,6 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budget import examples
+
 from r1track.parse import is_bare_box_json, parse_reply, strict_think_format
 
 CASES = [
@@ -101,7 +103,7 @@ replies = st.one_of(st.text(max_size=200), st.lists(fragments, max_size=40).map(
 
 
 @given(replies)
-@settings(max_examples=10_000, deadline=None)
+@settings(max_examples=examples(10_000), deadline=None)
 def test_never_raises_and_any_box_is_finite_and_ordered(reply):
     r = parse_reply(reply)
     assert isinstance(r.reason, str)
@@ -115,7 +117,7 @@ def test_never_raises_and_any_box_is_finite_and_ordered(reply):
 
 
 @given(st.lists(st.integers(-5000, 5000), min_size=4, max_size=4), st.sampled_from(["plain", "json", "bbox", "answer", "fence"]))
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 def test_round_trip_of_generated_boxes(vals, style):
     reply = {
         "plain": "[{},{},{},{}]".format(*vals),

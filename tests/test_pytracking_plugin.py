@@ -1,5 +1,5 @@
 """PyTracking contract test: the plugin in plugins/pytracking driven through a minimal stand-in of
-PyTracking, written for this test from ../shared/docs/upstream/pytracking_got10k_vot.md section 1
+PyTracking, written for this test from PyTracking's contract (docs/upstream.md, PyTracking)
 (PyTracking is not on PyPI and none of its code is copied):
 
 * ``pytracking.tracker.base.BaseTracker``: ``__init__(params)`` stores params, ``visdom = None``;
@@ -13,6 +13,7 @@ PyTracking, written for this test from ../shared/docs/upstream/pytracking_got10k
 
 import atexit
 import copy
+import pickle
 import importlib
 import logging
 import shutil
@@ -25,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from r1track import pytracking_adapter
+from r1track.integrations import pytracking as pytracking_adapter
 from r1track.data.readers import read_generic
 from r1track.testing.openai_server import OpenAIServer, reply, status
 
@@ -81,6 +82,7 @@ def pytracking(tmp_path, monkeypatch):
     yield root
     for name in [m for m in sys.modules if m == "pytracking" or m.startswith("pytracking.")]:
         del sys.modules[name]
+    sys.modules.pop("r1track.integrations.pytracking_tracker", None)  # its BaseTracker was this test's stand-in
     pytracking_adapter._BACKENDS.clear()
     atexit.unregister(pytracking_adapter._log_summary)  # the per-process summary is for real runs
 
@@ -139,21 +141,36 @@ def test_plugin_layout_and_class_contract(pytracking):
     assert tracker.initialize_features() is None
     assert tracker.visdom is None and tracker.params.multiobj_mode == "parallel"
     copy.deepcopy(tracker)  # MultiObjectWrapper(fast_load=True) deep-copies a fresh instance
+    assert pickle.loads(pickle.dumps(cls)) is cls  # --threads workers receive the class pickled
     assert pytracking_adapter._BACKENDS == {}  # no client at import or construction
 
 
 @pytest.mark.parametrize(
     "param, expect",
     [
-        ("default", dict(think=False, prompt_version="r1track-v1", crop_size=336, memory=False, structured_output=True)),
-        ("think", dict(think=True, prompt_version="r1track-v0", crop_size=336, structured_output=False, max_tokens=1024)),
+        ("default", dict(think=False, prompt_version="r1track-v1", crop_size=336, memory=False, structured_output=False)),
+        ("v0", dict(think=False, prompt_version="r1track-v0", crop_size=336, memory=False)),
+        ("think", dict(think=True, prompt_version="r1track-v0", crop_size=336, structured_output=False, effective_max_tokens=1024)),
         ("memory", dict(think=False, memory=True, memory_prompt_version="r1track-mem-v1", crop_size=336)),
+        ("ncc", dict(think=False, prompt_version="r1track-v1")),
     ],
 )
 def test_parameter_files(pytracking, param, expect):
-    tp = pytracking_adapter.tracker_params_from(load_params(param))
+    params = load_params(param)
+    tp = pytracking_adapter.tracker_params_from(params)
     for k, v in expect.items():
         assert getattr(tp, k) == v, k
+    assert params.backend == ("ncc" if param == "ncc" else "openai")
+
+
+def test_every_preset_ships_a_parameter_file_of_one_call():
+    from r1track.presets import PRESETS
+
+    files = sorted(p.stem for p in (PLUGIN / "parameter" / "r1track").glob("*.py") if p.stem != "__init__")
+    assert files == sorted(PRESETS)
+    for name in files:
+        body = (PLUGIN / "parameter" / "r1track" / f"{name}.py").read_text()
+        assert f'return preset_parameters("{name}")' in body and body.count("\n") <= 7
 
 
 def test_runs_a_sequence_over_http_with_environment_overrides(pytracking, crossing, monkeypatch):
@@ -167,7 +184,7 @@ def test_runs_a_sequence_over_http_with_environment_overrides(pytracking, crossi
     reqs = server.chat_requests()
     assert len(reqs) == len(crossing.frames) - 1 and {r.body["model"] for r in reqs} == {"from-env"}
     assert all(r.content_types == ["image_url", "image_url", "text"] for r in reqs)
-    assert "structured_outputs" in reqs[0].body  # default.py turns the regex on
+    assert "structured_outputs" not in reqs[0].body  # presets leave it off: servers other than vLLM >= 0.12 reject it
     # full precision: PyTracking's writer truncates to int, the plugin must not
     assert all(isinstance(v, float) for b in boxes for v in b)
     assert any(v != int(v) for b in boxes[1:] for v in b)
@@ -200,5 +217,5 @@ def test_fatal_error_is_logged_before_pytracking_swallows_it(pytracking, crossin
 
 
 def test_ncc_baseline_runs_without_a_server(pytracking, crossing):
-    boxes = run_sequence(crossing, load_params(backend="ncc"))
+    boxes = run_sequence(crossing, load_params("ncc"))
     assert boxes is not None and len(boxes) == len(crossing.frames)

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "r1track.commands.data",
     "r1track.commands.eval",
     "r1track.commands.track",
+    "r1track.commands.report",
     "r1track.commands.pack",
     "r1track.commands.install",
 )

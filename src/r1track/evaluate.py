@@ -38,11 +38,12 @@ from typing import Any, Sequence as Seq
 
 import numpy as np
 
-from .backends import Backend, BackendError, Reply, make_backend
+from .backends import Backend, BackendError, Reply, get_backend_spec, make_backend
 from .data.sequences import Sequence
 from .fsutil import atomic_write_text
 from .results import has_result, write_result
-from .tracker import Tracker, TrackerParams, TrackResult
+from .progress import progress_bar
+from .tracker import Status, Tracker, TrackerParams, TrackResult
 
 __all__ = ["EvalSettings", "SequenceOutcome", "EvalRun", "EvalAborted", "evaluate", "evaluate_async", "has_ground_truth"]
 
@@ -59,7 +60,7 @@ class EvalAborted(RuntimeError):
 
 @dataclass
 class EvalSettings:
-    """How to run. ``backend``: ``openai`` | ``ncc`` | ``oracle``. ``servers``: base URLs of
+    """How to run. ``backend``: a name of :data:`r1track.backends.BACKENDS`. ``servers``: base URLs of
     OpenAI-compatible servers (openai; empty = ``R1TRACK_BASE_URL`` or the default). ``model``: served
     model name (None: ask the server). ``concurrency``: sequences in flight. ``params``: tracker
     settings. ``init``: ``box`` (first ground-truth box) or ``text`` (the sequence's description,
@@ -81,8 +82,7 @@ class EvalSettings:
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
-        if self.backend not in ("openai", "ncc", "oracle"):
-            raise ValueError(f"unknown backend {self.backend!r}; known: openai, ncc, oracle")
+        get_backend_spec(self.backend)  # ValueError naming the known backends
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.init not in ("box", "text"):
@@ -148,7 +148,7 @@ class _ReplayLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", buffering=1)
         entry = {"i": result.frame_index, "t": round(result.timing.total_s, 6), "a": result.attempts}
-        if result.status == "backend-error":
+        if result.status == Status.BACKEND_ERROR:
             entry["error"] = result.detail
         else:
             entry["reply"] = result.reply
@@ -170,18 +170,20 @@ class _Backends:
         self.settings = settings
         self.shared: list[Backend] = []
         self.active: Counter[int] = Counter()
-        if settings.backend == "openai":
+        self.spec = get_backend_spec(settings.backend)
+        name, opts = settings.backend, settings.backend_options
+        if self.spec.needs_server:
             urls = settings.servers or (None,)
-            self.shared = [make_backend("openai", base_url=u, model=settings.model, **settings.backend_options) for u in urls]
-        elif settings.backend == "ncc":
-            self.shared = [make_backend("ncc", **settings.backend_options)]
+            self.shared = [make_backend(name, base_url=u, model=settings.model, **opts) for u in urls]
+        elif not self.spec.needs_ground_truth:
+            self.shared = [make_backend(name, **opts)]
 
     def acquire(self, seq: Sequence) -> tuple[Backend, int]:
-        if self.settings.backend == "oracle":
+        if self.spec.needs_ground_truth:
             if not has_ground_truth(seq):
-                raise EvalAborted(f"{seq.name}: the oracle backend needs ground truth for every frame")
+                raise EvalAborted(f"{seq.name}: the {self.spec.name} backend needs ground truth for every frame")
             opts = dict(self.settings.backend_options)
-            return make_backend("oracle", boxes_xywh_orig=seq.boxes_xywh_orig, **opts), -1
+            return make_backend(self.spec.name, boxes_xywh_orig=seq.boxes_xywh_orig, **opts), -1
         k = min(range(len(self.shared)), key=lambda j: self.active[j])
         self.active[k] += 1
         return self.shared[k], k
@@ -197,29 +199,19 @@ class _Backends:
 
 class _Progress:
     def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = None
         self.done = 0
         self.faults = 0
-        self.t0 = time.perf_counter()
-        if enabled:
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, unit="frame", desc="tracking", dynamic_ncols=True, smoothing=0.05)
-            except ImportError:  # pragma: no cover - tqdm is a dependency
-                self.bar = None
+        self.bar = progress_bar(total, "tracking", enabled=enabled, smoothing=0.05)
 
     def update(self, n: int = 1, fault: bool = False) -> None:
         self.done += n
         self.faults += int(fault)
-        if self.bar is not None:
-            self.bar.update(n)
-            if self.done % 50 == 0:
-                self.bar.set_postfix(fallbacks=self.faults, refresh=False)
+        self.bar.update(n)
+        if self.done % 50 == 0:
+            self.bar.set_postfix(fallbacks=self.faults, refresh=False)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 async def _run_sequence(
@@ -266,7 +258,7 @@ async def _run_sequence(
                 times.append(result.timing.total_s)
                 outcome.requests += 1
             boxes.append(tuple(result.box_xywh_orig))
-            progress.update(1, fault=not result.ok)
+            progress.update(1, fault=result.fault)
         await loop.run_in_executor(pool, _write_results, out, seq.name, np.array(boxes), np.array(times))
         replay.close(remove=True)
     except BackendError as exc:  # fatal: every request would fail the same way
@@ -281,7 +273,7 @@ async def _run_sequence(
         outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         backends.release(slot)
-    outcome.faults = {k: v for k, v in sorted(tracker.counts.items()) if k != "ok"}
+    outcome.faults = {str(k): v for k, v in sorted(tracker.counts.items()) if k != Status.OK}
     outcome.seconds = time.perf_counter() - t0
     return outcome
 

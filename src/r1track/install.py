@@ -123,16 +123,19 @@ class Plan:
 
 
 def repo_root() -> Path:
-    """The r1track checkout holding ``plugins/`` (this file is ``src/r1track/install.py``).
-    ``R1TRACK_HOME`` overrides it."""
+    """Where the plugin sources are (``plugins/``, ``examples/``, ``datasets_info/`` relative to it):
+    ``R1TRACK_HOME`` when set; else the copy an installed wheel carries (``r1track/_bundle``, made by
+    ``setup.py`` at build time); else the checkout this file sits in (``src/r1track/install.py``)."""
     env = os.environ.get("R1TRACK_HOME")
-    root = Path(env) if env else Path(__file__).resolve().parents[2]
-    if not (root / "plugins").is_dir():
-        raise InstallError(
-            f"no r1track plugins found at {root / 'plugins'}: run the installer from a clone of the r1track "
-            "repository (python install_plugins.py ...) or set R1TRACK_HOME to one"
-        )
-    return root
+    here = Path(__file__).resolve().parent
+    candidates = [Path(env)] if env else [here / "_bundle", here.parents[1]]
+    for root in candidates:
+        if (root / "plugins").is_dir():
+            return root
+    raise InstallError(
+        f"no r1track plugins found at {candidates[0] / 'plugins'}: install r1track from a wheel or a clone of the "
+        "r1track repository (python install_plugins.py ...), or set R1TRACK_HOME to a clone"
+    )
 
 
 def _pytracking_notes(target: Path) -> list[str]:

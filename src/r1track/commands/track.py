@@ -12,12 +12,12 @@ Track one target through one video (a folder of frames, or a video file with PyA
   OUT/track.gif     the frames with the box drawn (--annotated NAME.mp4 for MP4, needs PyAV)
 
 Start from a box (--init x,y,w,h, 0-based pixels of the first frame) or from a description (--text, Qwen's
-grounding answer; needs the openai backend). Backends as in 'r1track eval' (openai, or the ncc baseline).
+grounding answer; needs the openai backend). Backends, presets and tracker settings as in 'r1track eval'.
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from .eval import add_backend_arguments, add_tracker_arguments
+    from .tracking import add_backend_arguments, add_tracker_arguments
 
     p = sub.add_parser("track", help="track one video and write boxes and an annotated GIF/MP4", description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--annotated", default="track.gif", help="annotated output file name in OUT, .gif or .mp4 (default track.gif)")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the annotated video (default 10)")
     p.add_argument("--max-side", type=int, default=640, help="longer side of the annotated frames in px (default 640)")
-    add_backend_arguments(p, oracle=False)
+    add_backend_arguments(p, ground_truth=False)
     add_tracker_arguments(p)
     p.set_defaults(func=run)
 
@@ -47,58 +47,51 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import itertools
     import json
     import sys
     from pathlib import Path
 
-    from ..backends import BackendError, make_backend
+    from ..backends import BackendError, get_backend_spec, make_backend
     from ..cli import CommandError
     from ..fsutil import atomic_output
+    from ..progress import progress_bar
     from ..results import format_number
-    from ..tracker import Tracker, TrackerInitError
+    from ..tracker import Status, Tracker, TrackerInitError
     from ..video import AnnotatedWriter, annotate, count_frames, iter_frames
-    from .eval import backend_options, resolve_family, tracker_params
+    from .tracking import backend_options, resolve_settings
 
-    if args.text and args.backend != "openai":
-        raise CommandError("--text needs a model: use --backend openai")
     init_box = parse_box(args.init) if args.init else None
     try:
-        params = tracker_params(args, resolve_family(args))
+        resolved = resolve_settings(args)
         frames = iter_frames(args.video)
         first = next(frames)
     except StopIteration:
         raise CommandError(f"{args.video}: no frames") from None
-    except (ValueError, RuntimeError, BackendError) as exc:
+    except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from None
+    spec = get_backend_spec(resolved.backend)
+    if args.text and not spec.needs_server:
+        raise CommandError("--text needs a model: use --backend openai")
+    print(f"settings: {resolved.message}", file=sys.stderr)
     out = Path(args.out)
-    opts = backend_options(args)
-    if args.backend == "openai":
+    opts = backend_options(args, spec.name)
+    if spec.needs_server:
         opts.update(base_url=args.server[0] if args.server else None, model=args.model)
-    backend = make_backend(args.backend, **opts)
-    tracker = Tracker(backend, params, name=Path(args.video).name)
+    backend = make_backend(spec.name, **opts)
+    tracker = Tracker(backend, resolved.params, name=Path(args.video).name)
     writer = AnnotatedWriter(out / args.annotated, fps=args.fps)
-    total = count_frames(args.video)
-    try:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="frame", desc="tracking", dynamic_ncols=True)
-    except ImportError:  # pragma: no cover
-        bar = None
     boxes, rows = [], []
     try:
-        init = tracker.initialize(first, init_box, text=args.text)
-        boxes.append(tuple(init.box_xywh_orig))
-        rows.append({"frame": 1, "status": "init", "reply": init.reply, "seconds": init.timing.total_s})
-        writer.add(annotate(first, init.box_xywh_orig, label="1 init", colour=(255, 255, 0), max_side=args.max_side))
-        if bar:
-            bar.update(1)
-        for k, frame in enumerate(frames, start=2):
-            r = tracker.track(frame)
-            boxes.append(tuple(r.box_xywh_orig))
-            rows.append({"frame": k, "status": r.status, "detail": r.detail, "reply": r.reply, "seconds": r.timing.total_s})
-            colour = (0, 255, 0) if r.ok else (255, 64, 64)
-            writer.add(annotate(frame, r.box_xywh_orig, label=f"{k} {r.status}", colour=colour, max_side=args.max_side))
-            if bar:
+        with progress_bar(count_frames(args.video), "tracking") as bar:
+            for k, (frame, r) in enumerate(_pairs(itertools.chain([first], frames), tracker, init_box, args.text), start=1):
+                boxes.append(tuple(r.box_xywh_orig))
+                row = {"frame": k, "status": r.status, "reply": r.reply, "seconds": r.timing.total_s}
+                if r.status is not Status.INIT:
+                    row["detail"] = r.detail
+                rows.append(row)
+                colour = (255, 255, 0) if r.status is Status.INIT else (0, 255, 0) if r.ok else (255, 64, 64)
+                writer.add(annotate(frame, r.box_xywh_orig, label=f"{k} {r.status}", colour=colour, max_side=args.max_side))
                 bar.update(1)
     except (TrackerInitError, BackendError, ValueError, RuntimeError) as exc:
         writer.abort()
@@ -107,16 +100,27 @@ def run(args: argparse.Namespace) -> int:
         writer.abort()
         raise
     finally:
-        if bar:
-            bar.close()
         backend.close()
     with atomic_output(out / "boxes.txt", "w") as f:
         f.writelines(",".join(format_number(v) for v in b) + "\n" for b in boxes)
     with atomic_output(out / "frames.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     video_path = writer.close()
-    fallbacks = {k: v for k, v in tracker.counts.items() if k != "ok"}
+    fallbacks = {k: v for k, v in tracker.counts.items() if k != Status.OK}
     print(f"tracked {len(boxes)} frames with {backend.label}; "
           f"fallbacks: {fallbacks or 'none'}", file=sys.stderr)
     print(f"boxes: {out / 'boxes.txt'}\nper frame: {out / 'frames.jsonl'}\nannotated: {video_path}")
     return 0
+
+
+def _pairs(frames, tracker, init_box, text):
+    """(frame, result) pairs of :meth:`Tracker.run`, keeping each frame for the annotated output."""
+    seen: list = []
+
+    def remember():
+        for frame in frames:
+            seen.append(frame)
+            yield frame
+
+    for result in tracker.run(remember(), init_box, text=text):
+        yield seen.pop(0), result

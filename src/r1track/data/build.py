@@ -117,9 +117,9 @@ def _remove_stale_partials(out: Path, log: Callable[[str], None]) -> None:
 
 
 def _progress(iterable: Iterable, *, total: int | None, desc: str, unit: str, enabled: bool) -> Iterator:
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
-    return iter(tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True))
+    return iter(progress_bar(total, desc, unit=unit, enabled=enabled, iterable=iterable))
 
 
 def _read_and_check(sources: list[Source], progress: bool) -> tuple[list[CheckedSequence], list[Issue], int, int]:

@@ -1,0 +1,128 @@
+"""Command-line options shared by the commands that track (``eval``, ``track``): presets, backend and every
+tracker setting.
+
+The tracker flags are generated from ``dataclasses.fields(TrackerParams)``: the flag name, type, default and
+help all come from the dataclass, so a new setting appears here by itself. Every flag defaults to "not
+given" (None), so :func:`resolve_settings` knows which settings the user chose explicitly: those win over
+the preset (see :mod:`r1track.presets`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any
+
+__all__ = ["add_tracker_arguments", "tracker_overrides", "add_backend_arguments", "backend_options", "resolve_settings",
+           "served_family"]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(annotation: Any) -> type:
+    """``int`` for ``int`` and ``int | None``; the same for float, str, bool."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
+    """``--preset`` and one flag per :class:`~r1track.tracker.TrackerParams` field (booleans as
+    ``--name/--no-name``)."""
+    from ..presets import DEFAULT_PRESET, PRESETS
+    from ..tracker import TrackerParams
+
+    g = p.add_argument_group(
+        "tracker", "settings start from --preset, else the preset of a known --model checkpoint, else "
+        "'default'; a flag given here always wins. Defaults shown are the 'default' preset's.")
+    g.add_argument("--preset", choices=list(PRESETS), help="named settings: " + "; ".join(
+        f"{name}: {preset.summary}" for name, preset in PRESETS.items()) + f" (default: {DEFAULT_PRESET})")
+    hints = typing.get_type_hints(TrackerParams)
+    defaults = TrackerParams()
+    for f in dataclasses.fields(TrackerParams):
+        kind = _base_type(hints[f.name])
+        if kind not in (bool, int, float):
+            kind = str
+        text = f"{f.metadata.get('help', f.name)} (default: {getattr(defaults, f.name)})".replace("%", "%%")
+        if kind is bool:
+            g.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            g.add_argument(_flag(f.name), dest=f.name, type=kind, default=None, metavar=kind.__name__.upper(), help=text)
+
+
+def tracker_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The tracker settings given explicitly on the command line (field name -> value)."""
+    from ..tracker import TrackerParams
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrackerParams) if getattr(args, f.name, None) is not None}
+
+
+def add_backend_arguments(p: argparse.ArgumentParser, *, ground_truth: bool = True) -> None:
+    """``--backend`` (names from the backend registry; ``ground_truth=False`` leaves out those that need
+    ground truth), servers, model, timeouts."""
+    from ..backends import BACKENDS, backend_names
+
+    names = backend_names(ground_truth=ground_truth)
+    g = p.add_argument_group("backend")
+    g.add_argument("--backend", choices=names, default=None,
+                   help="who answers: " + "; ".join(f"{n}: {BACKENDS[n].summary}" for n in names)
+                   + " (default: the preset's, openai for all but 'ncc')")
+    g.add_argument("--server", action="append", default=[], metavar="URL",
+                   help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (repeatable; default $R1TRACK_BASE_URL)")
+    g.add_argument("--model", help="served model name (default: $R1TRACK_MODEL or the server's first model); a "
+                   "published checkpoint's name (e.g. WangBiao/R1-Track-GRPO-5k) also picks its preset")
+    g.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt (default 120)")
+    g.add_argument("--retries", type=int, default=3, help="retries per request on connection errors, 5xx and 429 (default 3)")
+
+
+def backend_options(args: argparse.Namespace, backend: str) -> dict:
+    """Keyword options for :func:`r1track.backends.make_backend` from the backend flags."""
+    from ..backends import get_backend_spec
+
+    if get_backend_spec(backend).needs_server:
+        return {"timeout_s": args.timeout, "retries": args.retries}
+    return {}
+
+
+def served_family(args: argparse.Namespace, model: str | None) -> str:
+    """The model family of what the servers serve: each ``--server``'s ``GET /v1/models`` entry for ``model``
+    (its ``root``, the path or name vLLM loaded, then its id), else ``model``'s name. All servers must agree.
+    ``UnknownModelFamily`` (a ValueError naming the families) when nothing tells; ValueError when a server
+    cannot be asked."""
+    from ..backends import BackendError, make_backend
+    from ..models import UnknownModelFamily, infer_family
+
+    found: dict[str, str] = {}
+    for url in args.server or [None]:
+        backend = make_backend("openai", base_url=url, model=model, **backend_options(args, "openai"))
+        try:
+            found[backend.base_url] = infer_family(model=model, listing=backend.model_listing()).name
+        except BackendError as exc:
+            raise ValueError(f"cannot tell the model family: {exc}; pass --model-family") from None
+        finally:
+            backend.close()
+    if len(set(found.values())) > 1:
+        raise UnknownModelFamily(f"the servers serve models of different families ({found}); run them separately "
+                                 "or pass --model-family")
+    return next(iter(found.values()))
+
+
+def resolve_settings(args: argparse.Namespace):
+    """:func:`r1track.presets.resolve` of the parsed flags (``--preset``, ``--model``, ``--backend``, the
+    tracker flags). The model name for the preset comes from ``--model`` or ``$R1TRACK_MODEL``. The model
+    family: ``--model-family``, else a known checkpoint's, else -- for backends that ask a server -- the one
+    :func:`served_family` finds (an unknown model is refused), else qwen2.5-vl (ncc, oracle: no model)."""
+    import os
+
+    from ..backends import get_backend_spec
+    from ..backends.openai import ENV_MODEL
+    from ..presets import find_checkpoint, resolve
+
+    model = args.model or os.environ.get(ENV_MODEL) or None
+    overrides = tracker_overrides(args)
+    resolved = resolve(args.preset, model, overrides, backend=args.backend)
+    if "model_family" in overrides or find_checkpoint(model) or not get_backend_spec(resolved.backend).needs_server:
+        return resolved
+    return resolve(args.preset, model, overrides, backend=args.backend, family=served_family(args, model))
