@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from budget import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,7 +47,7 @@ def family_side_box(draw):
 
 
 @given(family_side_box())
-@settings(max_examples=400)
+@settings(max_examples=examples(4000))
 def test_box_round_trips_crop_to_family_coordinates_within_the_quantum(case):
     family, side, box_crop = case
     f = get_family(family)
@@ -98,6 +99,7 @@ def test_grid_regex_allows_exactly_0_to_1000():
 
 
 @given(st.lists(st.floats(0, 512, allow_nan=False), min_size=8, max_size=8), st.sampled_from([256, 384, 512]))
+@settings(max_examples=examples(1000))
 def test_giou_on_the_grid_equals_giou_in_pixels(values, side):
     """A square crop maps to the grid by one uniform scale, which IoU and GIoU ignore: the reward reads the same
     overlap in either coordinate system (up to float rounding, before the answer's integer rounding)."""

@@ -28,7 +28,7 @@ from r1track.boxes import xywh_to_xyxy
 from r1track.data.readers import read_generic
 from r1track.models import get_family
 from r1track.prompts import render_answer
-from r1track.reward import RewardConfig, score_reply
+from r1track.reward import score_reply
 from r1track.synthetic import write_got10k_split
 from r1track.tracker import Tracker, TrackerParams
 from upstream import tiny_qwen3vl, venvs, vllm_server
@@ -234,7 +234,6 @@ def test_vllm_serves_it_tracked_by_eval_and_scored_by_verl(tiny3_serve, family, 
                           text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
     scored = json.loads(proc.stdout.strip().splitlines()[-1])["runs"][0]["results"]
-    config = RewardConfig()
     for case, got in zip(cases, scored):
-        assert got["reward_score"] == pytest.approx(score_reply(case["reply"], case["ground_truth"], None, config)["overall"])
+        assert got["reward_score"] == pytest.approx(score_reply(case["reply"], case["ground_truth"])["overall"])
     assert scored[-1]["reward_score"] == pytest.approx(1.5) and scored[-1]["reward_extra_info"]["iou"] == 1.0
