@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -203,6 +203,26 @@ _QWEN3_FRAMEWORKS = {
             "size.longest_edge >= the crop area); --limit-mm-per-prompt '{\"image\":2}'",
 }
 
+_QWEN3_VL = ModelFamily(
+    name="qwen3-vl",
+    label="Qwen3-VL",
+    patch_size=16,
+    merge_size=2,
+    min_pixels=65536,
+    max_pixels=16777216,
+    coords=Coords.GRID_1000,
+    default_crop_side=384,
+    data_crop_range=(256, 512),
+    grounding_max_pixels=1280 * 32 * 32,
+    model_types=("qwen3_vl", "qwen3_vl_moe"),
+    name_patterns=(r"qwen3[-_]?vl",),
+    lf_template="qwen3_vl",
+    lf_template_nothink="qwen3_vl_nothink",
+    frameworks=_QWEN3_FRAMEWORKS,
+    common_crop_sides=(256, 320, 384, 448, 512),
+)
+"""Qwen3-VL; Qwen3.5 has the same vision side (processor, factor, bounds, grid) and differs in names only."""
+
 FAMILIES: dict[str, ModelFamily] = {
     f.name: f
     for f in (
@@ -232,42 +252,9 @@ FAMILIES: dict[str, ModelFamily] = {
             },
             common_crop_sides=(112, 224, 336, 448),
         ),
-        ModelFamily(
-            name="qwen3-vl",
-            label="Qwen3-VL",
-            patch_size=16,
-            merge_size=2,
-            min_pixels=65536,
-            max_pixels=16777216,
-            coords=Coords.GRID_1000,
-            default_crop_side=384,
-            data_crop_range=(256, 512),
-            grounding_max_pixels=1280 * 32 * 32,
-            model_types=("qwen3_vl", "qwen3_vl_moe"),
-            name_patterns=(r"qwen3[-_]?vl",),
-            lf_template="qwen3_vl",
-            lf_template_nothink="qwen3_vl_nothink",
-            frameworks=_QWEN3_FRAMEWORKS,
-            common_crop_sides=(256, 320, 384, 448, 512),
-        ),
-        ModelFamily(
-            name="qwen3.5",
-            label="Qwen3.5",
-            patch_size=16,
-            merge_size=2,
-            min_pixels=65536,
-            max_pixels=16777216,
-            coords=Coords.GRID_1000,
-            default_crop_side=384,
-            data_crop_range=(256, 512),
-            grounding_max_pixels=1280 * 32 * 32,
-            model_types=("qwen3_5", "qwen3_5_moe"),
-            name_patterns=(r"qwen3[._]5",),
-            lf_template="qwen3_5",
-            lf_template_nothink="qwen3_5_nothink",
-            frameworks=_QWEN3_FRAMEWORKS,
-            common_crop_sides=(256, 320, 384, 448, 512),
-        ),
+        _QWEN3_VL,
+        replace(_QWEN3_VL, name="qwen3.5", label="Qwen3.5", model_types=("qwen3_5", "qwen3_5_moe"),
+                name_patterns=(r"qwen3[._]5",), lf_template="qwen3_5", lf_template_nothink="qwen3_5_nothink"),
     )
 }
 

@@ -33,7 +33,7 @@ from r1track.synthetic import write_got10k_split
 from r1track.tracker import Tracker, TrackerParams
 from upstream import tiny_qwen3vl, venvs, vllm_server
 from upstream.fixtures import TinyModel
-from upstream.test_llamafactory_sft import _run
+from upstream.test_llamafactory_sft import MERGED_CHECK, PREPROCESS_CHECK, _run
 
 pytestmark = pytest.mark.slow
 
@@ -45,48 +45,6 @@ PROBE = Path(__file__).with_name("verl_reward_probe.py")
 FAMILIES = ("qwen3-vl", "qwen3.5")
 N_FRAMES = 12
 _BUILT: dict = {}
-
-# Runs in the llamafactory venv: LLaMA-Factory's Qwen3-VL pre-processing plus the processor keep every crop side.
-PREPROCESS_CHECK = r"""
-import json, sys
-from PIL import Image
-from transformers import AutoProcessor
-from llamafactory.data.mm_plugin import get_mm_plugin
-model, max_px, min_px, sides = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
-plugin = get_mm_plugin("qwen3_vl", image_token="<|image_pad|>")
-processor = AutoProcessor.from_pretrained(model)
-bad = []
-for side in sides:
-    img = plugin._preprocess_image(Image.new("RGB", (side, side)), image_max_pixels=max_px, image_min_pixels=min_px)
-    grid = processor.image_processor(images=[img], return_tensors="pt")["image_grid_thw"].tolist()
-    if img.size != (side, side) or grid != [[1, side // 16, side // 16]]:
-        bad.append([side, list(img.size), grid])
-print(json.dumps({"checked": len(sides), "resized": bad}))
-"""
-
-MERGED_CHECK = r"""
-import json, sys
-import torch
-from PIL import Image
-from safetensors.torch import load_file
-from transformers import AutoModelForImageTextToText, AutoProcessor
-merged, base, dataset_dir, record = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-processor = AutoProcessor.from_pretrained(merged)
-model = AutoModelForImageTextToText.from_pretrained(merged, dtype=torch.float32).eval()
-a, b = load_file(f"{merged}/model.safetensors"), load_file(f"{base}/model.safetensors")
-changed = sum(1 for k in b if k in a and not torch.equal(a[k], b[k]))
-text = record["messages"][0]["content"]
-images = [Image.open(f"{dataset_dir}/{p}").convert("RGB") for p in record["images"]]
-content = [{"type": "image"} for _ in images] + [{"type": "text", "text": text.replace("<image>", "")}]
-prompt = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
-inputs = processor(text=[prompt], images=images, return_tensors="pt")
-with torch.no_grad():
-    out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
-print(json.dumps({"changed_tensors": changed, "model_type": model.config.model_type,
-                  "sizes": [list(i.size) for i in images], "grid": inputs["image_grid_thw"].tolist(),
-                  "new_tokens": int(out.shape[1] - inputs["input_ids"].shape[1])}))
-"""
-
 
 def _tiny(tmp_path_factory, venv: str, variant: str, family: str) -> TinyModel:
     key = (venv, variant, family)
@@ -146,7 +104,8 @@ def test_llamafactory_lora_sft_and_merge_on_a_qwen3_build(tiny3_sft, family, tmp
 
     cfg = yaml.safe_load(SFT_YAML.read_text())
     proc = _run([py, "-c", PREPROCESS_CHECK, tiny, cfg["image_max_pixels"], cfg["image_min_pixels"],
-                 json.dumps(list(fam.data_crop_sides))], cwd=run, env=env, what="LLaMA-Factory qwen3_vl pre-processing")
+                 json.dumps(list(fam.data_crop_sides)), "qwen3_vl", fam.patch_size], cwd=run, env=env,
+                what="LLaMA-Factory qwen3_vl pre-processing")
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"checked": len(fam.data_crop_sides), "resized": []}
 
     sft_out = tmp_path / "saves" / "sft"

