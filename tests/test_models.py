@@ -251,3 +251,18 @@ def test_data_build_for_qwen3_writes_grid_boxes_and_records_the_family(tmp_path,
     assert main(["data", "build", f"got10k:{tmp_path / 'got10k'}@train", "--quiet", "--model-family", "qwen3-vl",
                  "--crop-sizes", "336", "--out", str(tmp_path / "bad")]) == 2  # not a multiple of 32
     assert not (tmp_path / "bad").exists()
+
+
+def test_presets_take_the_family_explicit_then_found_then_the_checkpoints():
+    from r1track.presets import resolve
+
+    found = resolve(None, "my-tracker", {}, backend="openai", family="qwen3-vl")
+    assert (found.params.model_family, found.params.crop_size) == ("qwen3-vl", 384)
+    assert "+model_family" not in found.tag and "qwen3-vl" in found.message  # found, not chosen: same run name
+    explicit = resolve("think", None, {"model_family": "qwen3.5"}, family="qwen3-vl")
+    assert (explicit.params.model_family, explicit.params.crop_size, explicit.params.think) == ("qwen3.5", 384, True)
+    assert resolve(None, "WangBiao/R1-Track-GRPO-5k", {}).params.model_family == "qwen2.5-vl"
+    kept = resolve(None, None, {"model_family": "qwen3-vl", "crop_size": 448})
+    assert kept.params.crop_size == 448
+    with pytest.raises(ValueError, match="multiple of 32"):
+        resolve(None, None, {"model_family": "qwen3-vl", "crop_size": 336})

@@ -65,6 +65,7 @@ __all__ = [
     "TrackerInitError",
     "Status",
     "FAULT_STATUSES",
+    "FAMILY_DEFAULTED",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,14 @@ def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+FAMILY_DEFAULTED = ("crop_size", "model_min_pixels", "model_max_pixels", "grounding_max_pixels")
+"""The :class:`TrackerParams` fields a model family fills when they are left None."""
+
+
 def _family_defaults(family: ModelFamily) -> tuple[tuple[str, int], ...]:
-    """The :class:`TrackerParams` fields a model family fills when left None, with the family's values."""
-    return (("crop_size", family.default_crop_side), ("model_min_pixels", family.min_pixels),
-            ("model_max_pixels", family.max_pixels), ("grounding_max_pixels", family.grounding_max_pixels))
+    """(field, the family's value) for each of :data:`FAMILY_DEFAULTED`."""
+    values = (family.default_crop_side, family.min_pixels, family.max_pixels, family.grounding_max_pixels)
+    return tuple(zip(FAMILY_DEFAULTED, values))
 
 
 @dataclass(frozen=True)
