@@ -266,3 +266,19 @@ def test_presets_take_the_family_explicit_then_found_then_the_checkpoints():
     assert kept.params.crop_size == 448
     with pytest.raises(ValueError, match="multiple of 32"):
         resolve(None, None, {"model_family": "qwen3-vl", "crop_size": 336})
+
+
+def test_ncc_baseline_answers_on_the_grid_and_tracks_alike(realseq_dir):
+    from r1track.backends.ncc import NCCBackend
+
+    seq = next(read_generic(realseq_dir, names=["DaSiamRPN__bag"]))
+    gt = seq.boxes_xywh_orig
+    ious = {}
+    for family in ("qwen2.5-vl", "qwen3-vl"):
+        tr = Tracker(NCCBackend(), TrackerParams(model_family=family), name=seq.name)
+        tr.initialize(seq.frames[0], gt[0])
+        results = [tr.track(p) for p in seq.frames[1:40]]
+        ious[family] = np.mean([iou_xywh(r.box_xywh_orig, gt[r.frame_index]) for r in results])
+        if family == "qwen3-vl":
+            assert all(max(json.loads(r.reply)) <= 1000 for r in results) and tr.faults == 0
+    assert ious["qwen3-vl"] > 0.5 and abs(ious["qwen3-vl"] - ious["qwen2.5-vl"]) < 0.15, ious
