@@ -407,3 +407,37 @@ def test_scripts_and_config_work_from_an_installed_easyr1_checkout(tmp_path):
     raw = yaml.safe_load(CONFIG.read_text())
     assert (easyr1 / raw["data"]["format_prompt"]).is_file()
     assert (easyr1 / raw["worker"]["reward"]["reward_function"].rpartition(":")[0]).is_file()
+
+
+def test_instruction_first_template_is_generated_and_renders_the_reference_layout():
+    path = PLUGIN_DIR / "format_prompt" / "r1track_think_instruction_first.jinja"
+    assert path.read_text(encoding="utf-8") == easyr1_format_prompt(True, "instruction-first")
+    boxes = [(10, 20, 30, 40)]
+    problem = render_text("r1track-v1", think=False, boxes_xyxy_model=boxes)
+    rendered = render_like_easyr1(path, problem)
+    # R1-Track's think GRPO prompt: data.system_prompt + " " + "<image> <image>" + task
+    task = problem[len("<image><image>"):]
+    assert rendered == THINK_WRAPPER + " <image> <image>" + task
+    assert rendered == render_text("r1track-v1", think=True, boxes_xyxy_model=boxes, think_layout="instruction-first")
+    assert render_like_easyr1(path, rendered) == rendered  # already laid out: unchanged
+    items = easyr1_content_list(rendered)
+    assert [i["type"] for i in items] == ["text", "image", "text", "image", "text"] and items[2]["text"] == " "
+
+
+def test_think_script_selects_the_layout(tmp_path):
+    script = PLUGIN_DIR / "examples" / "qwen2_5_vl_3b_r1track_grpo_think.sh"
+    c = effective_config(script, tmp_path, THINK_LAYOUT="instruction-first")
+    assert Path(c["data.format_prompt"]).name == "r1track_think_instruction_first.jinja"
+
+
+@pytest.mark.parametrize("version,ok", [("2.3.1", True), ("2.4.0", False), ("2.10.1", False), ("3.0", False)])
+def test_launch_scripts_refuse_omegaconf_2_4(tmp_path, version, ok):
+    fake = tmp_path / "site"
+    fake.mkdir()
+    (fake / "omegaconf.py").write_text(f"__version__ = {version!r}\n")
+    for script in sorted((PLUGIN_DIR / "examples").glob("*.sh")):
+        env = {"PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])}
+        proc = dry_run(script, tmp_path, env)
+        assert (proc.returncode == 0) == ok, proc.stderr
+        if not ok:
+            assert proc.returncode == 2 and "pip install 'omegaconf<2.4'" in proc.stderr and version in proc.stderr

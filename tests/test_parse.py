@@ -174,3 +174,12 @@ def test_answer_text_is_the_last_complete_answer_block():
     assert parse_reply("<answer>[1,2,3,4]").answer_text is None  # unterminated
     assert parse_reply("[1,2,3,4]").answer_text is None
     assert parse_reply("<answer>no box</answer>").answer_text == "no box"
+
+
+def test_answer_text_is_the_last_complete_block_when_think_mentions_the_tag():
+    from r1track.parse import parse_reply as _parse
+
+    p = _parse("<think>put it in <answer> tags</think><answer>[1,2,30,40]</answer>")
+    assert p.answer_text == "[1,2,30,40]"
+    assert tuple(p.box_xyxy_model) == (1, 2, 30, 40)
+    assert _parse("<answer>[0,0,1,1]</answer> then <answer>[5,6,7,8]</answer>").answer_text == "[5,6,7,8]"

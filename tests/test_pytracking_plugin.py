@@ -150,7 +150,9 @@ def test_plugin_layout_and_class_contract(pytracking):
     [
         ("default", dict(think=False, prompt_version="r1track-v1", crop_size=336, memory=False, structured_output=False)),
         ("v0", dict(think=False, prompt_version="r1track-v0", crop_size=336, memory=False)),
-        ("think", dict(think=True, prompt_version="r1track-v0", crop_size=336, structured_output=False, effective_max_tokens=1024)),
+        ("think", dict(think=True, prompt_version="r1track-v0", crop_size=336, structured_output=False, effective_max_tokens=1024,
+                       think_layout="images-first")),
+        ("think_instruction_first", dict(think=True, prompt_version="r1track-v0", think_layout="instruction-first")),
         ("memory", dict(think=False, memory=True, memory_prompt_version="r1track-mem-v1", crop_size=336)),
         ("ncc", dict(think=False, prompt_version="r1track-v1")),
     ],

@@ -364,3 +364,19 @@ def test_batch_keeps_order_and_handles_bad_items():
     assert [s["overall"] for s in out] == pytest.approx([1.5, 0.5, -1.0, -1.0, -1.0])
     assert all(list(s) == list(SCORE_KEYS) for s in out)
     assert easyr1_compute_score([]) == []
+
+
+def test_answer_tag_mentioned_inside_think_reads_the_last_complete_block():
+    # R1-Track's think reward on this reply (worked out from its formulas): strict tags pass (the think block
+    # may mention "<answer>"), its answer regex reads "[291,92,330,210]" = the ground truth, g = 1 -> 1.5,
+    # + 0.05 format, length 200 tokens -> no penalty: 1.55.
+    reply = "<think>I will put the box in <answer> tags</think><answer>[291,92,330,210]</answer>"
+    s = score_reply(reply, "[291,92,330,210]", 200, think=True, shaping=Shaping.R1TRACK)
+    assert s["overall"] == pytest.approx(1.55)
+
+
+@pytest.mark.parametrize("answer", ["null", "[]", "[[0,0,10,10]]", '[{"bbox_2d": [0,0,10,10]}]'])
+def test_think_json_that_is_not_one_box_fails_the_gate(answer):
+    # documented difference: the reference scored -1 + 0.05 (+ length term) = -0.95 at 200 tokens
+    s = score_reply(think(answer), G, 200, think=True)
+    assert s["overall"] == -1.0

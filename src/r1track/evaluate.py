@@ -39,11 +39,12 @@ from typing import Any, Sequence as Seq
 import numpy as np
 
 from .backends import Backend, BackendError, Reply, get_backend_spec, make_backend
+from .data.checks import Reason, box_problem, frame_slots, read_image_header
 from .data.sequences import Sequence
 from .fsutil import atomic_write_text
 from .results import has_result, write_result
 from .progress import progress_bar
-from .tracker import Status, Tracker, TrackerParams, TrackResult
+from .tracker import SKIP_STATUSES, Status, Tracker, TrackerParams, TrackResult, frame_fault
 
 __all__ = ["EvalSettings", "SequenceOutcome", "EvalRun", "EvalAborted", "evaluate", "evaluate_async", "has_ground_truth"]
 
@@ -91,11 +92,16 @@ class EvalSettings:
             raise ValueError("max_frames must be >= 2")
 
 
+STATUS_BAD_DATA = "bad-data"
+"""A sequence that cannot be tracked as stored (frames and ground truth cannot be aligned, the first frame
+is unreadable, the initial box is unusable): reported and skipped; a rerun does the same until the data
+is fixed."""
+
 @dataclass
 class SequenceOutcome:
     name: str
     frames: int
-    status: str  # done | skipped (already finished) | failed
+    status: str  # done | skipped (already finished) | failed | bad-data
     faults: dict[str, int] = field(default_factory=dict)
     replayed: int = 0
     requests: int = 0
@@ -118,10 +124,37 @@ class EvalRun:
     def failed(self) -> list[SequenceOutcome]:
         return [o for o in self.outcomes if o.status == "failed"]
 
+    @property
+    def bad_data(self) -> list[SequenceOutcome]:
+        """Sequences skipped because their data cannot be tracked (:data:`STATUS_BAD_DATA`)."""
+        return [o for o in self.outcomes if o.status == STATUS_BAD_DATA]
+
 
 def has_ground_truth(seq: Sequence) -> bool:
-    """True when every frame has a ground-truth row (val/train splits, OTB-style folders)."""
-    return len(seq.boxes_xywh_orig) == len(seq.frames) and len(seq.frames) > 1
+    """True when every frame has a ground-truth row (val/train splits, OTB-style folders): more than one
+    row, and the frame files align with the rows (a missing frame file is a fallback frame, not a shift)."""
+    n = len(seq.boxes_xywh_orig)
+    return n > 1 and frame_slots(seq) is not None
+
+
+def _check_start(seq: Sequence, slots: list[Path | None] | None, init: str) -> str:
+    """Why ``seq`` cannot be started (a one-line message naming the file), or "" when it can."""
+    if slots is None:
+        where = seq.frames[0].parent if seq.frames else seq.name
+        return (f"{where}: {len(seq.frames)} frame files for {len(seq.boxes_xywh_orig)} ground-truth rows, and the "
+                f"frame numbers do not say which row is which ({Reason.FRAME_COUNT_MISMATCH.value}); not tracked")
+    if not slots or slots[0] is None:
+        where = seq.frames[0].parent if seq.frames else seq.name
+        return f"{where}: the first frame is missing ({Reason.MISSING_FRAME.value}); not tracked"
+    size, reason, detail = read_image_header(slots[0])
+    if size is None:
+        return f"{slots[0]}: {detail} ({reason}); the first frame is needed to start, not tracked"
+    if init == "box":
+        problem = box_problem(seq.boxes_xywh_orig[0], size)
+        if problem is not None:
+            box = ",".join(f"{v:g}" for v in seq.boxes_xywh_orig[0])
+            return f"{seq.name}: initial box {box} (ground-truth row 1) is unusable on the {size[0]}x{size[1]} first frame ({problem}); not tracked"
+    return ""
 
 
 class _ReplayLog:
@@ -148,7 +181,9 @@ class _ReplayLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", buffering=1)
         entry = {"i": result.frame_index, "t": round(result.timing.total_s, 6), "a": result.attempts}
-        if result.status == Status.BACKEND_ERROR:
+        if result.status in SKIP_STATUSES:
+            entry["skip"] = result.status
+        elif result.status == Status.BACKEND_ERROR:
             entry["error"] = result.detail
         else:
             entry["reply"] = result.reply
@@ -218,14 +253,22 @@ async def _run_sequence(
     seq: Sequence, settings: EvalSettings, backends: _Backends, pool: ThreadPoolExecutor, progress: _Progress
 ) -> SequenceOutcome:
     out = settings.out_dir
-    frames = seq.frames[: settings.max_frames] if settings.max_frames else seq.frames
+    slots = frame_slots(seq)
+    all_frames = slots if slots is not None else list(seq.frames)
+    frames = all_frames[: settings.max_frames] if settings.max_frames else all_frames
     outcome = SequenceOutcome(seq.name, len(frames), "done")
     if has_result(out / RESULTS, seq.name):
         outcome.status = "skipped"
-        progress.update(len(frames) - 1)
+        progress.update(max(0, len(frames) - 1))
         return outcome
     if len(frames) == 0:
-        outcome.status, outcome.error = "failed", "no frames"
+        outcome.status, outcome.error = STATUS_BAD_DATA, f"{seq.name}: no frames"
+        return outcome
+    problem = _check_start(seq, slots, settings.init)
+    if problem:
+        log.error("%s", problem)
+        outcome.status, outcome.error = STATUS_BAD_DATA, problem
+        progress.update(max(0, len(frames) - 1))
         return outcome
     backend, slot = backends.acquire(seq)
     outcome.server = getattr(backend, "base_url", backend.name)
@@ -243,20 +286,39 @@ async def _run_sequence(
         boxes = [tuple(init.box_xywh_orig)]
         times = [init.timing.total_s]
         for i, frame in enumerate(frames[1:], start=1):
-            if i <= len(replay.entries):
-                entry = replay.entries[i - 1]
-                request = await loop.run_in_executor(pool, partial(tracker.build_request, prepare=False), frame)
-                reply: Reply | BackendError = (
-                    BackendError(entry["error"], kind="replayed") if "error" in entry else Reply(entry.get("reply") or "")
-                )
-                result = tracker.apply_reply(request, reply)
+            entry = replay.entries[i - 1] if i <= len(replay.entries) else None
+            if frame is None or (entry is not None and "skip" in entry):
+                reason = Status.MISSING_FRAME if frame is None else Status(entry["skip"])  # type: ignore[index]
+                result = tracker.skip_frame(reason, f"{seq.name} frame {i + 1}: {reason}")
+                if entry is None:
+                    replay.append(result)
+                else:
+                    outcome.replayed += 1
+                times.append(0.0)
+            elif entry is not None:
+                try:
+                    request = await loop.run_in_executor(pool, partial(tracker.build_request, prepare=False), frame)
+                except ValueError as exc:  # the file broke since the logged run: a data fallback now
+                    result = tracker.skip_frame(*frame_fault(frame, exc))
+                else:
+                    reply: Reply | BackendError = (
+                        BackendError(entry["error"], kind="replayed") if "error" in entry else Reply(entry.get("reply") or "")
+                    )
+                    result = tracker.apply_reply(request, reply)
                 times.append(float(entry.get("t", 0.0)))
                 outcome.replayed += 1
             else:
-                result = await tracker.track_async(frame, executor=pool)
+                try:
+                    result = await tracker.track_async(frame, executor=pool)
+                except ValueError as exc:  # a corrupt or undecodable frame: keep the last box, go on
+                    if tracker.pending:  # raised after the frame was decoded: not a data problem
+                        raise
+                    result = tracker.skip_frame(*frame_fault(frame, exc))
+                    log.warning("%s (%s); the last box is kept", result.detail, result.status)
+                else:
+                    outcome.requests += 1
                 replay.append(result)
                 times.append(result.timing.total_s)
-                outcome.requests += 1
             boxes.append(tuple(result.box_xywh_orig))
             progress.update(1, fault=result.fault)
         await loop.run_in_executor(pool, _write_results, out, seq.name, np.array(boxes), np.array(times))

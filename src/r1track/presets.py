@@ -63,6 +63,9 @@ PRESETS: dict[str, Preset] = {
                TrackerParams(prompt_version="r1track-v0")),
         Preset("think", "think mode, r1track-v0 prompt, 1024 reply tokens (R1-Track-GRPO-5k)",
                TrackerParams(prompt_version="r1track-v0", think=True)),
+        Preset("think_instruction_first", "think, with the think instruction before the images: the order "
+               "R1-Track's think GRPO run trained R1-Track-GRPO-5k with",
+               TrackerParams(prompt_version="r1track-v0", think=True, think_layout="instruction-first")),
         Preset("memory", "no think, 3 images (template, last confident crop, search); serve with "
                "--limit-mm-per-prompt '{\"image\":3}'", TrackerParams(memory=True)),
         Preset("ncc", "the classical baseline: normalised cross-correlation on the same crops, no model",

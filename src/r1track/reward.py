@@ -70,8 +70,14 @@ Deliberate differences, where the reference is ill-defined or exploitable:
 
 * swapped corners: the reference computes GIoU of negative-area boxes, which is exactly +1 (reward 1.5) for a
   box given as ``[x2,y2,x1,y1]`` -- a reward hack; here a swapped box fails the format gate (-1);
-* ``NaN``/``Infinity`` (valid to Python's ``json``) made the reference return NaN; huge coordinates overflowed
-  to NaN; here they are not a box (-1), and overlaps are computed without overflow;
+* ``NaN``/``Infinity`` (valid to Python's ``json``) made the reference return NaN; here they are not a box (-1);
+* integer literals beyond float range (``[0,0,10,1e400]`` is a float and so NaN/inf above, but ``[0,0,10,10**400]``
+  written out in digits stays a Python int): the reference's GIoU is exact integer arithmetic there and gives 0.0;
+  here such a value is not a box (-1), and overlaps are computed without overflow;
+* think mode, JSON inside ``<answer>`` that is not one box (``null``, ``[]``, ``[[x1,y1,x2,y2]]``, Qwen's native
+  ``[{"bbox_2d": [...]}]``): the reference's GIoU raised, its handler scored the overlap -1 but still added the
+  format bonus and the length term (-0.95 for a 200-token reply, down to about -1.03 near 512 tokens); here the
+  reply fails the format gate and scores -1 (no-think mode: -1 in both);
 * arrays longer than four (the reference silently used the first four) and booleans as coordinates: not a box;
 * a zero-area ground truth (the reference divided by zero when the prediction was the same point or line):
   the ground truth is invalid, -1 for every reply;

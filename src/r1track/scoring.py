@@ -22,7 +22,16 @@ from .metrics import GOT10K_THRESHOLDS, OTB_THRESHOLDS, got10k_scores, got10k_se
 from .plots import line_plot
 from .results import read_result
 
-__all__ = ["Report", "score_results", "write_report", "format_table", "read_report", "format_comparison", "write_comparison"]
+__all__ = [
+    "PROTOCOL_NAMES", "Report", "score_results", "write_report", "format_table", "read_report", "format_comparison",
+    "write_comparison",
+]
+
+PROTOCOL_NAMES = {
+    "got10k": "GOT-10k (AO, SR0.5, SR0.75; frames 2..N with cover > 0, the got10k toolkit's rules)",
+    "otb": "OTB/LaSOT (success AUC, precision@20px, normalised precision@0.2; PyTracking's rules)",
+}
+"""How the console and ``report.txt`` name each protocol: the two give different numbers for the same boxes."""
 
 
 @dataclass
@@ -156,11 +165,13 @@ def score_results(
 
 
 def format_table(report: Report) -> str:
-    """Per-sequence table plus the overall line, as aligned text (also written as report.tsv)."""
+    """The protocol's name, then the per-sequence table and the overall line, as aligned text (also
+    written as report.txt)."""
     keys = ["ao", "sr50", "sr75"] if report.protocol == "got10k" else ["auc", "precision20", "norm_precision20"]
     keys += ["fps", "frames"]
     width = max([len("overall")] + [len(n) for n in report.per_sequence])
-    lines = [f"{'sequence':<{width}}  " + "  ".join(f"{k:>16}" for k in keys)]
+    lines = [f"protocol: {PROTOCOL_NAMES.get(report.protocol, report.protocol)}",
+             f"{'sequence':<{width}}  " + "  ".join(f"{k:>16}" for k in keys)]
     for name, row in report.per_sequence.items():
         lines.append(f"{name:<{width}}  " + "  ".join(f"{row.get(k, float('nan')):>16.4f}" for k in keys))
     over = dict(report.overall, frames=sum(r.get("frames", 0) for r in report.per_sequence.values()))

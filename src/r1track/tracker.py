@@ -40,6 +40,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import os
 import time
 from collections import Counter
 from concurrent.futures import Executor
@@ -54,7 +55,7 @@ from .boxes import BoxXYWH, BoxXYXY, area_xyxy, clip_xyxy, is_finite_box, xywh_t
 from .crop import ImageSource, load_for_window, load_image, plan_window, render_crop
 from .models import DEFAULT_FAMILY, FAMILIES, ModelFamily, get_family
 from .parse import parse_reply
-from .prompts import DEFAULT_VERSION, get_prompt
+from .prompts import DEFAULT_THINK_LAYOUT, DEFAULT_VERSION, check_think_layout, get_prompt
 
 __all__ = [
     "TrackerParams",
@@ -65,6 +66,8 @@ __all__ = [
     "TrackerInitError",
     "Status",
     "FAULT_STATUSES",
+    "SKIP_STATUSES",
+    "frame_fault",
     "FAMILY_DEFAULTED",
 ]
 
@@ -85,6 +88,10 @@ class Status(str, Enum):
     OUTSIDE_IMAGE = "outside-image"  # the box lies in the crop's padding, off the image
     SCALE_JUMP = "scale-jump"  # the size changed by more than max_scale_change since the last accepted box
     BACKEND_ERROR = "backend-error"  # no reply: timeout, connection, 5xx, 429 after the backend's retries
+    # Frames never sent (Tracker.skip_frame); the names are r1track.data.checks.Reason's for the same problems
+    MISSING_FRAME = "missing_frame"  # no file with this frame number (a gap in the numbering)
+    UNREADABLE_FRAME = "unreadable_frame"  # the file cannot be decoded
+    IMAGE_TOO_LARGE = "image_too_large"  # over the pixel limit, refused from the header before decoding
 
     __str__ = str.__str__
     __format__ = str.__format__
@@ -92,6 +99,19 @@ class Status(str, Enum):
 
 FAULT_STATUSES = tuple(s for s in Status if s not in (Status.OK, Status.INIT))
 """Every fallback reason: the frame kept the last accepted box."""
+
+SKIP_STATUSES = (Status.MISSING_FRAME, Status.UNREADABLE_FRAME, Status.IMAGE_TOO_LARGE)
+"""Fallback reasons of frames that were never sent to the backend (no file, or a file that cannot be decoded)."""
+
+
+def frame_fault(frame: str | os.PathLike[str], exc: Exception) -> tuple[Status, str]:
+    """(status, detail naming the file) for a frame file that could not be decoded: the reason is read
+    from its header (:func:`r1track.data.checks.read_image_header`), else ``unreadable_frame``."""
+    from .data.checks import Reason, read_image_header
+
+    _, reason, detail = read_image_header(frame)
+    status = Status.IMAGE_TOO_LARGE if reason is Reason.IMAGE_TOO_LARGE else Status.UNREADABLE_FRAME
+    return status, f"{frame}: {detail or exc}"
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -127,6 +147,9 @@ class TrackerParams:
     prompt_version: str = _setting(DEFAULT_VERSION, "prompt version ('r1track prompts show' lists all); r1track-v1 is "
                                    "the R1-Track-100k prompt, r1track-v0 the R1-Track-5k one")
     think: bool = _setting(False, "think mode: R1-Track's think wrapper, the answer read from <answer>")
+    think_layout: str = _setting(DEFAULT_THINK_LAYOUT, "think mode: 'images-first' (images, think instruction, task) "
+                                 "or 'instruction-first' (instruction, images, task: the layout R1-Track's think GRPO "
+                                 "run trained R1-Track-GRPO-5k with; see r1track.prompts.ThinkLayout)")
     # The base model's family: fills the None defaults below (r1track.models).
     model_family: str = _setting(DEFAULT_FAMILY, "the served model's family: " + ", ".join(FAMILIES) + " (crop rule, "
                                  "box coordinates -- pixels or Qwen3's 0-1000 grid --, regex and the defaults below); "
@@ -175,6 +198,7 @@ class TrackerParams:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
         family.check_crop_side(self.crop_size, min_pixels=self.model_min_pixels, max_pixels=self.model_max_pixels)
+        check_think_layout(self.think_layout)
         if get_prompt(self.prompt_version).n_images != 2:
             raise ValueError(f"prompt_version {self.prompt_version!r} is not a 2-image (template, search) prompt")
         if self.memory and get_prompt(self.memory_prompt_version).n_images != 3:
@@ -416,8 +440,10 @@ class Tracker:
         """The frame loop: initialise on the first of ``frames`` (with ``box_xywh``, xywh original
         pixels, or ``text``) and yield its result (status :attr:`Status.INIT`, ``reply`` = the grounding
         reply or None), then track every further frame and yield its :class:`TrackResult`. Frames are
-        pulled one at a time (a generator of decoded video frames works). ValueError when ``frames`` is
-        empty; initialisation and fatal backend errors raise as in :meth:`initialize` and :meth:`track`."""
+        pulled one at a time (a generator of decoded video frames works). A later frame that is None (a gap
+        in the numbering) or a file that cannot be decoded keeps the last box (:meth:`skip_frame`, status in
+        :data:`SKIP_STATUSES`). ValueError when ``frames`` is empty; initialisation and fatal backend errors
+        raise as in :meth:`initialize` and :meth:`track`."""
         it = iter(frames)
         try:
             first = next(it)
@@ -431,7 +457,15 @@ class Tracker:
             search_factor=self.params.template_factor, timing=init.timing, attempts=0 if text is None else 1,
         )
         for frame in it:
-            yield self.track(frame)
+            if frame is None:
+                yield self.skip_frame(Status.MISSING_FRAME, f"frame {self.frame_index + 2}: no file with that number")
+                continue
+            try:
+                yield self.track(frame)
+            except ValueError as exc:  # an undecodable frame file: keep the last box and go on
+                if self.pending or not isinstance(frame, (str, os.PathLike)):  # not the file's fault
+                    raise
+                yield self.skip_frame(*frame_fault(frame, exc))
 
     def _init_steps(self, image: ImageSource, box_xywh: Sequence[float] | None, text: str | None, clock: _Clock) -> _Steps:
         """Step core of initialisation (see :class:`_Work`, :class:`_Ask`)."""
@@ -575,6 +609,30 @@ class Tracker:
         clock = _Clock()
         return await self._run_async(self._track_steps(image, clock), clock, executor)
 
+    @property
+    def pending(self) -> bool:
+        """Whether a request built by :meth:`build_request` still waits for :meth:`apply_reply`."""
+        return self._pending is not None
+
+    def skip_frame(self, reason: Status, detail: str = "") -> TrackResult:
+        """A frame that cannot be tracked for a data reason (``reason`` in :data:`SKIP_STATUSES`: a missing
+        or undecodable file): no request is made, the last accepted box is kept as this frame's box and the
+        frame is counted under ``reason`` in :attr:`counts`, like any fallback; the next search crop widens
+        as after a failed answer."""
+        reason = Status(reason)
+        if reason not in SKIP_STATUSES:
+            raise ValueError(f"skip_frame: {reason!r} is not a skip reason ({', '.join(SKIP_STATUSES)})")
+        st = self._require_state()
+        if self._pending is not None:
+            raise RuntimeError(f"{self.name or 'tracker'}: a request is pending; apply its reply first")
+        factor = self.params.search_factor_after(st.failures)
+        st.frame_index += 1
+        st.failures += 1
+        self.counts[reason] += 1
+        log.debug("%s frame %d: %s (%s)", self.name or "sequence", st.frame_index, reason, detail)
+        return TrackResult(st.frame_index, st.box_xywh_orig, reason, detail, None, None, BoxXYXY(0, 0, 0, 0), factor,
+                           FrameTiming(), attempts=0)
+
     def build_request(self, image: ImageSource, *, prepare: bool = True) -> FrameRequest:
         """Step 1 (reads the image, no network): decode ``image`` (reduced JPEG decode when the crop needs less), cut the
         search crop around the last box with the current (possibly widened) factor, and build the
@@ -608,6 +666,7 @@ class Tracker:
             sequence=self.name,
             prompt_version=version,
             think=p.think,
+            think_layout=p.think_layout,
             boxes_xyxy_model=boxes,
             search_transform=crop.transform,
             prior_box_xyxy_model=prior,

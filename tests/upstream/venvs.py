@@ -57,6 +57,7 @@ __all__ = [
     "pip",
     "python_script",
     "read_marker",
+    "set_reporter",
     "spec_hash",
     "venv_dir",
     "venv_env",
@@ -525,6 +526,16 @@ def _ensure_project(name: str, root: Path, say) -> None:
                                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
+_REPORTER = None
+
+
+def set_reporter(say) -> None:
+    """Make ``say(message)`` the default progress reporter of :func:`ensure_venv` (tests/conftest.py sets one
+    that writes past pytest's output capture); None restores printing on stderr."""
+    global _REPORTER
+    _REPORTER = say
+
+
 def ensure_venv(
     name: str,
     *,
@@ -533,6 +544,7 @@ def ensure_venv(
     rebuild: bool = False,
     lock_timeout_s: float = 3600.0,
     quiet: bool = False,
+    say=None,
 ) -> Path:
     """Return the python of venv ``name``, building it first unless a ready-marker with the current spec hash exists.
 
@@ -541,9 +553,12 @@ def ensure_venv(
     root's ``pyproject.toml`` changes. ``False`` means "not needed", not "make sure it is absent".
     ``rebuild`` forces a full rebuild. Raises ``VenvBuildError`` (message ending with the install log's tail)
     if a step fails; no ready-marker is left then, so the next call rebuilds from scratch.
+    ``say(message)`` reports progress (default: a line on stderr; the pytest fixtures pass one that writes
+    past pytest's output capture, so a test session shows which environment it is building).
     """
     spec = _spec(name)
-    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if say is None:
+        say = (lambda msg: None) if quiet else (_REPORTER or (lambda msg: print(msg, file=sys.stderr, flush=True)))
     if with_project is None:
         with_project = spec.with_project
     root = Path(project_root).resolve() if project_root is not None else REPO_ROOT
@@ -555,7 +570,8 @@ def ensure_venv(
     with _Lock(venv_root() / f".{name}.lock", lock_timeout_s, say):
         if rebuild or not is_ready(name):
             (vdir / MARKER_NAME).unlink(missing_ok=True)
-            say(f"[venvs] building venv {name!r} in {vdir} (log: {vdir / LOG_NAME})")
+            say(f"[venvs] building test environment {name!r} in {vdir} (first run only, several minutes; "
+                f"log: {vdir / LOG_NAME})")
             info = _build(spec, vdir, say)
             _write_json_atomic(vdir / MARKER_NAME, info)
             say(f"[venvs] venv {name!r} ready in {info['install_seconds']:.0f} s")

@@ -23,7 +23,7 @@ from PIL import Image
 from ..boxes import BoxXYXY, scale_xyxy
 from ..crop import CropTransform
 from ..models import DEFAULT_FAMILY, ModelFamily, get_family
-from ..prompts import render_answer, render_chat_content, render_grounding_content
+from ..prompts import DEFAULT_THINK_LAYOUT, render_answer, render_chat_content, render_grounding_content
 
 __all__ = [
     "KIND_TRACK",
@@ -97,6 +97,7 @@ class FrameRequest:
     sequence: str = ""
     prompt_version: str | None = None
     think: bool = False
+    think_layout: str = DEFAULT_THINK_LAYOUT
     boxes_xyxy_model: tuple[BoxXYXY, ...] = ()
     grounding_text: str | None = None
     search_transform: CropTransform | None = None
@@ -115,7 +116,10 @@ class FrameRequest:
         if self.prompt_version is None:
             raise ValueError("a tracking request needs a prompt version")
         boxes = [self.family.encode_xyxy(b, img.size) for b, img in zip(self.boxes_xyxy_model, self.images)]
-        return render_chat_content(self.prompt_version, think=self.think, boxes_xyxy_model=boxes, image_urls=image_urls)
+        return render_chat_content(
+            self.prompt_version, think=self.think, boxes_xyxy_model=boxes, image_urls=image_urls,
+            think_layout=self.think_layout,
+        )
 
     def answer_text(self, box_xyxy_model: Sequence[float]) -> str:
         """``[x1,y1,x2,y2]`` for a box in model-input pixels of the last image, written as a model of this

@@ -11,12 +11,19 @@ precision) and, when the dataset has ground truth for every frame, score them.
 
 Datasets (ROOT, --dataset; auto-detected by default):
   got10k       ROOT holding train/ val/ test/ (or the split folder itself); --split val|test (default: val).
-               val is scored with the GOT-10k protocol (AO, SR0.5, SR0.75); test -> 'r1track pack got10k'.
+               val is scored with the GOT-10k protocol (AO, SR0.5, SR0.75) when every sequence has its
+               cover.label (else with the OTB protocol, and the console says why); test -> 'r1track pack got10k'.
   lasot        ROOT holding class folders; --split test (default: the 280 test sequences, list shipped
                with r1track), all, or a FILE with one sequence name per line.
                Scored with the OTB/LaSOT protocol (success AUC, precision@20px, normalised precision@0.2).
   trackingnet  ROOT holding TEST/ (or TRAIN_n/); --split TEST -> 'r1track pack trackingnet'.
-  generic      a folder of sequence folders with groundtruth.txt / groundtruth_rect.txt (OTB-style).
+  generic      a folder of sequence folders with groundtruth.txt / groundtruth_rect.txt (OTB-style), or one
+               such sequence folder.
+
+Bad data: a missing or undecodable frame keeps the last box (counted by reason in run.json: missing_frame,
+unreadable_frame, image_too_large); a sequence whose frames cannot be aligned with its ground truth, whose
+first frame is unreadable or whose first box is unusable is reported and not tracked. Exit status: 0 when
+every sequence was tracked, 1 when some failed or were not trackable, 2 for a usage or dataset-file error.
 
 Backends (--backend): openai (an OpenAI-compatible server; --server URL, repeatable: sequences are balanced
 over the servers; API key from R1TRACK_API_KEY; keep --concurrency high so vLLM batches), ncc (the
@@ -67,14 +74,13 @@ def load_sequences(dataset: str, root: str, split: str | None, names: str | None
         split = Path(root).name if (Path(root) / "list.txt").is_file() else "val"
     if kind == "lasot" and split is None:
         split = "test"
-    seqs = list(read_dataset(kind, root, split=None if split == "all" else split))
-    if names:
-        wanted = [n.strip() for n in names.split(",") if n.strip()]
-        by_name = {s.name: s for s in seqs}
-        missing = [n for n in wanted if n not in by_name]
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
+    seqs = list(read_dataset(kind, root, split=None if split == "all" else split, names=wanted))
+    if wanted:
+        found = {s.name for s in seqs}
+        missing = [n for n in wanted if n not in found]
         if missing:
             raise CommandError(f"sequences not in {root}: {', '.join(missing)}")
-        seqs = [by_name[n] for n in wanted]
     if not seqs:
         raise CommandError(f"no sequences in {root}")
     return seqs, kind, split
@@ -83,14 +89,16 @@ def load_sequences(dataset: str, root: str, split: str | None, names: str | None
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from collections import Counter
+
+    from ..backends import get_backend_spec
     from ..cli import CommandError
     from ..data.sequences import DatasetError
     from ..evaluate import EvalAborted, EvalSettings, evaluate, has_ground_truth
     from ..scoring import format_table, score_results, write_report
-
-    from .tracking import backend_options, resolve_settings
-
+    from ..tracker import SKIP_STATUSES
     from .report import report_path
+    from .tracking import backend_options, resolve_settings
 
     try:
         seqs, kind, split = load_sequences(args.dataset, args.root, args.split, args.sequences)
@@ -117,31 +125,64 @@ def run(args: argparse.Namespace) -> int:
     except (EvalAborted, ValueError) as exc:
         raise CommandError(str(exc)) from None
     skipped = sum(o.status == "skipped" for o in result.outcomes)
-    print(f"{len(result.outcomes) - skipped - len(result.failed)} sequences tracked, {skipped} already done, "
-          f"{len(result.failed)} failed; {result.frames_tracked} frames asked in {result.seconds:.1f} s "
+    bad = result.bad_data
+    tracked = len(result.outcomes) - skipped - len(result.failed) - len(bad)
+    print(f"{tracked} sequences tracked, {skipped} already done, {len(result.failed)} failed, "
+          f"{len(bad)} not trackable as stored; {result.frames_tracked} frames asked in {result.seconds:.1f} s "
           f"({result.fps:.1f} frames/s)")
+    data_faults = {k: v for k, v in sum((Counter(o.faults) for o in result.outcomes), Counter()).items() if k in SKIP_STATUSES}
+    if data_faults:
+        print(f"frames not sent (the last box kept): {dict(sorted(data_faults.items()))}; per sequence in {out / 'run.json'}")
+    for o in bad:
+        print(f"  NOT TRACKED {o.error}")
     for o in result.failed:
         print(f"  FAILED {o.name}: {o.error}")
     print(f"results: {out / 'results'} (got10k layout), {out / 'results_pytracking'} (PyTracking layout); run log {out / 'run.json'}")
     if result.failed:
         print("rerun the same command to retry the failed sequences")
-        return 1
-    if not (all(has_ground_truth(s) for s in seqs) and not args.max_frames):
+    if bad:
+        print("a rerun skips the sequences not trackable as stored the same way: fix or remove their files first")
+    status = 1 if result.failed or bad else 0
+    done = [s for s in seqs if s.name not in {o.name for o in (*result.failed, *bad)}]
+    if args.max_frames:
+        print(f"not scored: --max-frames {args.max_frames} tracked only part of each sequence")
         if compare:
-            print("--compare: this run has no report to compare (no ground truth for every frame, or --max-frames)")
-        if kind in ("got10k", "trackingnet"):
-            server = "got10k" if kind == "got10k" else "trackingnet"
-            print(f"no ground truth to score against: build the server zip with 'r1track pack {server} {out / 'results'} --dataset {args.root}'")
-        return 0
-    from ..backends import get_backend_spec
+            print("--compare: this run has no report to compare (--max-frames)")
+        return status
+    if done and all(has_ground_truth(s) for s in done) and not (kind == "got10k" and split == "test"):
+        protocol, why = choose_protocol(done, kind, split)
+        report = score_results(done, out / "results", protocol=protocol, tracker=args.name or resolved.tag,
+                               dataset=f"{kind} {split or ''}".strip(), baseline=get_backend_spec(backend).baseline)
+        paths = write_report(report, out / "report")
+        if why:
+            print(f"note: {why}")
+        if len(done) < len(seqs):
+            print(f"scored {len(done)} of {len(seqs)} sequences (the others were not tracked; see above)")
+        print(format_table(report), end="")
+        print(f"report: {paths['json']}, plots: {', '.join(str(p) for k, p in paths.items() if k not in ('json', 'table'))}")
+        if compare:
+            from .report import compare_runs
 
-    report = score_results(seqs, out / "results", tracker=args.name or resolved.tag, dataset=f"{kind} {split or ''}".strip(),
-                           baseline=get_backend_spec(backend).baseline)
-    paths = write_report(report, out / "report")
-    print(format_table(report), end="")
-    print(f"report: {paths['json']}, plots: {', '.join(str(p) for k, p in paths.items() if k not in ('json', 'table'))}")
+            compare_runs([report, *compare], out / "report" / "comparison")
+        return status
     if compare:
-        from .report import compare_runs
+        print("--compare: this run has no report to compare (no ground truth for every frame, or --max-frames)")
+    if kind in ("got10k", "trackingnet"):
+        server = "got10k" if kind == "got10k" else "trackingnet"
+        print(f"no ground truth to score against: build the server zip with 'r1track pack {server} {out / 'results'} --dataset {args.root}'")
+    else:
+        print("not scored: some sequences have no ground truth for every frame")
+    return status
 
-        compare_runs([report, *compare], out / "report" / "comparison")
-    return 0
+
+def choose_protocol(seqs, kind: str, split: str | None) -> tuple[str, str]:
+    """(protocol, why it is not the dataset's own) for scoring ``seqs``: ``got10k`` when every sequence
+    has GOT-10k cover labels, else ``otb`` -- with a reason when a GOT-10k split falls back to it."""
+    missing = [s.name for s in seqs if s.cover is None]
+    if not missing:
+        return "got10k", ""
+    if kind == "got10k":
+        return "otb", (f"{len(missing)} of {len(seqs)} sequences have no cover.label (e.g. {missing[0]}), so the GOT-10k "
+                       "protocol (AO, SR) cannot be applied: scored with the OTB protocol (success AUC, precision), "
+                       "whose numbers are not comparable with AO")
+    return "otb", ""

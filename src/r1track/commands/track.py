@@ -12,7 +12,10 @@ Track one target through one video (a folder of frames, or a video file with PyA
   OUT/track.gif     the frames with the box drawn (--annotated NAME.mp4 for MP4, needs PyAV)
 
 Start from a box (--init x,y,w,h, 0-based pixels of the first frame) or from a description (--text, Qwen's
-grounding answer; needs the openai backend). Backends, presets and tracker settings as in 'r1track eval'.
+grounding answer; needs a model backend). Backends, presets and tracker settings as in 'r1track eval'.
+A box that misses the first frame or is more than twice its size is refused. A missing frame (a gap in the
+file numbering) or an undecodable one keeps the last box (status missing_frame / unreadable_frame /
+image_too_large in frames.jsonl) and is left out of the annotated video.
 """
 
 
@@ -46,6 +49,48 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _frames(video: str):
+    """Frames of ``video``: for a folder, its files by frame number with None for a gap in the numbering
+    (a missing frame); for a video file, its decoded frames."""
+    from pathlib import Path
+
+    from ..data.checks import numbered_slots
+    from ..data.sequences import list_frames
+    from ..video import iter_frames
+
+    if Path(video).is_dir():
+        files = list_frames(video)
+        slots = numbered_slots(files, from_lowest=True) if files else None
+        if files and slots is None:
+            raise ValueError(f"{video}: two frame files carry the same frame number")
+        if files:
+            return iter(slots)
+    return iter_frames(video)
+
+
+def _check_first(first, init_box, video: str) -> None:
+    """CommandError (naming the file) when the first frame cannot start tracking or the box is unusable on it."""
+    import numpy as np
+
+    from ..cli import CommandError
+    from ..data.checks import box_problem, read_image_header
+
+    if first is None:
+        raise CommandError(f"{video}: the first frame is missing (the numbering starts with a gap)")
+    if isinstance(first, np.ndarray):
+        size = (first.shape[1], first.shape[0])
+    else:
+        size, reason, detail = read_image_header(first)
+        if size is None:
+            raise CommandError(f"{first}: {detail} ({reason}); the first frame is needed to start")
+    if init_box is not None:
+        problem = box_problem(init_box, size)
+        if problem is not None:
+            where = f"first frame {first}" if not isinstance(first, np.ndarray) else "first frame"
+            raise CommandError(f"--init {','.join(f'{v:g}' for v in init_box)} is unusable on the {size[0]}x{size[1]} "
+                               f"{where} ({problem})")
+
+
 def run(args: argparse.Namespace) -> int:
     import itertools
     import json
@@ -57,14 +102,14 @@ def run(args: argparse.Namespace) -> int:
     from ..fsutil import atomic_output
     from ..progress import progress_bar
     from ..results import format_number
-    from ..tracker import Status, Tracker, TrackerInitError
-    from ..video import AnnotatedWriter, annotate, count_frames, iter_frames
+    from ..tracker import SKIP_STATUSES, Status, Tracker, TrackerInitError
+    from ..video import AnnotatedWriter, annotate, count_frames
     from .tracking import backend_options, resolve_settings
 
     init_box = parse_box(args.init) if args.init else None
     try:
         resolved = resolve_settings(args)
-        frames = iter_frames(args.video)
+        frames = _frames(args.video)
         first = next(frames)
     except StopIteration:
         raise CommandError(f"{args.video}: no frames") from None
@@ -73,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     spec = get_backend_spec(resolved.backend)
     if args.text and not spec.needs_server:
         raise CommandError("--text needs a model: use --backend openai")
+    _check_first(first, init_box, args.video)
     print(f"settings: {resolved.message}", file=sys.stderr)
     out = Path(args.out)
     opts = backend_options(args, spec.name)
@@ -90,8 +136,11 @@ def run(args: argparse.Namespace) -> int:
                 if r.status is not Status.INIT:
                     row["detail"] = r.detail
                 rows.append(row)
-                colour = (255, 255, 0) if r.status is Status.INIT else (0, 255, 0) if r.ok else (255, 64, 64)
-                writer.add(annotate(frame, r.box_xywh_orig, label=f"{k} {r.status}", colour=colour, max_side=args.max_side))
+                if r.status in SKIP_STATUSES:  # a missing or undecodable frame has no picture to annotate
+                    print(f"r1track track: {r.detail} ({r.status}); the last box is kept", file=sys.stderr)
+                else:
+                    colour = (255, 255, 0) if r.status is Status.INIT else (0, 255, 0) if r.ok else (255, 64, 64)
+                    writer.add(annotate(frame, r.box_xywh_orig, label=f"{k} {r.status}", colour=colour, max_side=args.max_side))
                 bar.update(1)
     except (TrackerInitError, BackendError, ValueError, RuntimeError) as exc:
         writer.abort()

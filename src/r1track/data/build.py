@@ -176,7 +176,7 @@ def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSampl
         if x2 <= x1 or y2 <= y1:
             return "degenerate_box"
     prompt_boxes = boxes[:-1]
-    user_text = render_text(cfg.prompt, think=cfg.think, boxes_xyxy_model=prompt_boxes)
+    user_text = render_text(cfg.prompt, think=cfg.think, boxes_xyxy_model=prompt_boxes, think_layout=cfg.think_layout)
     answer = render_answer(boxes[-1])
     width = 6
     names = tuple(f"{index:0{width}d}_{c.role}.jpg" for c in plan.crops)
@@ -195,6 +195,7 @@ def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSampl
         "crop_side": side,
         "prompt_version": cfg.prompt,
         "think": cfg.think,
+        **({"think_layout": cfg.think_layout} if cfg.think else {}),
         "prompt_boxes": [format_box(b) for b in prompt_boxes],
         "answer": answer,
         "images": list(names),
