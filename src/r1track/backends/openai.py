@@ -213,6 +213,17 @@ class OpenAIBackend(Backend):
                                    url=self.base_url + "/models", fatal=True) from None
         return self.model
 
+    def model_listing(self) -> dict:
+        """The server's ``GET /v1/models`` answer as JSON (vLLM lists each served name as ``id`` and the path
+        or hub name it loaded as ``root``); :class:`BackendError` (fatal) when it cannot be had."""
+        try:
+            resp = self.client.request("GET", self._path + "/models")
+        except TransportError as exc:
+            raise BackendError(f"{self.base_url}/models: {type(exc).__name__}: {exc}", kind="connection",
+                               url=self.base_url + "/models", fatal=True) from None
+        self._models_from(resp)  # raises on an error status or an empty listing
+        return resp.json()
+
     async def resolve_model_async(self) -> str:
         if self.model is None:
             try:
