@@ -16,6 +16,7 @@ plumbing, batching and resumption, never accuracy.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -147,3 +148,32 @@ def test_track_a_frame_folder_with_transformers_on_cpu(tiny_serve_model, tmp_pat
     assert rows[0]["status"] == "init" and all(isinstance(r["reply"], str) for r in rows[1:])
     assert (out / "track.gif").stat().st_size > 0
     assert "with transformers" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen3vl_serve(tmp_path_factory):
+    from upstream import tiny_qwen3vl, venvs
+
+    python = venvs.ensure_venv("vllm")
+    out = tmp_path_factory.mktemp("tiny-qwen3-vl-serve") / "model"
+    tiny_qwen3vl.build_in_venv(python, out, "serve", check=True, family="qwen3-vl")
+    return python, out
+
+
+@pytest.mark.parametrize("backend", ["transformers", "vllm"])
+def test_qwen3vl_family_is_read_from_the_checkpoint_and_answers_on_its_grid(backend, tiny_qwen3vl_serve, tmp_path):
+    from r1track.models import get_family
+
+    py, model = tiny_qwen3vl_serve
+    write_got10k_split(tmp_path / "data", "val", n_sequences=1, n_frames=5, size=(640, 480), seed=5)
+    folder = next((tmp_path / "data" / "val").glob("GOT-10k_*"))
+    first = (folder / "groundtruth.txt").read_text().splitlines()[0]
+    extra = [*VLLM, "--structured-output"] if backend == "vllm" else ["--device", "cpu"]
+    proc = _r1track(py, "track", folder, "--init", first, "--backend", backend, "--model", model, *extra,
+                    "-o", tmp_path / "track")
+    assert "qwen3-vl" in proc.stderr and "384 px" in proc.stderr  # the family from the folder's config.json
+    rows = [json.loads(line) for line in (tmp_path / "track" / "frames.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and all(isinstance(r["reply"], str) for r in rows[1:])
+    if backend == "vllm":  # structured output forces a box on the 0-1000 grid
+        regex = get_family("qwen3-vl").answer_regex(384)
+        assert all(re.fullmatch(regex, r["reply"]) for r in rows[1:]), [r["reply"] for r in rows[1:]]

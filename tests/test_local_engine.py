@@ -144,3 +144,23 @@ def test_pytracking_parameters_build_an_in_process_engine(monkeypatch):
     assert adapter.backend_from(Params()) is backend  # one engine per process
     monkeypatch.setenv("R1TRACK_MODEL", "/ckpt/other")
     assert adapter.backend_from(Params()).model == "/ckpt/other"  # the environment wins, as for servers
+
+
+def test_in_process_engines_take_the_model_family_from_the_checkpoint_folder(tmp_path, monkeypatch):
+    import json
+
+    from r1track.cli import build_parser
+    from r1track.commands.tracking import resolve_settings
+
+    monkeypatch.delenv("R1TRACK_MODEL", raising=False)
+    folder = tmp_path / "my-finetune"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
+    for backend in ("transformers", "vllm"):
+        r = resolve_settings(build_parser().parse_args(["eval", "x", "--backend", backend, "--model", str(folder)]))
+        assert r.params.model_family == "qwen3-vl" and r.params.crop_size == 384 and r.tag == "my-finetune"
+        r = resolve_settings(build_parser().parse_args(["track", "v", "--init", "1,1,4,4", "--backend", backend,
+                                                        "--model", str(folder), "--model-family", "qwen2.5-vl"]))
+        assert r.params.model_family == "qwen2.5-vl"  # an explicit family wins
+    with pytest.raises(ValueError, match="model family"):
+        resolve_settings(build_parser().parse_args(["eval", "x", "--backend", "vllm", "--model", str(tmp_path / "nothing")]))

@@ -134,7 +134,8 @@ def resolve_settings(args: argparse.Namespace):
     """:func:`r1track.presets.resolve` of the parsed flags (``--preset``, ``--model``, ``--backend``, the
     tracker flags). The model name for the preset comes from ``--model`` or ``$R1TRACK_MODEL``. The model
     family: ``--model-family``, else a known checkpoint's, else -- for backends that ask a server -- the one
-    :func:`served_family` finds (an unknown model is refused), else qwen2.5-vl (ncc, oracle: no model)."""
+    :func:`served_family` finds, -- for the in-process engines -- the one the checkpoint's name or its folder's
+    ``config.json`` tells (an unknown model is refused), else qwen2.5-vl (ncc, oracle: no model)."""
     import os
 
     from ..backends import get_backend_spec
@@ -144,6 +145,15 @@ def resolve_settings(args: argparse.Namespace):
     model = args.model or os.environ.get(ENV_MODEL) or None
     overrides = tracker_overrides(args)
     resolved = resolve(args.preset, model, overrides, backend=args.backend)
-    if "model_family" in overrides or find_checkpoint(model) or not get_backend_spec(resolved.backend).needs_server:
+    spec = get_backend_spec(resolved.backend)
+    if "model_family" in overrides or find_checkpoint(model):
+        return resolved
+    if spec.in_process:
+        if model is None:  # the engine refuses to start without one, naming --model
+            return resolved
+        from ..models import infer_family
+
+        return resolve(args.preset, model, overrides, backend=args.backend, family=infer_family(model=model).name)
+    if not spec.needs_server:
         return resolved
     return resolve(args.preset, model, overrides, backend=args.backend, family=served_family(args, model))
