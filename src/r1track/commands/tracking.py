@@ -77,13 +77,15 @@ def add_backend_arguments(p: argparse.ArgumentParser, *, ground_truth: bool = Tr
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt (default 120)")
     g.add_argument("--retries", type=int, default=3, help="retries per request on connection errors, 5xx and 429 (default 3)")
     from ..backends.hf import DEVICES, DTYPES
+
     e = p.add_argument_group("in-process engines (--backend transformers or vllm)")
     e.add_argument("--batch-size", type=int, default=None,
                    help="most requests of the sequences in flight per engine call (default: vllm 256, its own "
                    "max_num_seqs; transformers 16)")
     e.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (default auto: the checkpoint's; "
                    "transformers on CPU turns float16 into float32)")
-    e.add_argument("--device", default="auto", help="transformers: auto (cuda, else mps, else cpu), cuda, cuda:N, mps or cpu")
+    e.add_argument("--device", default="auto", help=f"transformers: {', '.join(DEVICES)} or cuda:N (default auto: cuda, "
+                   "else mps, else cpu)")
     e.add_argument("--max-model-len", type=int, default=4096, help="vllm: context length (default 4096)")
     e.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm: share of GPU memory (default 0.9)")
     e.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model (default 1)")
