@@ -144,6 +144,8 @@ def test_pytracking_parameters_build_an_in_process_engine(monkeypatch):
     assert adapter.backend_from(Params()) is backend  # one engine per process
     monkeypatch.setenv("R1TRACK_MODEL", "/ckpt/other")
     assert adapter.backend_from(Params()).model == "/ckpt/other"  # the environment wins, as for servers
+    monkeypatch.setenv("R1TRACK_BACKEND", "transformers")
+    assert adapter.backend_from(Params()).name == "transformers"
 
 
 def test_in_process_engines_take_the_model_family_from_the_checkpoint_folder(tmp_path, monkeypatch):

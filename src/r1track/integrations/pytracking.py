@@ -38,7 +38,12 @@ from ..backends import Backend, BackendError, backend_names, get_backend_spec, m
 from ..backends.openai import ENV_BASE_URL, ENV_MODEL
 from ..tracker import FAMILY_DEFAULTED, Status, Tracker, TrackerParams
 
+ENV_BACKEND = "R1TRACK_BACKEND"
+"""Overrides the parameter file's ``backend`` (``R1TRACK_BACKEND=vllm`` with ``R1TRACK_MODEL=<checkpoint>``: the
+model in the PyTracking process, no server)."""
+
 __all__ = [
+    "ENV_BACKEND",
     "PyTrackingSession",
     "get_tracker_class",
     "preset_parameters",
@@ -71,7 +76,7 @@ def tracker_params_from(params: Any) -> TrackerParams:
 
 
 def backend_from(params: Any) -> Backend:
-    """The process's shared backend for these parameters: ``params.backend``, any registered backend
+    """The process's shared backend for these parameters: ``$R1TRACK_BACKEND`` or ``params.backend``, any registered backend
     that needs no ground truth (``openai`` default, ``ncc`` the classical baseline, ``transformers`` and
     ``vllm`` in process); for a server backend the URL and model come from ``R1TRACK_BASE_URL`` /
     ``R1TRACK_MODEL`` when set, else ``params.server_url`` / ``params.model`` (None: the server's first
@@ -79,7 +84,7 @@ def backend_from(params: Any) -> Backend:
     with ``params.device``, ``dtype``, ``batch_size`` (and vLLM's ``max_model_len``, ``gpu_memory_utilization``,
     ``tensor_parallel_size``, ``enforce_eager``) when set. PyTracking asks frame by frame, so an engine answers
     one request per call here; ``--threads N`` loads one engine per worker process."""
-    kind = _get(params, "backend", "openai") or "openai"
+    kind = os.environ.get(ENV_BACKEND) or _get(params, "backend", "openai") or "openai"
     allowed = backend_names(ground_truth=False)
     if kind not in allowed:
         raise ValueError(f"r1track PyTracking plugin: backend must be one of {', '.join(allowed)}, got {kind!r}")
