@@ -1,32 +1,42 @@
-"""A small keep-alive HTTP/1.1 client for talking to model servers: async (asyncio streams) and sync.
+"""HTTP transport to model servers, on aiohttp: one async client, and a private event loop for sync callers.
 
-Why not a general client library: r1track keeps hundreds of requests in flight from one process, and the
-common async clients spend time quadratic in the number of open connections choosing one for each request
-(httpx/httpcore measured here: 640 requests/s with 8 in flight, 135 with 256; these streams: ~7,000-10,000).
-This module does exactly what a chat-completions client needs and no more:
+:class:`AsyncHTTPClient` wraps one ``aiohttp.ClientSession`` for one origin (``http`` or ``https``):
+keep-alive connections pooled by aiohttp's ``TCPConnector`` (made for hundreds of connections; vLLM's
+own benchmark client uses it), at most ``max_connections`` open (further requests wait for a free one,
+and that wait is not charged to their timeout). Its contract, which the backends rely on:
 
-* one origin per client (``http`` or ``https``), persistent connections reused LIFO, at most
-  ``max_connections`` open (further requests wait for a free one);
-* ``Content-Length`` request bodies; ``Content-Length``, chunked or read-to-close response bodies;
-* a connect timeout and a read timeout (for the whole response), raising :class:`RequestTimeout`;
-  connection failures raise :class:`ConnectFailed`, a connection dropped mid-response raises
-  :class:`ConnectionDropped`; all are :class:`TransportError`;
-* a pooled connection that the server closed while idle is noticed before it is reused and replaced;
-  a request is never sent twice here (retry policy belongs to the caller).
+* **One deadline per request.** Sending the request and reading the whole response sit under
+  ``read_timeout_s`` together (a server that stops reading, or trickles bytes, cannot hang a request);
+  opening the TCP connection is bounded by ``connect_timeout_s`` as well. Raises :class:`RequestTimeout`.
+* **Capped bodies.** A response body larger than ``max_body_bytes`` (default 1 MiB; a chat completion is
+  a few hundred bytes) is a :class:`ResponseTooLarge` fault, noticed from ``Content-Length`` or while
+  reading, never buffered beyond the cap.
+* **Every failure is a** :class:`TransportError` **with a** ``kind``: ``connection`` (refused, reset,
+  closed mid-response: :class:`ConnectFailed`, :class:`ConnectionDropped`), ``timeout``, ``malformed``
+  (a response that is not valid HTTP/1.1: bad status line, ``Content-Length: abc``, a header line over
+  8190 bytes: :class:`MalformedResponse`) and ``too-large``. All are retryable by the caller; nothing
+  else escapes (no ``ValueError`` from a broken server).
+* **A request is sent at most once.** aiohttp (3.14, ``client.py``) silently resends an idempotent
+  request (``GET``) once when a reused keep-alive connection turns out closed; that resend is switched
+  off (``ClientSession._retry_connection``) so every attempt is the caller's, and counted.
+
+:class:`BackgroundLoop` runs coroutines on a private event loop in a daemon thread: the sync face of
+the same transport (``OpenAIBackend.complete`` runs its async path there), so sync and async callers
+share one client implementation and one retry loop. It is created on first use and recreated after a
+``fork`` (PyTracking's worker processes).
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
-import select
-import socket
-import ssl
+import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Awaitable, Mapping, TypeVar
 from urllib.parse import urlsplit
+
+import aiohttp
 
 __all__ = [
     "Response",
@@ -34,13 +44,23 @@ __all__ = [
     "ConnectFailed",
     "RequestTimeout",
     "ConnectionDropped",
+    "MalformedResponse",
+    "ResponseTooLarge",
     "AsyncHTTPClient",
-    "SyncHTTPClient",
+    "BackgroundLoop",
+    "DEFAULT_MAX_BODY_BYTES",
 ]
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+"""Largest response body accepted (1 MiB)."""
+
+T = TypeVar("T")
 
 
 class TransportError(Exception):
-    """No HTTP response was obtained."""
+    """No usable HTTP response was obtained. ``kind`` names the fault class for counting."""
+
+    kind = "connection"
 
 
 class ConnectFailed(TransportError):
@@ -48,17 +68,33 @@ class ConnectFailed(TransportError):
 
 
 class RequestTimeout(TransportError):
-    """Connecting or receiving the response took longer than its timeout."""
+    """Connecting, sending or receiving the response took longer than its timeout."""
+
+    kind = "timeout"
 
 
 class ConnectionDropped(TransportError):
-    """The server closed the connection before the response was complete."""
+    """The server closed or reset the connection before the response was complete."""
+
+
+class MalformedResponse(TransportError):
+    """The server's bytes are not a valid HTTP/1.1 response."""
+
+    kind = "malformed"
+
+
+class ResponseTooLarge(TransportError):
+    """The response body exceeds the client's ``max_body_bytes``."""
+
+    kind = "too-large"
 
 
 @dataclass
 class Response:
+    """A complete HTTP response. ``headers``: lower-case names."""
+
     status: int
-    headers: dict[str, str]  # lower-case names
+    headers: dict[str, str]
     body: bytes
 
     @property
@@ -69,36 +105,13 @@ class Response:
         return json.loads(self.body)
 
 
-def _origin(base_url: str) -> tuple[str, str, int]:
+def _origin(base_url: str) -> str:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {base_url!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, parts.hostname, port
-
-
-def _request_head(method: str, target: str, host: str, headers: Mapping[str, str], length: int) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    lines.append(f"Content-Length: {length}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-class _Conn:
-    __slots__ = ("reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
-
-    def close(self) -> None:
-        try:
-            self.writer.close()
-        except Exception:  # pragma: no cover - closing a broken transport
-            pass
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{port}"
 
 
 class AsyncHTTPClient:
@@ -113,181 +126,120 @@ class AsyncHTTPClient:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 120.0,
         max_connections: int = 1024,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
-        self.scheme, self.host, self.port = _origin(base_url)
-        self.host_header = self.host if self.port in (80, 443) else f"{self.host}:{self.port}"
+        if connect_timeout_s <= 0 or read_timeout_s <= 0 or max_connections < 1 or max_body_bytes < 1:
+            raise ValueError("timeouts, max_connections and max_body_bytes must be positive")
+        self.origin = _origin(base_url)
         self.headers = dict(headers or {})
-        self.connect_timeout_s = connect_timeout_s
-        self.read_timeout_s = read_timeout_s
-        self.max_connections = max_connections
-        self._idle: list[_Conn] = []
+        self.connect_timeout_s = float(connect_timeout_s)
+        self.read_timeout_s = float(read_timeout_s)
+        self.max_connections = int(max_connections)
+        self.max_body_bytes = int(max_body_bytes)
+        self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._ssl = ssl.create_default_context() if self.scheme == "https" else None
-        self.opened = 0  # connections opened so far (tests check reuse)
 
-    async def _connect(self) -> _Conn:
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=self._ssl, limit=1 << 20), self.connect_timeout_s
-            )
-        except asyncio.TimeoutError:
-            raise RequestTimeout(f"connect to {self.host}:{self.port} timed out after {self.connect_timeout_s:g} s") from None
-        except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:  # pragma: no cover
-                pass
-        self.opened += 1
-        return _Conn(reader, writer)
-
-    async def _read_response(self, conn: _Conn) -> tuple[Response, bool]:
-        r = conn.reader
-        status_line = await r.readline()
-        if not status_line:
-            raise ConnectionDropped("server closed the connection without answering")
-        parts = status_line.decode("latin-1").split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise ConnectionDropped(f"not an HTTP response: {status_line[:80]!r}")
-        status = int(parts[1])
-        headers: dict[str, str] = {}
-        while True:
-            line = await r.readline()
-            if not line:
-                raise ConnectionDropped("connection closed in the response headers")
-            if line in (b"\r\n", b"\n"):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        keep = parts[0] != "HTTP/1.0" and headers.get("connection", "").lower() != "close"
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size_line = await r.readline()
-                try:
-                    size = int(size_line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise ConnectionDropped(f"bad chunk size {size_line[:40]!r}") from None
-                if size == 0:
-                    while (await r.readline()) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(await r.readexactly(size))
-                await r.readexactly(2)
-            body = b"".join(chunks)
-        elif "content-length" in headers:
-            body = await r.readexactly(int(headers["content-length"]))
-        elif status in (204, 304) or 100 <= status < 200:
-            body = b""
-        else:
-            body = await r.read()
-            keep = False
-        return Response(status, headers, body), keep
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0, ttl_dns_cache=300)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self.headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s),
+            auto_decompress=True,
+            raise_for_status=False,
+        )
+        if hasattr(session, "_retry_connection"):
+            session._retry_connection = False  # every attempt is the caller's (see the module docstring)
+        self._slots = asyncio.Semaphore(self.max_connections)
+        return session
 
     async def request(self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None) -> Response:
-        """Send one request (``path`` includes the query) and return the whole response."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_connections)
-        head = _request_head(method, path, self.host_header, {**self.headers, **(headers or {})}, len(body))
+        """Send one request (``path`` includes the query) and return the whole response; raises a
+        :class:`TransportError` when none could be had."""
+        if self._session is None or self._session.closed:
+            self._session = self._open()
+        assert self._slots is not None
         async with self._slots:
-            conn = None
-            while self._idle:
-                cand = self._idle.pop()
-                if cand.usable():  # the server may have closed it while idle (EOF already seen)
-                    conn = cand
-                    break
-                cand.close()
-            if conn is None:
-                conn = await self._connect()
-            keep = False
             try:
-                conn.writer.write(head + body)
-                await conn.writer.drain()
-                resp, keep = await asyncio.wait_for(self._read_response(conn), self.read_timeout_s)
-            except asyncio.TimeoutError:
-                raise RequestTimeout(f"no response within {self.read_timeout_s:g} s") from None
-            except ConnectionDropped:
+                return await asyncio.wait_for(self._exchange(method, path, body, headers), self.read_timeout_s)
+            except TransportError:
                 raise
-            except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
+            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+                raise RequestTimeout(f"no complete response within {self.read_timeout_s:g} s") from None
+            except aiohttp.ClientConnectorError as exc:
+                raise ConnectFailed(f"cannot connect to {self.origin}: {exc.os_error.strerror or exc.os_error}") from None
+            except aiohttp.ClientResponseError as exc:  # the parser rejected the status line or headers
+                raise MalformedResponse(f"malformed HTTP response: {exc.message}") from None
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
                 raise ConnectionDropped(f"connection lost: {type(exc).__name__}: {exc or 'no detail'}") from None
-            finally:
-                if keep:
-                    self._idle.append(conn)
-                else:
-                    conn.close()
-            return resp
+
+    async def _exchange(self, method: str, path: str, body: bytes, headers: Mapping[str, str] | None) -> Response:
+        assert self._session is not None
+        async with self._session.request(method, self.origin + path, data=body or None, headers=headers) as resp:
+            cap = self.max_body_bytes
+            if resp.content_length is not None and resp.content_length > cap:
+                resp.close()
+                raise ResponseTooLarge(f"response body of {resp.content_length} bytes exceeds the {cap}-byte limit")
+            chunks, size = [], 0
+            async for chunk in resp.content.iter_any():
+                size += len(chunk)
+                if size > cap:
+                    resp.close()
+                    raise ResponseTooLarge(f"response body exceeds the {cap}-byte limit")
+                chunks.append(chunk)
+            return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, b"".join(chunks))
 
     async def aclose(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
+        """Close every connection (idempotent)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
-class SyncHTTPClient:
-    """The same for synchronous callers: one persistent ``http.client`` connection per thread."""
+class BackgroundLoop:
+    """An event loop in a daemon thread for sync callers (see the module docstring)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        connect_timeout_s: float = 10.0,
-        read_timeout_s: float = 120.0,
-    ) -> None:
-        self.scheme, self.host, self.port = _origin(base_url)
-        self.headers = dict(headers or {})
-        self.connect_timeout_s = connect_timeout_s
-        self.read_timeout_s = read_timeout_s
-        self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
+    def __init__(self, name: str = "r1track-io") -> None:
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
         self._lock = threading.Lock()
-        self.opened = 0
 
-    def _new(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        conn = cls(self.host, self.port, timeout=self.connect_timeout_s)
-        try:
-            conn.connect()
-        except socket.timeout:
-            raise RequestTimeout(f"connect to {self.host}:{self.port} timed out after {self.connect_timeout_s:g} s") from None
-        except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
-        conn.sock.settimeout(self.read_timeout_s)
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The running private loop (None before first use)."""
+        return self._loop if self._pid == os.getpid() else None
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            self._all.append(conn)
-            self.opened += 1
-        return conn
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
+                thread.start()
+                self._loop, self._thread, self._pid = loop, thread, os.getpid()
+            return self._loop
 
-    def request(self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None) -> Response:
-        all_headers = {**self.headers, **(headers or {})}
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and (conn.sock is None or select.select([conn.sock], [], [], 0)[0]):
-            conn.close()  # closed by the server while idle (readable = EOF), or by us
-            conn = None
-        if conn is None:
-            conn = self._local.conn = self._new()
+    def run(self, coro: Awaitable[T]) -> T:
+        """Run ``coro`` on the private loop and return its result (blocking). Interrupting the
+        caller (Ctrl-C) cancels the coroutine."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("BackgroundLoop.run called from its own loop thread")
+        future = asyncio.run_coroutine_threadsafe(coro, self._ensure())  # type: ignore[arg-type]
         try:
-            conn.request(method, path, body=body, headers=all_headers)
-            r = conn.getresponse()
-            data = r.read()
-        except socket.timeout:
-            conn.close()
-            self._local.conn = None
-            raise RequestTimeout(f"no response within {self.read_timeout_s:g} s") from None
-        except (http.client.HTTPException, OSError) as exc:
-            conn.close()
-            self._local.conn = None
-            raise ConnectionDropped(f"connection lost: {type(exc).__name__}: {exc or 'no detail'}") from None
-        if r.will_close:
-            conn.close()
-            self._local.conn = None
-        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop the loop thread (idempotent); coroutines still running are abandoned."""
         with self._lock:
-            for c in self._all:
-                c.close()
-            self._all.clear()
-        self._local = threading.local()
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is not None and self._pid == os.getpid():
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join(5)
+            if not loop.is_running():
+                loop.close()
