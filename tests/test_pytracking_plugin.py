@@ -11,7 +11,6 @@ PyTracking, written for this test from ../shared/docs/upstream/pytracking_got10k
   then has no result).
 """
 
-import atexit
 import copy
 import importlib
 import logging
@@ -81,8 +80,10 @@ def pytracking(tmp_path, monkeypatch):
     yield root
     for name in [m for m in sys.modules if m == "pytracking" or m.startswith("pytracking.")]:
         del sys.modules[name]
+    for backend in pytracking_adapter._BACKENDS.values():
+        backend.close()
     pytracking_adapter._BACKENDS.clear()
-    atexit.unregister(pytracking_adapter._log_summary)  # the per-process summary is for real runs
+    pytracking_adapter._SUMMARY_LOGGED = True  # the per-process summary at exit is for real runs
 
 
 @dataclass

@@ -239,7 +239,7 @@ class BackgroundLoop:
             self._loop = self._thread = None
         if loop is not None and self._pid == os.getpid():
             loop.call_soon_threadsafe(loop.stop)
-            if thread is not None:
+            if thread is not None and thread is not threading.current_thread():
                 thread.join(5)
-            if not loop.is_running():
-                loop.close()
+                if not loop.is_running():
+                    loop.close()

@@ -41,6 +41,7 @@ import logging
 import os
 import random
 import time
+import weakref
 from collections import Counter
 from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
@@ -90,6 +91,17 @@ def normalize_base_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"server URL must look like http://host:port/v1, got {url!r}")
     return url if parts.path not in ("", "/") else url + "/v1"
+
+
+def _close_background(background: BackgroundLoop, clients: dict) -> None:
+    loop = background.loop
+    entry = clients.pop(loop, None) if loop is not None else None
+    if entry is not None:
+        try:
+            background.run(entry[0].aclose())
+        except Exception:  # a loop already broken, or called from the loop thread itself (garbage collection)
+            pass
+    background.stop()
 
 
 class OpenAIBackend(Backend):
@@ -155,6 +167,8 @@ class OpenAIBackend(Backend):
         self._background = BackgroundLoop(f"r1track-openai-{self.base_url}")
         self._clients: dict[asyncio.AbstractEventLoop, tuple[AsyncHTTPClient, asyncio.Lock]] = {}
         self._rng = random.Random()
+        # a backend dropped or alive at exit without close() still closes the sync path's connections
+        weakref.finalize(self, _close_background, self._background, self._clients)
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, api_key={'set' if self._api_key else 'unset'})"
@@ -179,15 +193,9 @@ class OpenAIBackend(Backend):
         return entry
 
     def close(self) -> None:
-        """Close the sync path's connections and stop its background loop (idempotent)."""
-        bg = self._background.loop
-        entry = self._clients.pop(bg, None) if bg is not None else None
-        if entry is not None:
-            try:
-                self._background.run(entry[0].aclose())
-            except Exception:  # pragma: no cover - a loop already broken
-                pass
-        self._background.stop()
+        """Close the sync path's connections and stop its background loop (idempotent; a later call
+        starts a new one)."""
+        _close_background(self._background, self._clients)
 
     async def aclose(self) -> None:
         """Close the running loop's connections, then the sync path's."""
@@ -221,15 +229,23 @@ class OpenAIBackend(Backend):
         """The model name, asking the server when none was given: once per backend (concurrent callers
         wait for the one lookup), retried like chat requests. Raises :class:`BackendError` (fatal
         only for a definite answer)."""
+        await self._lookup_model()
+        assert self.model is not None
+        return self.model
+
+    async def _lookup_model(self) -> Counter[str]:
+        """Ask the model name when unknown; returns the faults this caller's lookup met (empty when the
+        name was known or another caller looked it up), so they are counted with the caller's frame."""
         if self.model is not None:
-            return self.model
+            return Counter()
         _, lock = self._loop_client()
         async with lock:
-            if self.model is None:
-                model, _, _ = await self._call("GET", "/models", b"", self._models_from, self.lookup_stats)
-                self.model = model
-                log.info("%s serves model %r", self.base_url, model)
-        return self.model
+            if self.model is not None:
+                return Counter()
+            model, _, faults = await self._call("GET", "/models", b"", self._models_from, self.lookup_stats)
+            self.model = model
+            log.info("%s serves model %r", self.base_url, model)
+            return faults
 
     # ------------------------------------------------------------------ request body
     def image_url(self, image: RequestImage) -> str:
@@ -347,10 +363,17 @@ class OpenAIBackend(Backend):
 
     # ------------------------------------------------------------------ calls
     async def complete_async(self, request: FrameRequest) -> Reply:
-        model = await self.resolve_model_async()
-        payload = self._payload(request, model)
+        """Answer ``request``; faults of a model lookup this call made are counted in its reply (or error)."""
         t0 = time.perf_counter()
-        reply, attempts, faults = await self._call("POST", "/chat/completions", payload, self._chat_from, self.stats)
+        faults = await self._lookup_model()
+        payload = self._payload(request, self.model)  # type: ignore[arg-type]
+        try:
+            reply, attempts, chat_faults = await self._call("POST", "/chat/completions", payload, self._chat_from,
+                                                            self.stats)
+        except BackendError as err:
+            err.faults = dict(faults + Counter(err.faults))
+            raise
+        faults.update(chat_faults)
         return Reply(reply.text, time.perf_counter() - t0, attempts, reply.finish_reason, reply.usage, dict(faults))
 
     def complete(self, request: FrameRequest) -> Reply:

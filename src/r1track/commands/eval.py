@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..faults import FaultPolicy
+
 DESCRIPTION = """\
 Track every sequence of a dataset with a backend, write the results (got10k and PyTracking layouts, full
 precision) and, when the dataset has ground truth for every frame, score them.
@@ -27,6 +29,11 @@ Backends:
 
 The run is resumable: run the same command again and finished sequences are skipped, cut-off ones are
 replayed from their logs without asking the model again.
+
+A server that gives no reply (down, dying, unreachable) stops each sequence after --max-consecutive-faults
+frames in a row or --max-fault-seconds without a reply: the sequence is reported failed, gets no result
+file, and the exit status is 1; rerun the same command once the server is back. Every retry, fault (by
+kind) and fallback frame (by reason) is counted in run.json and in the summary at the end.
 """
 
 
@@ -82,6 +89,37 @@ def add_backend_arguments(p: argparse.ArgumentParser, *, oracle: bool = True) ->
     g.add_argument("--model", help="served model name (default: $R1TRACK_MODEL or the server's first model)")
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt (default 120)")
     g.add_argument("--retries", type=int, default=3, help="retries per request on connection errors, 5xx and 429 (default 3)")
+    d = FaultPolicy()
+    g.add_argument("--max-consecutive-faults", type=int, default=d.max_consecutive_faults, metavar="N",
+                   help=f"stop a sequence (failed, no result) after N frames in a row without a reply "
+                        f"(default {d.max_consecutive_faults})")
+    g.add_argument("--max-fault-seconds", type=float, default=d.max_fault_seconds, metavar="S",
+                   help=f"... or S seconds since its last reply (default {d.max_fault_seconds:g})")
+
+
+def fault_policy(args: argparse.Namespace) -> FaultPolicy:
+    """The --max-consecutive-faults / --max-fault-seconds policy; CommandError when invalid."""
+    from ..cli import CommandError
+
+    try:
+        return FaultPolicy(args.max_consecutive_faults, args.max_fault_seconds)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def failure_lines(failed: list, what: str = "sequence") -> list[str]:
+    """The closing lines for failed sequences: how many, and why (stopped: naming the servers)."""
+    if not failed:
+        return []
+    stopped = [o for o in failed if o.stopped]
+    servers = sorted({o.server for o in stopped})
+    lines = [f"{len(failed)} {what}(s) FAILED (no result files written):"]
+    if stopped:
+        lines.append(f"  {len(stopped)} stopped because the server gave no reply: {', '.join(servers)}")
+    if len(failed) > len(stopped):
+        lines.append(f"  {len(failed) - len(stopped)} failed on errors (listed above)")
+    lines.append("rerun the same command to resume them (finished sequences are kept)")
+    return lines
 
 
 def backend_options(args: argparse.Namespace) -> dict:
@@ -141,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import CommandError
     from ..data.sequences import DatasetError
     from ..evaluate import EvalAborted, EvalSettings, evaluate, has_ground_truth
+    from ..faults import format_summary
     from ..scoring import format_table, score_results, write_report
 
     try:
@@ -157,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         settings = EvalSettings(
             out_dir=out, backend=args.backend, servers=tuple(args.server), model=args.model, concurrency=args.concurrency,
             params=params, init=args.init, backend_options=options, max_frames=args.max_frames,
-            progress=not args.no_progress,
+            progress=not args.no_progress, faults=fault_policy(args),
         )
         print(f"tracking {len(seqs)} sequences of {args.root} ({kind}{' ' + split if split else ''}) with {args.backend} -> {out}",
               file=sys.stderr)
@@ -171,8 +210,9 @@ def run(args: argparse.Namespace) -> int:
     for o in result.failed:
         print(f"  FAILED {o.name}: {o.error}")
     print(f"results: {out / 'results'} (got10k layout), {out / 'results_pytracking'} (PyTracking layout); run log {out / 'run.json'}")
+    print(format_summary(result.record))
     if result.failed:
-        print("rerun the same command to retry the failed sequences")
+        print("\n".join(failure_lines(result.failed)))
         return 1
     if all(has_ground_truth(s) for s in seqs) and not args.max_frames:
         report = score_results(seqs, out / "results", tracker=args.name, dataset=f"{kind} {split or ''}".strip())

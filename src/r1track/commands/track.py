@@ -13,6 +13,9 @@ Track one target through one video (a folder of frames, or a video file with PyA
 
 Start from a box (--init x,y,w,h, 0-based pixels of the first frame) or from a description (--text, Qwen's
 grounding answer; needs the openai backend). Backends as in 'r1track eval' (openai, or the ncc baseline).
+
+When the server gives no reply for --max-consecutive-faults frames in a row (or --max-fault-seconds), the
+run stops with exit status 1 and writes no output files: boxes made by repeating the last one are no track.
 """
 
 
@@ -53,11 +56,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..backends import BackendError, make_backend
     from ..cli import CommandError
+    from ..faults import FaultGuard, FaultRecord, SequenceStopped, format_summary
     from ..fsutil import atomic_output
     from ..results import format_number
     from ..tracker import Tracker, TrackerInitError
     from ..video import AnnotatedWriter, annotate, count_frames, iter_frames
-    from .eval import backend_options, tracker_params
+    from .eval import backend_options, fault_policy, tracker_params
 
     if args.text and args.backend != "openai":
         raise CommandError("--text needs a model: use --backend openai")
@@ -71,11 +75,14 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from None
     out = Path(args.out)
+    policy = fault_policy(args)
     opts = backend_options(args)
     if args.backend == "openai":
         opts.update(base_url=args.server[0] if args.server else None, model=args.model)
     backend = make_backend(args.backend, **opts)
     tracker = Tracker(backend, params, name=Path(args.video).name)
+    guard = FaultGuard(policy, getattr(backend, "base_url", backend.label))
+    record = FaultRecord()
     writer = AnnotatedWriter(out / args.annotated, fps=args.fps)
     total = count_frames(args.video)
     try:
@@ -94,12 +101,24 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
         for k, frame in enumerate(frames, start=2):
             r = tracker.track(frame)
+            record.add_frame(r)
+            guard.observe(r)
             boxes.append(tuple(r.box_xywh_orig))
-            rows.append({"frame": k, "status": r.status, "detail": r.detail, "reply": r.reply, "seconds": r.timing.total_s})
+            rows.append({"frame": k, "status": r.status, "detail": r.detail, "reply": r.reply, "seconds": r.timing.total_s,
+                         "attempts": r.attempts, "faults": r.faults})
             colour = (0, 255, 0) if r.ok else (255, 64, 64)
             writer.add(annotate(frame, r.box_xywh_orig, label=f"{k} {r.status}", colour=colour, max_side=args.max_side))
             if bar:
                 bar.update(1)
+    except SequenceStopped as exc:
+        writer.abort()
+        if bar:
+            bar.close()
+            bar = None
+        print(format_summary(record), file=sys.stderr)
+        print(f"r1track track: STOPPED at frame {len(boxes) + 1}, no output files written: {exc}\n"
+              "run it again once the server answers", file=sys.stderr)
+        return 1
     except (TrackerInitError, BackendError, ValueError, RuntimeError) as exc:
         writer.abort()
         raise CommandError(str(exc)) from None
@@ -115,8 +134,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_output(out / "frames.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     video_path = writer.close()
-    fallbacks = {k: v for k, v in tracker.counts.items() if k != "ok"}
-    print(f"tracked {len(boxes)} frames with {backend.label}; "
-          f"fallbacks: {fallbacks or 'none'}", file=sys.stderr)
+    print(f"tracked {len(boxes)} frames with {backend.label}", file=sys.stderr)
+    print(format_summary(record), file=sys.stderr)
     print(f"boxes: {out / 'boxes.txt'}\nper frame: {out / 'frames.jsonl'}\nannotated: {video_path}")
     return 0
