@@ -203,3 +203,49 @@ def test_fatal_error_is_logged_before_pytracking_swallows_it(pytracking, crossin
 def test_ncc_baseline_runs_without_a_server(pytracking, crossing):
     boxes = run_sequence(crossing, load_params(backend="ncc"))
     assert boxes is not None and len(boxes) == len(crossing.frames)
+
+
+def test_a_killed_server_makes_the_sequence_raise_so_pytracking_writes_no_result(pytracking, crossing, caplog):
+    import threading
+    import time
+
+    before = pytracking_adapter.TOTALS.copy()
+    server = OpenAIServer(latency_s=0.02).start()
+
+    def kill_after_four_requests():
+        while len(server.requests) < 4:
+            time.sleep(0.002)
+        server.stop()
+
+    threading.Thread(target=kill_after_four_requests, daemon=True).start()
+    params = load_params(server_url=server.base_url, model="m", retries=1)
+    params.backoff_s = 0.01
+    with caplog.at_level(logging.ERROR, logger="r1track.pytracking"):
+        assert run_sequence(crossing, params) is None  # raised: PyTracking prints it and writes no files
+    server.stop()
+    delta = pytracking_adapter.TOTALS - before
+    assert delta["stopped"] == 1 and delta["backend-error"] == 3 and delta["frames"] < len(crossing.frames) - 1
+    (err,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "ECO__Crossing STOPPED" in err and server.base_url in err and "no reply for 3 frame(s)" in err
+    text = pytracking_adapter.summary()
+    assert "stopped for want of replies" in text and "connection" in text
+
+
+def _worker_sequence(frame_paths, box):
+    """Runs in a spawned worker, as PyTracking's --threads does: one sequence with the ncc baseline."""
+    from types import SimpleNamespace
+
+    session = pytracking_adapter.PyTrackingSession(SimpleNamespace(backend="ncc"))
+    read = lambda p: np.asarray(Image.open(p).convert("RGB"))
+    session.initialize(read(frame_paths[0]), {"init_bbox": box, "sequence_name": "worker-seq"})
+    return [session.track(read(p))["target_bbox"] for p in frame_paths[1:]]
+
+
+def test_every_worker_prints_its_summary_even_when_the_pool_terminates_it(crossing, capfd):
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # leaving the block terminates the worker
+        boxes = pool.apply(_worker_sequence, ([str(p) for p in crossing.frames[:4]], crossing.init_bbox))
+    assert len(boxes) == 3
+    err = capfd.readouterr().err
+    assert "r1track (pid" in err and "1 sequence(s), 3 frame(s) tracked" in err
