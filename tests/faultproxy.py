@@ -45,7 +45,7 @@ def expected_kinds(injected: Counter) -> Counter:
     return out
 
 
-def _read_message(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes, bytes] | None:
+def read_message(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes, bytes] | None:
     """(head, body, rest) of one HTTP message with a Content-Length body, or None at EOF."""
     while b"\r\n\r\n" not in buf:
         data = sock.recv(65536)
@@ -66,12 +66,49 @@ def _read_message(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes, bytes]
     return head, rest[:length], rest[length:]
 
 
+def iter_messages(sock: socket.socket):
+    """(head, body) of each HTTP message arriving on ``sock``, until EOF."""
+    buf = b""
+    while (msg := read_message(sock, buf)) is not None:
+        head, body, buf = msg
+        yield head, body
+
+
 def _response(code: int, body: bytes, extra: bytes = b"") -> bytes:
     return (b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n" % code + extra
             + b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
 
-class FaultProxy:
+class LoopbackServer:
+    """A threaded TCP server on 127.0.0.1 (an OS-given port): :meth:`handle` serves each connection in its
+    own thread. ``base_url``: ``http://127.0.0.1:PORT/v1``; ``connections``: accepted so far."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+
+class FaultProxy(LoopbackServer):
     """See the module docstring. ``upstream``: (host, port) of the real server. ``faults``: the names
     drawn from at random. ``paths``: inject only into requests whose path starts with one of these."""
 
@@ -85,18 +122,9 @@ class FaultProxy:
         self.hang_s = hang_s
         self.paths = tuple(paths)
         self.injected: Counter = Counter()
-        self.forwarded = 0
         self.seen_headers: list[bytes] = []
         self._lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self) -> None:
-        self.sock.close()
+        super().__init__()
 
     def __enter__(self) -> "FaultProxy":
         return self
@@ -114,23 +142,10 @@ class FaultProxy:
                 return self.rng.choice(self.faults)
             return None
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         up = None
-        buf = b""
         try:
-            while True:
-                msg = _read_message(conn, buf)
-                if msg is None:
-                    return
-                head, body, buf = msg
+            for head, body in iter_messages(conn):
                 with self._lock:
                     self.seen_headers.append(head)
                 path = head.split(b"\r\n", 1)[0].split(b" ")[1].decode("latin-1")
@@ -142,15 +157,13 @@ class FaultProxy:
                     if up is None:
                         up = socket.create_connection(self.upstream)
                     up.sendall(head + b"\r\n\r\n" + body)
-                    reply = _read_message(up, b"")
+                    reply = read_message(up, b"")
                     if reply is None:
                         return
                     rhead, rbody, _ = reply
                     if fault == "truncated":
                         conn.sendall(rhead + b"\r\n\r\n" + rbody[: len(rbody) // 2])
                         return
-                    with self._lock:
-                        self.forwarded += 1
                     conn.sendall(rhead + b"\r\n\r\n" + rbody)
                     continue
                 if fault == "reset":

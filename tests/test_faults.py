@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,16 +25,9 @@ from r1track.results import read_result
 from r1track.synthetic import make_sequence, write_got10k_sequence, write_got10k_split
 from r1track.testing.openai_server import OpenAIServer
 from test_evaluate import wobble_responder
+from upstream.vllm_server import free_port
 
 SECRET = "sk-r1track-test-7d1f0c2b9e"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def stop_after(server: OpenAIServer, n: int) -> threading.Thread:

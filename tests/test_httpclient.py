@@ -9,6 +9,9 @@ import time
 
 import pytest
 
+from faultproxy import LoopbackServer, iter_messages
+from upstream.vllm_server import free_port
+
 from r1track.httpclient import (
     AsyncHTTPClient,
     BackgroundLoop,
@@ -21,55 +24,26 @@ from r1track.httpclient import (
 )
 
 
-class RawServer:
-    """A TCP server on 127.0.0.1 whose ``handler(request_bytes) -> (reply_bytes, close)`` answers each request."""
+class RawServer(LoopbackServer):
+    """A server whose ``handler(request_bytes) -> (reply_bytes, close)`` answers each request."""
 
     def __init__(self, handler, delay_s: float = 0.0):
         self.handler = handler
         self.delay_s = delay_s
-        self.connections = 0
         self.requests = 0
         self.max_open = 0
         self._open = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
+        self.url = self.base_url
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def handle(self, conn):
         self._open += 1
         self.max_open = max(self.max_open, self._open)
-        buf = b""
         try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, _, rest = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    k, _, v = line.partition(b":")
-                    if k.strip().lower() == b"content-length":
-                        length = int(v)
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                request, buf = head + b"\r\n\r\n" + rest[:length], rest[length:]
+            for head, body in iter_messages(conn):
                 self.requests += 1
                 time.sleep(self.delay_s)
-                reply, close = self.handler(request)
+                reply, close = self.handler(head + b"\r\n\r\n" + body)
                 if reply:
                     conn.sendall(reply)
                 if close:
@@ -79,7 +53,7 @@ class RawServer:
             conn.close()
 
     def stop(self):
-        self.sock.close()
+        self.close()
 
 
 def ok(body=b'{"ok": true}', extra=b""):
@@ -159,11 +133,7 @@ def test_every_broken_answer_is_a_transport_error_with_its_kind(server_factory):
     _raises(server_factory(lambda req: (long_header, True)).url, MalformedResponse, "malformed")
     _raises(server_factory(lambda req: (b"garbage, not http\r\n\r\n", True)).url, MalformedResponse, "malformed")
     _raises(server_factory(lambda req: (ok(), False), delay_s=0.5).url, RequestTimeout, "timeout", read_timeout_s=0.1)
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there
-    _raises(f"http://127.0.0.1:{port}", ConnectFailed, "connection")
+    _raises(f"http://127.0.0.1:{free_port()}", ConnectFailed, "connection")  # nothing listens there
 
 
 def test_reply_bodies_are_capped(server_factory):
