@@ -166,6 +166,7 @@ class _ReplayLog:
         self.path = path
         self.entries: list[dict] = []
         self.carry = FaultRecord()
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_file():
             for n, line in enumerate(path.read_text().splitlines()):
                 try:
@@ -336,15 +337,14 @@ async def _run_sequence(
                     result = await asyncio.wait_for(tracker.track_async(frame, executor=pool), max(guard.time_left(), 1e-3))
                 except asyncio.TimeoutError:
                     raise guard.stopped("request cancelled at the time limit") from None
-                replay.append(result)
+                await loop.run_in_executor(pool, replay.append, result)  # file I/O off the event loop
                 times.append(result.timing.total_s)
                 record.add_frame(result)
                 outcome.requests += 1
                 guard.observe(result)
             boxes.append(tuple(result.box_xywh_orig))
             progress.update(1, fault=not result.ok)
-        _write_record(out, outcome)
-        await loop.run_in_executor(pool, _write_results, out, seq.name, np.array(boxes), np.array(times))
+        await loop.run_in_executor(pool, _write_results, out, outcome, np.array(boxes), np.array(times))
         replay.remove()
     except SequenceStopped as exc:  # the server gave no reply for too long: no result, a rerun resumes
         replay.drop_unanswered_tail()
@@ -399,7 +399,9 @@ def _check_fingerprint(settings: EvalSettings) -> None:
     atomic_write_text(path, json.dumps(mine, indent=2, sort_keys=True) + "\n")
 
 
-def _write_results(out: Path, name: str, boxes: np.ndarray, times: np.ndarray) -> None:
+def _write_results(out: Path, outcome: SequenceOutcome, boxes: np.ndarray, times: np.ndarray) -> None:
+    name = outcome.name
+    _write_record(out, outcome)
     write_result(out / RESULTS_PYTRACKING, name, boxes, times, layout="pytracking")
     write_result(out / RESULTS, name, boxes, times, layout="got10k")  # last: its presence marks "done"
 

@@ -86,10 +86,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
-    """Append ``line`` and a newline to ``path`` (created with the umask's mode, parents too) and close
-    it. One ``write`` call: a crash leaves at most a torn last line, which readers must skip."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Append ``line`` and a newline to ``path`` (created with the umask's mode; its folder must exist)
+    and close it. One ``write`` call: a crash leaves at most a torn last line, which readers must skip."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")
 

@@ -37,6 +37,7 @@ from typing import Any, Awaitable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 
 __all__ = [
     "Response",
@@ -55,6 +56,7 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 """Largest response body accepted (1 MiB)."""
 
 T = TypeVar("T")
+_deadline = getattr(asyncio, "timeout", None)
 
 
 class TransportError(Exception):
@@ -138,6 +140,7 @@ class AsyncHTTPClient:
         self.max_body_bytes = int(max_body_bytes)
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._urls: dict[str, yarl.URL] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0, ttl_dns_cache=300)
@@ -161,6 +164,9 @@ class AsyncHTTPClient:
         assert self._slots is not None
         async with self._slots:
             try:
+                if _deadline is not None:  # Python >= 3.11: no extra task per request
+                    async with _deadline(self.read_timeout_s):
+                        return await self._exchange(method, path, body, headers)
                 return await asyncio.wait_for(self._exchange(method, path, body, headers), self.read_timeout_s)
             except TransportError:
                 raise
@@ -175,11 +181,16 @@ class AsyncHTTPClient:
 
     async def _exchange(self, method: str, path: str, body: bytes, headers: Mapping[str, str] | None) -> Response:
         assert self._session is not None
-        async with self._session.request(method, self.origin + path, data=body or None, headers=headers) as resp:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = yarl.URL(self.origin + path)
+        async with self._session.request(method, url, data=body or None, headers=headers) as resp:
             cap = self.max_body_bytes
-            if resp.content_length is not None and resp.content_length > cap:
-                resp.close()
-                raise ResponseTooLarge(f"response body of {resp.content_length} bytes exceeds the {cap}-byte limit")
+            if resp.content_length is not None:
+                if resp.content_length > cap:
+                    resp.close()
+                    raise ResponseTooLarge(f"response body of {resp.content_length} bytes exceeds the {cap}-byte limit")
+                return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, await resp.read())
             chunks, size = [], 0
             async for chunk in resp.content.iter_any():
                 size += len(chunk)
