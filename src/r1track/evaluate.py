@@ -377,7 +377,8 @@ def _fingerprint(settings: EvalSettings) -> dict:
         "init": settings.init,
         "max_frames": settings.max_frames,
         "params": asdict(settings.params),
-        "backend_options": {k: repr(v) for k, v in sorted(settings.backend_options.items())},
+        # the API key is no setting of the results (and never written to a file)
+        "backend_options": {k: repr(v) for k, v in sorted(settings.backend_options.items()) if k != "api_key"},
     }
 
 

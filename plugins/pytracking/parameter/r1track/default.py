@@ -12,6 +12,8 @@ def parameters():
     params.model = None                           # None: the first model the server lists
     params.timeout_s = 120.0                      # per attempt; 3 retries with backoff
     params.retries = 3
+    params.max_consecutive_faults = 3             # a server that gives no reply for 3 frames in a row ...
+    params.max_fault_seconds = 120.0              # ... or 120 s stops the sequence: it raises, no result file
     params.prompt_version = "r1track-v1"
     params.think = False
     params.crop_size = 336
