@@ -3,7 +3,7 @@
 What is timed, per frame, with no model (a local server in its own process answers at once with a
 fixed box, without even parsing the request):
 
-* **r1track** — ``Tracker.track(path)`` with the ``openai`` backend: JPEG decode at the coarsest
+* **r1track** — ``Tracker.run`` (``Tracker.track`` per frame) with the ``openai`` backend: JPEG decode at the coarsest
   DCT scale the crop needs and only down to the window's last row, the search crop, one JPEG encode (the template's data URL is cached for
   the sequence), the JSON body, the request on a persistent keep-alive connection, parsing and the
   sanity checks.
@@ -91,22 +91,33 @@ def start_server(port: int) -> subprocess.Popen:
 
 
 def run_ours(base_url: str, paths: list[Path], boxes: np.ndarray, params: TrackerParams) -> list[dict]:
-    """``Tracker.track`` per frame, timed whole. ``decode`` is measured apart, outside that time: the
-    same ``load_for_window`` call the tracker makes for the frame, run once more just before it (so
-    ``total - decode`` is what a frame would cost with decoding for free: the floor of the design)."""
+    """:meth:`Tracker.run` over the frames, each frame timed whole. ``decode`` is measured apart, outside that
+    time: the same ``load_for_window`` call the tracker makes for the frame, run once more just before the
+    tracker pulls the frame (so ``total - decode`` is what a frame would cost with decoding for free: the
+    floor of the design)."""
     backend = OpenAIBackend(base_url, "fake-model")
     tr = Tracker(backend, params)
-    tr.initialize(paths[0], boxes[0])
+    decode = [0.0]
+
+    def frames():
+        yield paths[0]
+        for p in paths[1:]:
+            window = plan_window(tr.box_xywh_orig, params.search_factor_after(tr.consecutive_failures), params.crop_size)
+            t0 = time.perf_counter()
+            load_for_window(p, window)
+            decode[0] = time.perf_counter() - t0
+            yield p
+
     rows = []
-    for p in paths[1:]:
-        window = plan_window(tr.box_xywh_orig, params.search_factor_after(tr.consecutive_failures), params.crop_size)
+    results = tr.run(frames(), boxes[0])
+    next(results)  # the initial frame
+    while True:
         t0 = time.perf_counter()
-        load_for_window(p, window)
-        decode = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        r = tr.track(p)
-        total = time.perf_counter() - t0
-        rows.append(dict(decode=decode, prepare=r.timing.prepare_s, http=r.timing.request_s, parse=r.timing.apply_s,
+        r = next(results, None)
+        if r is None:
+            break
+        total = time.perf_counter() - t0 - decode[0]
+        rows.append(dict(decode=decode[0], prepare=r.timing.prepare_s, http=r.timing.request_s, parse=r.timing.apply_s,
                          total=total))
     backend.close()
     return rows

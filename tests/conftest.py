@@ -11,8 +11,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
-from upstream.fixtures import TinyModel, tiny_serve_model, tiny_sft_model, upstream_venv  # noqa: F401  (fixtures)
+from budget import FAST_MAX_EXAMPLES, HEAVY_MAX_EXAMPLES
+from upstream import venvs
+from upstream.fixtures import TinyModel, terminal_say, tiny_serve_model, tiny_sft_model, upstream_venv  # noqa: F401  (fixtures)
+
+settings.register_profile("fast", max_examples=FAST_MAX_EXAMPLES, deadline=None)
+settings.register_profile("heavy", max_examples=HEAVY_MAX_EXAMPLES, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))  # --hypothesis-profile=NAME overrides this
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALSEQ_DIR = Path(os.environ.get("R1TRACK_REALSEQ", REPO_ROOT.parent / "shared" / "data" / "realseq"))
@@ -24,3 +31,8 @@ def realseq_dir() -> Path:
     if not (REALSEQ_DIR / "list.txt").is_file():
         pytest.skip(f"real sequences not found at {REALSEQ_DIR}")
     return REALSEQ_DIR
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Building a test environment takes minutes: say so on the terminal, past pytest's output capture."""
+    venvs.set_reporter(terminal_say(config))

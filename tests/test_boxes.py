@@ -5,6 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budget import examples
+
 from r1track.boxes import (
     BoxXYXY,
     area_xyxy,
@@ -35,7 +37,7 @@ def test_xywh_xyxy_round_trip(b):
 
 
 @given(any_box, any_box)
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 def test_iou_giou_finite_bounded_symmetric_on_any_input(a, b):
     for f, lo in ((iou_xyxy, 0.0), (giou_xyxy, -1.0)):
         v = f(a, b)
@@ -45,7 +47,7 @@ def test_iou_giou_finite_bounded_symmetric_on_any_input(a, b):
 
 
 @given(xywh, xywh)
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 def test_giou_never_exceeds_iou_and_array_matches_scalar(a, b):
     a_xyxy, b_xyxy = xywh_to_xyxy(a), xywh_to_xyxy(b)
     iou = iou_xyxy(a_xyxy, b_xyxy)

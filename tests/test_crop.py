@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from budget import examples
 from PIL import Image
 
 from r1track.crop import (
@@ -62,7 +64,7 @@ def scene(draw):
 
 
 @given(scene(), VALID_SIDES, st.booleans(), st.integers(0, 10_000))
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_drawn_box_lands_pixel_for_pixel_where_the_transform_says(sc, out_side, jitter, seed):
     w, h, box_xyxy, target_xywh, factor = sc
     img = frame_with_box(w, h, box_xyxy, seed)
@@ -83,7 +85,7 @@ def test_drawn_box_lands_pixel_for_pixel_where_the_transform_says(sc, out_side, 
 
 
 @given(scene(), VALID_SIDES)
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 def test_padding_uses_fill_colour_exactly_outside_the_image(sc, out_side):
     w, h, box_xyxy, target_xywh, factor = sc
     img = frame_with_box(w, h, box_xyxy)
@@ -96,7 +98,7 @@ def test_padding_uses_fill_colour_exactly_outside_the_image(sc, out_side):
 
 
 @given(scene(), VALID_SIDES, st.integers(0, 1000))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 def test_bilinear_crop_keeps_the_box_where_the_transform_says(sc, out_side, seed):
     w, h, box_xyxy, target_xywh, factor = sc
     img = frame_with_box(w, h, box_xyxy, seed)

@@ -526,3 +526,19 @@ def test_lasot_and_trackingnet_layouts_build_with_their_labels(red_root, tmp_pat
             written = ints(s["prompt_boxes"][0]) if k == 0 else ints(s["answer"])
             if s["dataset"] == "lasot" or not seqs[[q.name for q in seqs].index(s["sequence"])].absent[s["frame_indices"][k]]:
                 assert np.abs(np.array(red_extent(rgb)) - np.array(written)).max() <= 1.0
+
+
+def test_reference_profile_think_data_uses_the_reference_layout(red_root, tmp_path):
+    from r1track.prompts import THINK_WRAPPER
+
+    root, _ = red_root
+    out = tmp_path / "think5k"
+    assert main(["data", "build", f"got10k:{root}@train", "--out", str(out), "--profile", "r1track-5k", "--quiet",
+                 "--val-fraction", "0", "--think", "--num-samples", "1"]) == 0
+    text = json.loads((out / "llamafactory" / "train.json").read_text())[0]["messages"][0]["content"]
+    assert text.startswith(THINK_WRAPPER + " <image> <image>Please identify")  # instruction, images, task
+    out2 = tmp_path / "think_default"
+    assert main(["data", "build", f"got10k:{root}@train", "--out", str(out2), "--profile", "r1track-5k", "--quiet",
+                 "--val-fraction", "0", "--think", "--think-layout", "images-first", "--num-samples", "1"]) == 0
+    text = json.loads((out2 / "llamafactory" / "train.json").read_text())[0]["messages"][0]["content"]
+    assert text.startswith("<image><image>" + THINK_WRAPPER)

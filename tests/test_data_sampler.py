@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budget import examples
+
 from r1track.data.balance import EDGES, balance_weights, bin_index, bin_labels, histogram
 from r1track.data.checks import CheckedSequence, align_frames, check_sequence
 from r1track.data.profiles import SUPPORTED_CROP_SIDES, get_profile
@@ -79,7 +81,7 @@ def usable_sequences(draw):
     st.booleans(),
     st.integers(0, 10_000),
 )
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 def test_planned_samples_obey_every_rule(usables, max_gap, mem_gap, triples, balanced, seed):
     cfg = get_profile("r1track").replace(
         max_gap=max_gap, memory_max_gap=mem_gap, samples_per_sequence=3, balance=("aspect", "scale") if balanced else ()

@@ -17,7 +17,7 @@ from r1track.testing.openai_server import OpenAIServer
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path):
-    r = run_demo(tmp_path / "demo", sequences=2, frames=20, progress=False, say=lambda m: None)
+    r = run_demo(tmp_path / "demo", sequences=2, frames=12, progress=False, say=lambda m: None)
     assert (r.out / "data/GOT10k/train/list.txt").is_file() and (r.out / "data/GOT10k/val/list.txt").is_file()
     for f in ("llamafactory/train.json", "llamafactory/dataset_info.json", "easyr1/train.parquet", "easyr1/val.parquet",
               "verl/train.parquet", "stats.json"):
@@ -27,7 +27,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert report["protocol"] == "got10k" and 0.0 < report["overall"]["ao"] <= 1.0
     assert len(list((r.run_dir / "results").iterdir())) == 2
     with Image.open(r.gif) as gif:
-        assert gif.n_frames == 20
+        assert gif.n_frames == 12
     # a second run replaces its own folder; a foreign folder is refused
     run_demo(tmp_path / "demo", sequences=1, frames=5, progress=False, say=lambda m: None)
     (tmp_path / "mine").mkdir()

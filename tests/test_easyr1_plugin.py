@@ -2,7 +2,7 @@
 
 EasyR1 itself is not installed here (it needs vLLM and a GPU). The contract is taken from EasyR1's code at
 commit b44b311 (verl/workers/reward/function.py, verl/utils/dataset.py, verl/trainer/config.py and the worker
-config dataclasses), which agrees with ../shared/docs/upstream/easyr1_verl.md sections 1-6; the tests do what
+config dataclasses), summarised in docs/upstream.md (EasyR1); the tests do what
 that code does: load the reward file with importlib by path, bind the kwargs with functools.partial, call it
 with a batch, collect metrics per key; render templates with ``jinja2.Template(text.strip()).render(content=...)``
 and split on ``<image>``; merge config.yaml and the command-line overrides over the config dataclasses' keys.
@@ -40,7 +40,7 @@ SCRIPTS = {"no-think": EXAMPLES / "qwen2_5_vl_3b_r1track_grpo.sh", "think": EXAM
 VERL_SCRIPT = REPO / "examples" / "verl" / "qwen2_5_vl_3b_r1track_grpo.sh"
 CROP_SIDES = (112, 224, 336, 448)  # what `r1track data build` emits (multiples of 28)
 
-# The keys current EasyR1 accepts (easyr1_verl.md sections 1-6, checked against the config dataclasses of
+# The keys current EasyR1 accepts (docs/upstream.md, EasyR1; checked against the config dataclasses of
 # EasyR1 b44b311: verl/trainer/config.py, verl/workers/{actor,critic,rollout,reward}/config.py; fields with
 # init=False are "auto keys" EasyR1 fills in itself). name:type, "?" = may be null.
 EASYR1_KEYS = {
@@ -66,7 +66,7 @@ ACCEPTED = {f"{group}.{item.split(':')[0]}": item.split(":")[1] for group, items
 ACCEPTED.update({k.replace("worker.actor.", "worker.critic.", 1): t for k, t in ACCEPTED.items()
                  if k.startswith(("worker.actor.model.", "worker.actor.optim.", "worker.actor.fsdp.", "worker.actor.offload."))})
 FREE_DICTS = {k for k, t in ACCEPTED.items() if t == "dict"}  # any key below these is allowed
-# Keys of R1-Track's EasyR1 fork that current EasyR1 rejects (easyr1_verl.md section 6).
+# Keys of R1-Track's EasyR1 fork that current EasyR1 rejects (docs/upstream.md, EasyR1).
 REMOVED = ("worker.reward.reward_type", "worker.reward.compute_score", "data.system_prompt", "trainer.total_episodes",
            "worker.actor.ulysses_sequence_parallel_size")
 
@@ -298,7 +298,7 @@ def test_launch_scripts_set_only_keys_easyr1_accepts_and_what_matters(mode, tmp_
 @pytest.mark.parametrize("mode", ["no-think", "think"])
 @pytest.mark.parametrize("gpus", [1, 2, 4, 8])
 def test_launch_scripts_pass_easyr1_start_up_checks(mode, gpus, tmp_path):
-    # RayPPOTrainer.__init__ and FSDPWorker._init_config of EasyR1 b44b311 (easyr1_verl.md section 5).
+    # RayPPOTrainer.__init__ and FSDPWorker._init_config of EasyR1 b44b311 (docs/upstream.md, EasyR1 start-up checks).
     c = effective_config(SCRIPTS[mode], tmp_path, N_GPUS=str(gpus))
     assert c["trainer.n_gpus_per_node"] == gpus
     n, rollout = c["worker.rollout.n"], c["data.rollout_batch_size"]
@@ -407,3 +407,37 @@ def test_scripts_and_config_work_from_an_installed_easyr1_checkout(tmp_path):
     raw = yaml.safe_load(CONFIG.read_text())
     assert (easyr1 / raw["data"]["format_prompt"]).is_file()
     assert (easyr1 / raw["worker"]["reward"]["reward_function"].rpartition(":")[0]).is_file()
+
+
+def test_instruction_first_template_is_generated_and_renders_the_reference_layout():
+    path = PLUGIN_DIR / "format_prompt" / "r1track_think_instruction_first.jinja"
+    assert path.read_text(encoding="utf-8") == easyr1_format_prompt(True, "instruction-first")
+    boxes = [(10, 20, 30, 40)]
+    problem = render_text("r1track-v1", think=False, boxes_xyxy_model=boxes)
+    rendered = render_like_easyr1(path, problem)
+    # R1-Track's think GRPO prompt: data.system_prompt + " " + "<image> <image>" + task
+    task = problem[len("<image><image>"):]
+    assert rendered == THINK_WRAPPER + " <image> <image>" + task
+    assert rendered == render_text("r1track-v1", think=True, boxes_xyxy_model=boxes, think_layout="instruction-first")
+    assert render_like_easyr1(path, rendered) == rendered  # already laid out: unchanged
+    items = easyr1_content_list(rendered)
+    assert [i["type"] for i in items] == ["text", "image", "text", "image", "text"] and items[2]["text"] == " "
+
+
+def test_think_script_selects_the_layout(tmp_path):
+    script = PLUGIN_DIR / "examples" / "qwen2_5_vl_3b_r1track_grpo_think.sh"
+    c = effective_config(script, tmp_path, THINK_LAYOUT="instruction-first")
+    assert Path(c["data.format_prompt"]).name == "r1track_think_instruction_first.jinja"
+
+
+@pytest.mark.parametrize("version,ok", [("2.3.1", True), ("2.4.0", False), ("2.10.1", False), ("3.0", False)])
+def test_launch_scripts_refuse_omegaconf_2_4(tmp_path, version, ok):
+    fake = tmp_path / "site"
+    fake.mkdir()
+    (fake / "omegaconf.py").write_text(f"__version__ = {version!r}\n")
+    for script in sorted((PLUGIN_DIR / "examples").glob("*.sh")):
+        env = {"PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])}
+        proc = dry_run(script, tmp_path, env)
+        assert (proc.returncode == 0) == ok, proc.stderr
+        if not ok:
+            assert proc.returncode == 2 and "pip install 'omegaconf<2.4'" in proc.stderr and version in proc.stderr

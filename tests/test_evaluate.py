@@ -209,3 +209,35 @@ def test_test_splits_are_packed_for_the_servers(tmp_path, capsys):
     assert "r1track pack got10k" in capsys.readouterr().out
     assert main(["pack", "got10k", str(out / "results"), "--dataset", str(root), "-o", str(tmp_path / "got.zip")]) == 0
     assert len(zipfile.ZipFile(tmp_path / "got.zip").namelist()) == 4
+
+
+def test_missing_and_corrupt_frames_fall_back_and_replay_identically(tmp_path, got10k_val, monkeypatch):
+    import shutil
+
+    from datagen import corrupt_jpeg
+    from r1track import evaluate as ev
+
+    root, _ = got10k_val
+    seq_dir = sorted((root / "val").iterdir())[0]
+    (seq_dir / "00000004.jpg").unlink()
+    corrupt_jpeg(seq_dir / "00000007.jpg")
+    seq = next(s for s in read_got10k(root, "val") if s.name == seq_dir.name)
+    monkeypatch.setattr(ev._ReplayLog, "remove", lambda self: None)  # keep the complete log
+    out = tmp_path / "a"
+    run = evaluate([seq], EvalSettings(out, backend="ncc", progress=False))
+    (o,) = run.outcomes
+    assert o.status == "done" and o.record.fallbacks.get("missing_frame") == 1 and o.record.fallbacks.get("unreadable_frame") == 1
+    full, _ = read_result(out / "results", seq.name)
+    assert len(full) == len(seq.boxes_xywh_orig)  # one line per ground-truth row
+    assert (full[3] == full[2]).all()  # the missing frame 4 keeps frame 3's box
+    log = out / "partial" / f"{seq.name}.jsonl"
+    lines = log.read_text().splitlines()
+    assert json.loads(lines[2]).get("skip") == "missing_frame" and json.loads(lines[5]).get("skip") == "unreadable_frame"
+    # as if cut off after frame 8: the replay goes through both skipped frames without recomputing them
+    log.write_text("\n".join(lines[:7]) + "\n")
+    shutil.rmtree(out / "results")
+    shutil.rmtree(out / "results_pytracking")
+    run = evaluate([seq], EvalSettings(out, backend="ncc", progress=False))
+    assert run.outcomes[0].replayed == 7 and run.outcomes[0].record.fallbacks == o.record.fallbacks
+    again, _ = read_result(out / "results", seq.name)
+    assert np.array_equal(full, again)

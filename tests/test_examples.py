@@ -18,7 +18,7 @@ MERGE = REPO / "examples" / "r1_track_lora_merge.yaml"
 
 
 def llamafactory_preresize(width: int, height: int, max_pixels: int, min_pixels: int) -> tuple[int, int]:
-    """LLaMA-Factory 0.9.5 ``Qwen2VLPlugin._preprocess_image`` (llamafactory.md §6): scale down by
+    """LLaMA-Factory 0.9.5 ``Qwen2VLPlugin._preprocess_image`` (docs/upstream.md, LLaMA-Factory): scale down by
     sqrt(max / (w h)) above ``image_max_pixels``, up by sqrt(min / (w h)) below ``image_min_pixels``,
     int() truncation; sides below 28 become 28."""
     if width * height > max_pixels:

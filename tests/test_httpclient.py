@@ -159,8 +159,8 @@ def test_a_server_that_stops_reading_cannot_hang_a_request():
 
 
 def test_a_dropped_keep_alive_connection_is_never_resent(server_factory):
-    # first request answered and kept alive, the second one read and then dropped without an answer:
-    # aiohttp on its own would send a GET again on a new connection; here each attempt is the caller's
+    # first request answered and kept alive, the second one read and then dropped without an answer: a client
+    # may not quietly send it again on a new connection (aiohttp does for a GET); each attempt is the caller's
     answers = iter([(ok(), False), (b"", True), (ok(), False)])
     srv = server_factory(lambda req: next(answers))
 

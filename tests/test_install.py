@@ -282,3 +282,160 @@ def test_install_plugins_script_runs_without_r1track_installed(tmp_path):
     proc = subprocess.run([base, str(REPO / "install_plugins.py"), "--llamafactory", str(lf), "--dry-run"], capture_output=True, text=True, env=env)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     assert "LLaMA-Factory at" in proc.stdout
+
+
+# -- never lose a user's bytes ------------------------------------------------------------------------------------
+
+
+def test_second_force_never_overwrites_the_users_original_file(tmp_path, src):
+    er = make_easyr1(tmp_path / "er")
+    reward = er / "examples/reward_function/r1track.py"
+    reward.write_text("# my original reward\n")
+    install("easyr1", er, src, force=True)
+    reward.write_text("# my later edit of the installed file\n")
+    plan = install("easyr1", er, src, force=True)
+    assert any(a.kind == "force" and "r1track.py.r1track-backup-2" in a.detail for a in plan.actions)
+    assert (er / "examples/reward_function/r1track.py.r1track-backup").read_text() == "# my original reward\n"
+    assert (er / "examples/reward_function/r1track.py.r1track-backup-2").read_text() == "# my later edit of the installed file\n"
+    plan = plan_uninstall(TARGETS["easyr1"], er)
+    assert ("keep", "examples/reward_function/r1track.py.r1track-backup-2") in {(a.kind, a.path) for a in plan.actions}
+    apply_plan(plan)
+    assert reward.read_text() == "# my original reward\n"  # the original bytes, not the edit
+    assert (er / "examples/reward_function/r1track.py.r1track-backup-2").read_text() == "# my later edit of the installed file\n"
+
+
+def test_update_after_force_still_restores_the_original_on_uninstall(tmp_path, src):
+    er = make_easyr1(tmp_path / "er")
+    reward = er / "examples/reward_function/r1track.py"
+    reward.write_bytes(b"# original\n")
+    install("easyr1", er, src, force=True)
+    (src / "plugins/easyr1/reward_function/r1track.py").write_text("REWARD_TYPE = 'batch'  # new release\n")
+    assert any(a.kind == "update" for a in install("easyr1", er, src).actions)
+    apply_plan(plan_uninstall(TARGETS["easyr1"], er))
+    assert reward.read_bytes() == b"# original\n"
+
+
+MINE = {"file_name": "my_own.json"}
+
+
+def forced_then_edited(tmp_path: Path, src: Path, edit) -> tuple[Path, Path]:
+    """A LLaMA-Factory checkout whose own r1_track entry (MINE) was replaced by --force, then edited by
+    ``edit(entry)`` (which returns the new entry)."""
+    lf = make_llamafactory(tmp_path / "lf")
+    info_path = lf / "data/dataset_info.json"
+    info_path.write_text(json.dumps({**USER_ENTRY, "r1_track": MINE}, indent=2))
+    install("llamafactory", lf, src, force=True)
+    info = json.loads(info_path.read_text())
+    info["r1_track"] = edit(info["r1_track"])
+    info_path.write_text(json.dumps(info, indent=2))
+    return lf, info_path
+
+
+def test_force_replaced_entry_edited_by_the_user_is_restored_and_the_edit_kept(tmp_path, src):
+    lf, info_path = forced_then_edited(tmp_path, src, lambda e: {**e, "num_samples": 100})  # the user tunes it
+    mine = MINE
+    plan = plan_uninstall(TARGETS["llamafactory"], lf)
+    assert any(a.kind == "restore" and "r1_track.r1track-edited" in a.detail for a in plan.actions)
+    apply_plan(plan)
+    after = json.loads(info_path.read_text())
+    assert after["r1_track"] == mine  # the original entry is back
+    assert after["r1_track.r1track-edited"] == {"file_name": "r1track/sharegpt.json", "num_samples": 100}
+    assert after["alpaca_en_demo"] == USER_ENTRY["alpaca_en_demo"]
+
+
+def test_second_force_over_an_edited_entry_keeps_the_original(tmp_path, src):
+    lf, info_path = forced_then_edited(tmp_path, src, lambda e: {"file_name": "edited.json"})
+    mine = MINE
+    install("llamafactory", lf, src, force=True)
+    apply_plan(plan_uninstall(TARGETS["llamafactory"], lf))
+    after = json.loads(info_path.read_text())
+    assert after["r1_track"] == mine and after["r1_track.r1track-edited"] == {"file_name": "edited.json"}
+
+
+def test_unwritable_folder_leaves_the_tree_unchanged(tmp_path, src, monkeypatch, capsys):
+    from r1track import install as inst
+
+    lf = make_llamafactory(tmp_path / "lf")
+    before = snapshot(lf)
+    data = lf / "data"
+    if os.geteuid() == 0:  # root writes through permission bits: make the probe meet a read-only folder
+        real = inst._writable
+        monkeypatch.setattr(inst, "_writable", lambda folder, probe=True: folder != data and real(folder, probe))
+    else:
+        data.chmod(0o555)
+    try:
+        monkeypatch.setenv("R1TRACK_HOME", str(src))
+        p = argparse.ArgumentParser()
+        cmd.add_arguments(p)
+        assert cmd.run(p.parse_args(["--llamafactory", str(lf)])) == 2
+        out = capsys.readouterr().out
+        assert f"cannot write in {data}" in out and "merge" not in out  # no plan printed as if applied
+        assert snapshot(lf) == before
+    finally:
+        data.chmod(0o755)
+
+
+def test_symlinked_dataset_info_stays_a_link(tmp_path, src):
+    lf = make_llamafactory(tmp_path / "lf")
+    real = lf / "data/shared_info.json"
+    os.replace(lf / "data/dataset_info.json", real)
+    (lf / "data/dataset_info.json").symlink_to("shared_info.json")
+    install("llamafactory", lf, src)
+    link = lf / "data/dataset_info.json"
+    assert link.is_symlink() and "r1_track" in json.loads(real.read_text())
+    apply_plan(plan_uninstall(TARGETS["llamafactory"], lf))
+    assert link.is_symlink() and json.loads(real.read_text()) == USER_ENTRY
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps(USER_ENTRY))
+    link.unlink()
+    link.symlink_to(outside)
+    with pytest.raises(InstallError, match="outside"):
+        plan_install(TARGETS["llamafactory"], lf, source=src)
+    assert json.loads(outside.read_text()) == USER_ENTRY
+
+
+def test_dataset_info_keeps_indentation_and_key_order_and_refuses_duplicates(tmp_path, src):
+    lf = make_llamafactory(tmp_path / "lf")
+    info_path = lf / "data/dataset_info.json"
+    original = '{\n    "zeta": {"file_name": "z.json"},\n    "alpha": {\n        "file_name": "a.json"\n    }\n}\n'
+    info_path.write_text(original)
+    install("llamafactory", lf, src)
+    text = info_path.read_text()
+    assert text.startswith('{\n    "zeta": {\n        "file_name": "z.json"\n    },\n    "alpha"')
+    assert list(json.loads(text)) == ["zeta", "alpha", "r1_track", "r1_track_hub"]
+    apply_plan(plan_uninstall(TARGETS["llamafactory"], lf))
+    assert json.loads(info_path.read_text()) == json.loads(original) and info_path.read_text().count("\n    \"") == 2
+    info_path.write_text('{"a": {"file_name": "1.json"}, "a": {"file_name": "2.json"}}')
+    with pytest.raises(InstallError, match="duplicate key 'a'"):
+        plan_install(TARGETS["llamafactory"], lf, source=src)
+
+
+def test_uninstall_removes_pycache_in_folders_it_created(tmp_path, src, capsys, monkeypatch):
+    pt = make_pytracking(tmp_path / "pt")
+    install("pytracking", pt, src)
+    cache = pt / "pytracking/tracker/r1track/__pycache__"
+    cache.mkdir()
+    (cache / "__init__.cpython-311.pyc").write_bytes(b"compiled")
+    (pt / "pytracking/tracker/r1track/notes.txt").write_text("mine")  # not ours: this folder must stay
+    monkeypatch.setenv("R1TRACK_HOME", str(src))
+    p = argparse.ArgumentParser()
+    cmd.add_arguments(p)
+    assert cmd.run(p.parse_args(["--pytracking", str(pt), "--uninstall"])) == 0
+    out = capsys.readouterr().out
+    assert not (pt / "pytracking/parameter/r1track").exists()
+    assert "pytracking/parameter/r1track  (created by the install; removed)" in out
+    assert "pytracking/tracker/r1track  (kept: it holds files that are not r1track's)" in out
+    assert not cache.exists() and (pt / "pytracking/tracker/r1track/notes.txt").is_file()
+
+
+def test_wording_of_dry_run_and_refusals(tmp_path, src, capsys, monkeypatch):
+    monkeypatch.setenv("R1TRACK_HOME", str(src))
+    pt = make_pytracking(tmp_path / "pt")
+    p = argparse.ArgumentParser()
+    cmd.add_arguments(p)
+    cmd.run(p.parse_args(["--pytracking", str(pt), "--dry-run"]))
+    out = capsys.readouterr().out
+    assert f"would write manifest {MANIFEST_NAME}\n" in out and "(written)" not in out
+    with pytest.raises(InstallError) as err:
+        plan_install(TARGETS["pytracking"], tmp_path, source=src)
+    assert "(expected" not in str(err.value) and "it has no pytracking/tracker/base/basetracker.py" in str(err.value)

@@ -44,7 +44,7 @@ def test_incomplete_results_are_refused_and_nothing_written(tmp_path, capsys):
     write_result(res, names[1], np.zeros((4, 4)) + 1)  # one frame short
     assert main(["pack", "got10k", str(res), "--dataset", str(root), "-o", str(tmp_path / "x.zip")]) == 2
     err = capsys.readouterr().err
-    assert f"{names[1]}: 4 boxes for 5 frames" in err
+    assert f"{names[1]}_001.txt has 4 boxes for 5 frames" in err
     assert not (tmp_path / "x.zip").exists()
     write_result(res, names[1], np.zeros((5, 4)) + 1)
     assert main(["pack", "got10k", str(res), "--dataset", str(root), "-o", str(tmp_path / "x.zip")]) == 0

@@ -5,6 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budget import examples
+
 from r1track.parse import is_bare_box_json, parse_reply, strict_think_format
 
 CASES = [
@@ -101,7 +103,7 @@ replies = st.one_of(st.text(max_size=200), st.lists(fragments, max_size=40).map(
 
 
 @given(replies)
-@settings(max_examples=10_000, deadline=None)
+@settings(max_examples=examples(10_000), deadline=None)
 def test_never_raises_and_any_box_is_finite_and_ordered(reply):
     r = parse_reply(reply)
     assert isinstance(r.reason, str)
@@ -115,7 +117,7 @@ def test_never_raises_and_any_box_is_finite_and_ordered(reply):
 
 
 @given(st.lists(st.integers(-5000, 5000), min_size=4, max_size=4), st.sampled_from(["plain", "json", "bbox", "answer", "fence"]))
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 def test_round_trip_of_generated_boxes(vals, style):
     reply = {
         "plain": "[{},{},{},{}]".format(*vals),
@@ -172,3 +174,12 @@ def test_answer_text_is_the_last_complete_answer_block():
     assert parse_reply("<answer>[1,2,3,4]").answer_text is None  # unterminated
     assert parse_reply("[1,2,3,4]").answer_text is None
     assert parse_reply("<answer>no box</answer>").answer_text == "no box"
+
+
+def test_answer_text_is_the_last_complete_block_when_think_mentions_the_tag():
+    from r1track.parse import parse_reply as _parse
+
+    p = _parse("<think>put it in <answer> tags</think><answer>[1,2,30,40]</answer>")
+    assert p.answer_text == "[1,2,30,40]"
+    assert tuple(p.box_xyxy_model) == (1, 2, 30, 40)
+    assert _parse("<answer>[0,0,1,1]</answer> then <answer>[5,6,7,8]</answer>").answer_text == "[5,6,7,8]"

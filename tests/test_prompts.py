@@ -124,3 +124,43 @@ def test_grounding_content_is_image_then_qwen_prompt():
     ]
     with pytest.raises(ValueError, match="empty"):
         render_grounding_content("  ", "u")
+
+
+@pytest.mark.parametrize("version", sorted(PROMPTS))
+@pytest.mark.parametrize("think", [False, True])
+@pytest.mark.parametrize("layout", ["images-first", "instruction-first"])
+def test_chat_content_is_the_placeholder_text_with_images(version, think, layout):
+    from r1track.prompts import render_chat_content, render_text
+
+    boxes = [(1, 2, 30, 40)] * PROMPTS[version].n_boxes
+    urls = [f"u{i}" for i in range(PROMPTS[version].n_images)]
+    parts = render_chat_content(version, think=think, boxes_xyxy_model=boxes, image_urls=urls, think_layout=layout)
+    rebuilt = "".join(p["text"] if p["type"] == "text" else "<image>" for p in parts)
+    assert rebuilt == render_text(version, think=think, boxes_xyxy_model=boxes, think_layout=layout)
+    assert [p["image_url"]["url"] for p in parts if p["type"] == "image_url"] == urls
+
+
+def test_instruction_first_is_the_reference_think_grpo_layout():
+    from r1track.prompts import THINK_WRAPPER, render_task, render_text
+
+    boxes = [(1, 2, 30, 40)]
+    # R1-Track's fork joined data.system_prompt and the row's "<image> <image>" + task with one space
+    want = THINK_WRAPPER + " " + "<image> <image>" + render_task("r1track-v1", boxes)
+    assert render_text("r1track-v1", think=True, boxes_xyxy_model=boxes, think_layout="instruction-first") == want
+    # no-think text does not depend on the layout; the default layout is unchanged
+    assert render_text("r1track-v1", think=False, boxes_xyxy_model=boxes, think_layout="instruction-first") == \
+        "<image><image>" + render_task("r1track-v1", boxes)
+    assert render_text("r1track-v1", think=True, boxes_xyxy_model=boxes).startswith("<image><image>" + THINK_WRAPPER)
+    with pytest.raises(ValueError, match="think layout"):
+        render_text("r1track-v1", think=True, boxes_xyxy_model=boxes, think_layout="sideways")
+
+
+def test_tracker_and_profiles_carry_the_think_layout():
+    from r1track.data.profiles import get_profile
+    from r1track.tracker import TrackerParams
+
+    assert TrackerParams().think_layout == "images-first"
+    with pytest.raises(ValueError, match="think layout"):
+        TrackerParams(think_layout="x")
+    assert get_profile("r1track-5k").think_layout == "instruction-first"
+    assert get_profile("r1track").think_layout == "images-first"

@@ -1,5 +1,5 @@
 """PyTracking contract test: the plugin in plugins/pytracking driven through a minimal stand-in of
-PyTracking, written for this test from ../shared/docs/upstream/pytracking_got10k_vot.md section 1
+PyTracking, written for this test from PyTracking's contract (docs/upstream.md, PyTracking)
 (PyTracking is not on PyPI and none of its code is copied):
 
 * ``pytracking.tracker.base.BaseTracker``: ``__init__(params)`` stores params, ``visdom = None``;
@@ -12,6 +12,7 @@ PyTracking, written for this test from ../shared/docs/upstream/pytracking_got10k
 """
 
 import copy
+import pickle
 import importlib
 import logging
 import shutil
@@ -24,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from r1track import pytracking_adapter
+from r1track.integrations import pytracking as pytracking_adapter
 from r1track.data.readers import read_generic
 from r1track.testing.openai_server import OpenAIServer, reply, status
 
@@ -80,6 +81,7 @@ def pytracking(tmp_path, monkeypatch):
     yield root
     for name in [m for m in sys.modules if m == "pytracking" or m.startswith("pytracking.")]:
         del sys.modules[name]
+    sys.modules.pop("r1track.integrations.pytracking_tracker", None)  # its BaseTracker was this test's stand-in
     for backend in pytracking_adapter._BACKENDS.values():
         backend.close()
     pytracking_adapter._BACKENDS.clear()
@@ -140,21 +142,38 @@ def test_plugin_layout_and_class_contract(pytracking):
     assert tracker.initialize_features() is None
     assert tracker.visdom is None and tracker.params.multiobj_mode == "parallel"
     copy.deepcopy(tracker)  # MultiObjectWrapper(fast_load=True) deep-copies a fresh instance
+    assert pickle.loads(pickle.dumps(cls)) is cls  # --threads workers receive the class pickled
     assert pytracking_adapter._BACKENDS == {}  # no client at import or construction
 
 
 @pytest.mark.parametrize(
     "param, expect",
     [
-        ("default", dict(think=False, prompt_version="r1track-v1", crop_size=336, memory=False, structured_output=True)),
-        ("think", dict(think=True, prompt_version="r1track-v0", crop_size=336, structured_output=False, max_tokens=1024)),
+        ("default", dict(think=False, prompt_version="r1track-v1", crop_size=336, memory=False, structured_output=False)),
+        ("v0", dict(think=False, prompt_version="r1track-v0", crop_size=336, memory=False)),
+        ("think", dict(think=True, prompt_version="r1track-v0", crop_size=336, structured_output=False, effective_max_tokens=1024,
+                       think_layout="images-first")),
+        ("think_instruction_first", dict(think=True, prompt_version="r1track-v0", think_layout="instruction-first")),
         ("memory", dict(think=False, memory=True, memory_prompt_version="r1track-mem-v1", crop_size=336)),
+        ("ncc", dict(think=False, prompt_version="r1track-v1")),
     ],
 )
 def test_parameter_files(pytracking, param, expect):
-    tp = pytracking_adapter.tracker_params_from(load_params(param))
+    params = load_params(param)
+    tp = pytracking_adapter.tracker_params_from(params)
     for k, v in expect.items():
         assert getattr(tp, k) == v, k
+    assert params.backend == ("ncc" if param == "ncc" else "openai")
+
+
+def test_every_preset_ships_a_parameter_file_of_one_call():
+    from r1track.presets import PRESETS
+
+    files = sorted(p.stem for p in (PLUGIN / "parameter" / "r1track").glob("*.py") if p.stem != "__init__")
+    assert files == sorted(PRESETS)
+    for name in files:
+        body = (PLUGIN / "parameter" / "r1track" / f"{name}.py").read_text()
+        assert f'return preset_parameters("{name}")' in body and body.count("\n") <= 7
 
 
 def test_runs_a_sequence_over_http_with_environment_overrides(pytracking, crossing, monkeypatch):
@@ -168,7 +187,7 @@ def test_runs_a_sequence_over_http_with_environment_overrides(pytracking, crossi
     reqs = server.chat_requests()
     assert len(reqs) == len(crossing.frames) - 1 and {r.body["model"] for r in reqs} == {"from-env"}
     assert all(r.content_types == ["image_url", "image_url", "text"] for r in reqs)
-    assert "structured_outputs" in reqs[0].body  # default.py turns the regex on
+    assert "structured_outputs" not in reqs[0].body  # presets leave it off: servers other than vLLM >= 0.12 reject it
     # full precision: PyTracking's writer truncates to int, the plugin must not
     assert all(isinstance(v, float) for b in boxes for v in b)
     assert any(v != int(v) for b in boxes[1:] for v in b)
@@ -201,7 +220,7 @@ def test_fatal_error_is_logged_before_pytracking_swallows_it(pytracking, crossin
 
 
 def test_ncc_baseline_runs_without_a_server(pytracking, crossing):
-    boxes = run_sequence(crossing, load_params(backend="ncc"))
+    boxes = run_sequence(crossing, load_params("ncc"))
     assert boxes is not None and len(boxes) == len(crossing.frames)
 
 
@@ -231,21 +250,36 @@ def test_a_killed_server_makes_the_sequence_raise_so_pytracking_writes_no_result
     assert "stopped for want of replies" in text and "connection" in text
 
 
-def _worker_sequence(frame_paths, box):
-    """Runs in a spawned worker, as PyTracking's --threads does: one sequence with the ncc baseline."""
-    from types import SimpleNamespace
+WORKER_SCRIPT = """
+import multiprocessing, sys
+from types import SimpleNamespace
 
-    session = pytracking_adapter.PyTrackingSession(SimpleNamespace(backend="ncc"))
+import numpy as np
+from PIL import Image
+
+from r1track.integrations.pytracking import PyTrackingSession
+
+
+def one_sequence(paths, box):  # as a PyTracking --threads worker runs a sequence, with the ncc baseline
+    session = PyTrackingSession(SimpleNamespace(backend="ncc"))
     read = lambda p: np.asarray(Image.open(p).convert("RGB"))
-    session.initialize(read(frame_paths[0]), {"init_bbox": box, "sequence_name": "worker-seq"})
-    return [session.track(read(p))["target_bbox"] for p in frame_paths[1:]]
+    session.initialize(read(paths[0]), {"init_bbox": box, "sequence_name": "worker-seq"})
+    return [session.track(read(p))["target_bbox"] for p in paths[1:]]
 
 
-def test_every_worker_prints_its_summary_even_when_the_pool_terminates_it(crossing, capfd):
-    import multiprocessing
-
+if __name__ == "__main__":
+    paths, box = sys.argv[1:-4], [float(v) for v in sys.argv[-4:]]
     with multiprocessing.get_context("spawn").Pool(1) as pool:  # leaving the block terminates the worker
-        boxes = pool.apply(_worker_sequence, ([str(p) for p in crossing.frames[:4]], crossing.init_bbox))
-    assert len(boxes) == 3
-    err = capfd.readouterr().err
-    assert "r1track (pid" in err and "1 sequence(s), 3 frame(s) tracked" in err
+        print(len(pool.apply(one_sequence, (paths, box))))
+"""
+
+
+def test_every_worker_prints_its_summary_even_when_the_pool_terminates_it(crossing, tmp_path):
+    import subprocess
+
+    script = tmp_path / "run_pool.py"
+    script.write_text(WORKER_SCRIPT)
+    args = [str(p) for p in crossing.frames[:4]] + [str(v) for v in crossing.init_bbox]
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "3", proc.stderr
+    assert "r1track (pid" in proc.stderr and "1 sequence(s), 3 frame(s) tracked" in proc.stderr

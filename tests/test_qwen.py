@@ -7,7 +7,7 @@ from r1track.qwen import check_crop_side, model_input_size, nearest_valid_sides,
 
 @pytest.mark.parametrize(
     "side,expected",
-    # values measured with the real Qwen2.5-VL-3B processor (shared/docs/upstream/llamafactory.md §6)
+    # values measured with the real Qwen2.5-VL-3B processor (docs/upstream.md, Qwen2.5-VL coordinates and resizing)
     [(112, 112), (224, 224), (336, 336), (448, 448), (300, 308), (320, 308), (350, 336), (768, 756)],
 )
 def test_smart_resize_matches_measured_processor(side, expected):

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from r1track.data import DatasetError, read_generic, read_got10k
 from r1track.data.sequences import list_frames, read_boxes_file
@@ -150,3 +152,32 @@ def test_bundled_lasot_test_split_has_280_sequences_4_per_class(tmp_path):
         (d / "groundtruth.txt").write_text("1,2,3,4\n")
     with pytest.raises(DatasetError, match="airplane-9"):  # the rest of the test set is missing here
         list(read_lasot(tmp_path, split_file="test"))
+
+
+@given(rows=st.lists(st.tuples(*[st.floats(-1e6, 1e6, allow_nan=False, width=32)] * 4), min_size=1, max_size=6),
+       encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le-bom", "utf-16-be-bom"]),
+       newline=st.sampled_from(["\n", "\r\n"]))
+@settings(max_examples=40, deadline=None)
+def test_ground_truth_round_trips_in_every_accepted_encoding(tmp_path_factory, rows, encoding, newline):
+    from r1track.data.sequences import read_boxes_file
+
+    text = newline.join(",".join(repr(float(v)) for v in r) for r in rows) + newline
+    if encoding == "utf-16-le-bom":
+        data = b"\xff\xfe" + text.encode("utf-16-le")
+    elif encoding == "utf-16-be-bom":
+        data = b"\xfe\xff" + text.encode("utf-16-be")
+    else:
+        data = text.encode(encoding)
+    path = tmp_path_factory.mktemp("gt") / "groundtruth.txt"
+    path.write_bytes(data)
+    assert read_boxes_file(path).tolist() == [[float(v) for v in r] for r in rows]
+
+
+@pytest.mark.parametrize("data,line", [(b"1,2,3,4\n5,6,7,8 # caf\xe9\n", 2), (b"\xff1,2,3,4\n", 1)])
+def test_non_utf8_ground_truth_names_file_line_and_byte(tmp_path, data, line):
+    from r1track.data.sequences import DatasetError, read_boxes_file
+
+    path = tmp_path / "groundtruth.txt"
+    path.write_bytes(data)
+    with pytest.raises(DatasetError, match=rf"groundtruth.txt:{line}: ground truth is not UTF-8 text \(byte 0x(e9|ff)"):
+        read_boxes_file(path)

@@ -20,7 +20,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from r1track.reward import SCORE_KEYS, RewardConfig, read_ground_truth, score_batch, score_reply, shape_r1track
+from budget import examples
+
+from r1track.integrations.easyr1 import compute_score as easyr1_compute_score
+from r1track.integrations.reward_kwargs import reward_options
+from r1track.reward import SCORE_KEYS, RewardOptions, Shaping, read_ground_truth, score_reply, shape_r1track
 
 G = "[0,0,10,10]"  # ground truth used by most cases: area 100
 
@@ -94,7 +98,7 @@ THINK_ACCEPTED = [
 
 @pytest.mark.parametrize("answer,n_tokens,overall", THINK_ACCEPTED)
 def test_think_parity(answer, n_tokens, overall):
-    s = score_reply(think(answer), G, n_tokens, mode="think")
+    s = score_reply(think(answer), G, n_tokens, think=True)
     assert s["overall"] == pytest.approx(overall, abs=1e-12)
     assert s["format"] == 1.0
     expected_length = (448 - n_tokens) / 64 if n_tokens > 448 else 0.0
@@ -103,7 +107,7 @@ def test_think_parity(answer, n_tokens, overall):
 
 def test_think_allows_text_between_think_and_answer():
     reply = "<think>a</think>\nSo the answer is:\n<answer>[0,0,10,10]</answer>"
-    assert score_reply(reply, G, 200, mode="think")["overall"] == pytest.approx(1.55)
+    assert score_reply(reply, G, 200, think=True)["overall"] == pytest.approx(1.55)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +128,7 @@ def test_think_allows_text_between_think_and_answer():
     ],
 )
 def test_think_rejections_match_the_reference(reply, n_tokens):
-    assert score_reply(reply, G, n_tokens, mode="think")["overall"] == -1.0
+    assert score_reply(reply, G, n_tokens, think=True)["overall"] == -1.0
 
 
 @pytest.mark.parametrize(
@@ -180,7 +184,7 @@ def ordered_box(min_size):
 
 
 @given(ordered_box(0), ordered_box(1), st.integers(0, 600), st.booleans())
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 def test_r1track_shaping_equals_the_reference_formula(pred, gt, n_tokens, thinking):
     expected_g = reference_giou(pred, gt)
     expected = reference_shape(expected_g)
@@ -190,7 +194,7 @@ def test_r1track_shaping_equals_the_reference_formula(pred, gt, n_tokens, thinki
             expected = -1.0
         else:
             expected += 0.05 + 0.1 * ((448 - n_tokens) / 64 if n_tokens > 448 else 0.0)
-        s = score_reply(reply, json.dumps(gt), n_tokens, mode="think")
+        s = score_reply(reply, json.dumps(gt), n_tokens, think=True)
     else:
         s = score_reply(json.dumps(pred), json.dumps(gt), n_tokens)
     # GIoU thresholds are strict: keep clear of float ties between two ways of computing the same number.
@@ -226,9 +230,9 @@ def test_iou_shaping_and_giou_shaping_values():
 
 
 def test_think_mode_weights_apply_to_every_shaping():
-    s = score_reply(think("[0,0,10,20]"), G, 480, mode="think", shaping="iou")
+    s = score_reply(think("[0,0,10,20]"), G, 480, think=True, shaping="iou")
     assert s["overall"] == pytest.approx(0.5 + 0.05 + 0.1 * (448 - 480) / 64)
-    s = score_reply(think("[0,0,10,20]"), G, 480, mode="think", shaping="giou", format_weight=0.2, length_weight=0.5)
+    s = score_reply(think("[0,0,10,20]"), G, 480, think=True, shaping="giou", format_weight=0.2, length_weight=0.5)
     assert s["overall"] == pytest.approx(0.5 + 0.2 + 0.5 * (448 - 480) / 64)
 
 
@@ -257,14 +261,14 @@ def test_failure_score_option():
 
 def test_unknown_token_count_skips_the_length_terms():
     for n in (None, float("nan"), float("inf"), -5, "300", True, object()):
-        s = score_reply(think("[0,0,10,10]"), G, n, mode="think")
+        s = score_reply(think("[0,0,10,10]"), G, n, think=True)
         assert s["overall"] == pytest.approx(1.55), n
         assert s["length"] == 0.0
-    assert score_reply(think("[0,0,10,10]"), G, np.int64(500), mode="think")["length"] == pytest.approx(-52 / 64)
+    assert score_reply(think("[0,0,10,10]"), G, np.int64(500), think=True)["length"] == pytest.approx(-52 / 64)
 
 
 def test_min_length_option():
-    assert score_reply(think("[0,0,10,10]"), G, 20, mode="think", min_length=0)["overall"] == pytest.approx(1.55)
+    assert score_reply(think("[0,0,10,10]"), G, 20, think=True, min_length=0)["overall"] == pytest.approx(1.55)
     assert score_reply("[0,0,10,10]", G, 0)["overall"] == 1.5  # no-think has no length gate
 
 
@@ -295,17 +299,32 @@ def test_bad_ground_truth_gives_the_failure_score(gt):
 # -- options ----------------------------------------------------------------------------------------------------
 
 
-def test_config_defaults_follow_the_mode():
-    c = RewardConfig()
-    assert (c.mode, c.shaping, c.strict, c.format_weight, c.min_length) == ("no-think", "r1track", True, 0.0, 0.0)
-    c = RewardConfig(mode="think")
+def test_options_defaults_follow_think_mode():
+    c = RewardOptions()
+    assert (c.think, c.shaping, c.strict, c.format_weight, c.min_length) == (False, Shaping.R1TRACK, True, 0.0, 0.0)
+    c = RewardOptions(think=True)
     assert (c.format_weight, c.min_length, c.length_weight, c.length_penalty_start, c.max_length) == (
         0.05, 128.0, 0.1, 448.0, 512.0)
 
 
-def test_config_coerces_trainer_values():
-    c = RewardConfig.from_kwargs({"mode": "No_Think", "shaping": "GIoU", "strict": "false", "format_weight": "0.2"})
-    assert (c.mode, c.shaping, c.strict, c.format_weight) == ("no-think", "giou", False, 0.2)
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"think": "yes"}, "think"),
+        ({"shaping": "dice"}, "shaping"),
+        ({"format_weight": "0.2"}, "format_weight"),
+        ({"strict": 1}, "strict"),
+    ],
+)
+def test_typed_options_refuse_untyped_values(fields, message):
+    with pytest.raises(ValueError, match=message):
+        RewardOptions(**fields)
+
+
+def test_trainer_kwargs_are_read_into_typed_options():
+    c = reward_options({"mode": "No_Think", "shaping": "GIoU", "strict": "false", "format_weight": "0.2"})
+    assert (c.think, c.shaping, c.strict, c.format_weight) == (False, Shaping.GIOU, False, 0.2)
+    assert reward_options({"mode": "think"}) == RewardOptions(think=True)
 
 
 @pytest.mark.parametrize(
@@ -320,16 +339,17 @@ def test_config_coerces_trainer_values():
         ({"max_length": 400}, "max_length"),
         ({"failure_score": True}, "failure_score"),
         ({"weight": 1}, "unknown reward option"),
+        ({"think": True}, "unknown reward option"),
     ],
 )
-def test_bad_options_raise_naming_the_option(kwargs, message):
+def test_bad_trainer_options_raise_naming_the_option(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        score_reply("[0,0,10,10]", G, **kwargs)
+        reward_options(kwargs)
 
 
 def test_unknown_options_can_be_ignored():
-    c = RewardConfig.from_kwargs({"mode": "think", "reward_router_address": None}, ignore_unknown=True)
-    assert c.mode == "think"
+    c = reward_options({"mode": "think", "reward_router_address": None}, ignore_unknown=True)
+    assert c.think is True
 
 
 def test_batch_keeps_order_and_handles_bad_items():
@@ -340,7 +360,23 @@ def test_batch_keeps_order_and_handles_bad_items():
         "not a dict",
         None,
     ]
-    out = score_batch(items)
+    out = easyr1_compute_score(items)
     assert [s["overall"] for s in out] == pytest.approx([1.5, 0.5, -1.0, -1.0, -1.0])
     assert all(list(s) == list(SCORE_KEYS) for s in out)
-    assert score_batch([]) == []
+    assert easyr1_compute_score([]) == []
+
+
+def test_answer_tag_mentioned_inside_think_reads_the_last_complete_block():
+    # R1-Track's think reward on this reply (worked out from its formulas): strict tags pass (the think block
+    # may mention "<answer>"), its answer regex reads "[291,92,330,210]" = the ground truth, g = 1 -> 1.5,
+    # + 0.05 format, length 200 tokens -> no penalty: 1.55.
+    reply = "<think>I will put the box in <answer> tags</think><answer>[291,92,330,210]</answer>"
+    s = score_reply(reply, "[291,92,330,210]", 200, think=True, shaping=Shaping.R1TRACK)
+    assert s["overall"] == pytest.approx(1.55)
+
+
+@pytest.mark.parametrize("answer", ["null", "[]", "[[0,0,10,10]]", '[{"bbox_2d": [0,0,10,10]}]'])
+def test_think_json_that_is_not_one_box_fails_the_gate(answer):
+    # documented difference: the reference scored -1 + 0.05 (+ length term) = -0.95 at 200 tokens
+    s = score_reply(think(answer), G, 200, think=True)
+    assert s["overall"] == -1.0

@@ -71,6 +71,15 @@ def test_tracker_runs_a_real_sequence_through_vllm(tiny_serve_model, realseq_dir
 
         async_results = asyncio.run(two())
         backend.close()
+
+        # think mode in R1-Track's think-GRPO layout: text, image, text, image, text in one message
+        think_backend = Recording(base_url, None, timeout_s=120, retries=2, backoff_s=0.5)
+        think_params = TrackerParams(crop_size=224, model_max_pixels=max_pixels, think=True,
+                                     think_layout="instruction-first", max_tokens=16)
+        thinker = Tracker(think_backend, think_params, name="think")
+        thinker.initialize(seq.frames[0], seq.boxes_xywh_orig[0])
+        think_result = thinker.track(seq.frames[1])
+        think_backend.close()
     log = (tmp_path / "vllm.log").read_text(errors="replace")
     print(f"\nvLLM start-up {info['startup_seconds']} s; statuses {dict(tracker.counts)}; "
           f"mean request {sum(r.timing.request_s for r in results) / len(results):.3f} s")
@@ -87,6 +96,9 @@ def test_tracker_runs_a_real_sequence_through_vllm(tiny_serve_model, realseq_dir
     for reply in backend.replies:
         assert re.fullmatch(regex, reply.text), reply.text
         assert reply.usage["prompt_tokens"] >= 2 * 64  # two 224-px images = 2 x 8 x 8 visual tokens
+    assert think_result.status != "backend-error", think_result.detail  # vLLM accepted the interleaved content
+    (think_reply,) = think_backend.replies
+    assert think_reply.usage["prompt_tokens"] >= backend.replies[0].usage["prompt_tokens"] + 40  # + the instruction
     assert backend.model == SERVED
     assert backend.stats["failures"] == 0 and backend.stats["replies"] == N_FRAMES + 2
     assert "guided" not in log.lower()  # the removed guided_regex field was never sent

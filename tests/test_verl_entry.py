@@ -1,7 +1,7 @@
 """r1track.integrations.verl: the function verl's NaiveRewardManager calls (keyword arguments, per sample).
 
 The contract (PyPI verl 0.9.1, verl/experimental/reward_loop/reward_manager/naive.py and
-verl/trainer/ppo/reward.py; easyr1_verl.md section 7): called as
+verl/trainer/ppo/reward.py; docs/upstream.md, verl): called as
 ``compute_score(data_source=..., solution_str=..., ground_truth=..., extra_info=..., **router_kwargs)`` through
 ``partial(_call_with_kwargs, fn, reward_kwargs)``, which merges the config's reward_kwargs over the call's kwargs;
 a dict result must hold ``score`` and the same keys for every sample. The real loader and manager run in

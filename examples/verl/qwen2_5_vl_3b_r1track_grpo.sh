@@ -79,7 +79,7 @@ args=(
   # The reward: r1track's entry point, imported from the installed package by verl's loader.
   reward.custom_reward_function.path=pkg://r1track.integrations.verl
   reward.custom_reward_function.name=compute_score
-  # Options of r1track.reward.RewardConfig; "+" because reward_kwargs is not in verl's schema.
+  # Reward options (r1track.integrations.reward_kwargs); "+" because reward_kwargs is not in verl's schema.
   +reward.custom_reward_function.reward_kwargs.mode="$MODE"
   +reward.custom_reward_function.reward_kwargs.shaping="$SHAPING"
   trainer.logger='["console"]'

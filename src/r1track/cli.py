@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from typing import Sequence
 
 from . import __version__
@@ -17,6 +18,7 @@ COMMAND_MODULES = (
     "r1track.commands.data",
     "r1track.commands.eval",
     "r1track.commands.track",
+    "r1track.commands.report",
     "r1track.commands.pack",
     "r1track.commands.install",
 )
@@ -43,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # r1track refuses images over Pillow's pixel limit itself, naming the file (r1track.crop.MAX_FRAME_PIXELS);
+    # Pillow's own DecompressionBombWarning for them would only add a second, file-less line.
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -58,6 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("r1track: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`r1track ... | head`): stop quietly, as SIGPIPE would
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

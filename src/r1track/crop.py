@@ -33,6 +33,7 @@ from .boxes import BoxXYWH, BoxXYXY, xywh_to_xyxy, xyxy_to_xywh
 from .qwen import check_crop_side
 
 __all__ = [
+    "MAX_FRAME_PIXELS",
     "CropJitter",
     "CropWindow",
     "CropTransform",
@@ -45,6 +46,11 @@ __all__ = [
     "crop_square",
     "encode_jpeg",
 ]
+
+MAX_FRAME_PIXELS = 89_478_485
+"""Largest image (width x height) r1track decodes: Pillow's own decompression-bomb limit
+(``PIL.Image.MAX_IMAGE_PIXELS``, about 9459 x 9459), fixed here so a program that changes Pillow's
+global does not change what r1track accepts. Checked from the header, before any decoding."""
 
 ImageSource = Union[np.ndarray, Image.Image, str, os.PathLike]
 """An RGB uint8 H x W x 3 array, a PIL image (opened lazily or loaded), or a path to an image file."""
@@ -188,7 +194,7 @@ def load_image(source: ImageSource, *, min_scale: float = 1.0) -> DecodedImage:
     coarsest of 1, 1/2, 1/4, 1/8 resolution that still gives at least ``min_scale`` decoded pixels
     per original pixel (crop output side / window side): the crop then needs no more detail than
     what is decoded. Arrays must be H x W x 3 uint8 RGB. Raises ValueError on anything else, naming
-    the file for paths."""
+    the file for paths -- also, before decoding, for an image over :data:`MAX_FRAME_PIXELS`."""
     return _load(source, min_scale, None)
 
 
@@ -253,12 +259,18 @@ def _load(source: ImageSource, min_scale: float, window: CropWindow | None) -> D
         path = Path(source)
         try:
             source = Image.open(path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ValueError(f"{path}: cannot open image: {exc}") from exc
     if not isinstance(source, Image.Image):
         raise ValueError(f"unsupported image source: {type(source).__name__}")
     img = source
     orig_size = img.size
+    if orig_size[0] * orig_size[1] > MAX_FRAME_PIXELS and getattr(img, "tile", None):
+        if path is not None:
+            img.close()
+        where = f"{path}: " if path else ""
+        raise ValueError(f"{where}{orig_size[0]}x{orig_size[1]} pixels, more than {MAX_FRAME_PIXELS} "
+                         "(decompression-bomb limit); not decoded")
     reduce = 1
     try:
         lazy_jpeg = getattr(img, "format", None) == "JPEG" and bool(getattr(img, "tile", None))

@@ -90,7 +90,7 @@ def run_demo(
     evaluate(seqs, EvalSettings(out_dir=run_dir, backend="ncc", concurrency=sequences, progress=progress))
 
     say(f"[4/4] scoring -> {run_dir / 'report'}")
-    report = score_results(seqs, run_dir / "results", tracker="ncc baseline", dataset="synthetic GOT-10k val")
+    report = score_results(seqs, run_dir / "results", tracker="ncc", dataset="synthetic GOT-10k val", baseline=True)
     paths = write_report(report, run_dir / "report")
     gif = run_dir / "demo.gif"
     boxes, _ = read_result(run_dir / "results", seqs[0].name)

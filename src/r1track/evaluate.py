@@ -48,12 +48,14 @@ from typing import Any, Sequence as Seq
 
 import numpy as np
 
-from .backends import Backend, BackendError, Reply, make_backend
+from .backends import Backend, BackendError, Reply, get_backend_spec, make_backend
+from .data.checks import Reason, box_problem, frame_slots, read_image_header
 from .data.sequences import Sequence
 from .faults import FaultGuard, FaultPolicy, FaultRecord, SequenceStopped
 from .fsutil import append_line, atomic_write_text, raise_open_file_limit
 from .results import has_result, write_result
-from .tracker import STATUS_BACKEND_ERROR, Tracker, TrackerParams, TrackResult
+from .progress import progress_bar
+from .tracker import SKIP_STATUSES, Status, Tracker, TrackerParams, TrackResult, frame_fault
 
 __all__ = ["EvalSettings", "SequenceOutcome", "EvalRun", "EvalAborted", "evaluate", "evaluate_async", "has_ground_truth"]
 
@@ -72,7 +74,7 @@ class EvalAborted(RuntimeError):
 
 @dataclass
 class EvalSettings:
-    """How to run. ``backend``: ``openai`` | ``ncc`` | ``oracle``. ``servers``: base URLs of
+    """How to run. ``backend``: a name of :data:`r1track.backends.BACKENDS`. ``servers``: base URLs of
     OpenAI-compatible servers (openai; empty = ``R1TRACK_BASE_URL`` or the default). ``model``: served
     model name (None: ask the server). ``concurrency``: sequences in flight. ``params``: tracker
     settings. ``init``: ``box`` (first ground-truth box) or ``text`` (the sequence's description,
@@ -96,8 +98,7 @@ class EvalSettings:
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
-        if self.backend not in ("openai", "ncc", "oracle"):
-            raise ValueError(f"unknown backend {self.backend!r}; known: openai, ncc, oracle")
+        get_backend_spec(self.backend)  # ValueError naming the known backends
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.init not in ("box", "text"):
@@ -106,10 +107,15 @@ class EvalSettings:
             raise ValueError("max_frames must be >= 2")
 
 
+STATUS_BAD_DATA = "bad-data"
+"""A sequence that cannot be tracked as stored (frames and ground truth cannot be aligned, the first frame
+is unreadable, the initial box is unusable): reported and skipped; a rerun does the same until the data
+is fixed."""
+
 @dataclass
 class SequenceOutcome:
-    """One sequence of a run. ``status``: ``done``, ``skipped`` (finished earlier) or ``failed``
-    (``error`` says why; ``stopped``: because the server gave no reply). ``requests``: frames asked in
+    """One sequence of a run. ``status``: ``done``, ``skipped`` (finished earlier), ``failed``
+    (``error`` says why; ``stopped``: because the server gave no reply) or :data:`STATUS_BAD_DATA`. ``requests``: frames asked in
     this invocation; ``replayed``: frames replayed from the log; ``record``: counts over every
     invocation (:class:`~r1track.faults.FaultRecord`)."""
 
@@ -149,16 +155,44 @@ class EvalRun:
     def failed(self) -> list[SequenceOutcome]:
         return [o for o in self.outcomes if o.status == "failed"]
 
+    @property
+    def bad_data(self) -> list[SequenceOutcome]:
+        """Sequences skipped because their data cannot be tracked (:data:`STATUS_BAD_DATA`)."""
+        return [o for o in self.outcomes if o.status == STATUS_BAD_DATA]
+
 
 def has_ground_truth(seq: Sequence) -> bool:
-    """True when every frame has a ground-truth row (val/train splits, OTB-style folders)."""
-    return len(seq.boxes_xywh_orig) == len(seq.frames) and len(seq.frames) > 1
+    """True when every frame has a ground-truth row (val/train splits, OTB-style folders): more than one
+    row, and the frame files align with the rows (a missing frame file is a fallback frame, not a shift)."""
+    n = len(seq.boxes_xywh_orig)
+    return n > 1 and frame_slots(seq) is not None
+
+
+def _check_start(seq: Sequence, slots: list[Path | None] | None, init: str) -> str:
+    """Why ``seq`` cannot be started (a one-line message naming the file), or "" when it can."""
+    if slots is None:
+        where = seq.frames[0].parent if seq.frames else seq.name
+        return (f"{where}: {len(seq.frames)} frame files for {len(seq.boxes_xywh_orig)} ground-truth rows, and the "
+                f"frame numbers do not say which row is which ({Reason.FRAME_COUNT_MISMATCH.value}); not tracked")
+    if not slots or slots[0] is None:
+        where = seq.frames[0].parent if seq.frames else seq.name
+        return f"{where}: the first frame is missing ({Reason.MISSING_FRAME.value}); not tracked"
+    size, reason, detail = read_image_header(slots[0])
+    if size is None:
+        return f"{slots[0]}: {detail} ({reason}); the first frame is needed to start, not tracked"
+    if init == "box":
+        problem = box_problem(seq.boxes_xywh_orig[0], size)
+        if problem is not None:
+            box = ",".join(f"{v:g}" for v in seq.boxes_xywh_orig[0])
+            return f"{seq.name}: initial box {box} (ground-truth row 1) is unusable on the {size[0]}x{size[1]} first frame ({problem}); not tracked"
+    return ""
 
 
 class _ReplayLog:
     """``partial/{seq}.jsonl``: an optional first line ``{"carry": record}`` (counts of frames dropped
     from the log to be asked again), then one JSON line per tracked frame: ``i`` (frame index), ``t``
-    (seconds), ``a`` (attempts), ``f`` (faults by kind, when any), and ``reply`` or ``error``. A torn
+    (seconds), ``a`` (attempts), ``f`` (faults by kind, when any), and ``reply``, ``error`` or ``skip`` (a
+    frame not sent: the data reason). A torn
     last line is ignored. The file is opened per append and closed again, so sequences in flight hold
     no file open."""
 
@@ -197,7 +231,9 @@ class _ReplayLog:
         entry: dict[str, Any] = {"i": result.frame_index, "t": round(result.timing.total_s, 6), "a": result.attempts}
         if result.faults:
             entry["f"] = dict(result.faults)
-        if result.status == STATUS_BACKEND_ERROR:
+        if result.status in SKIP_STATUSES:
+            entry["skip"] = result.status
+        elif result.status == Status.BACKEND_ERROR:
             entry["error"] = result.detail
         else:
             entry["reply"] = result.reply
@@ -205,13 +241,14 @@ class _ReplayLog:
         append_line(self.path, json.dumps(entry, separators=(",", ":")))
 
     def drop_unanswered_tail(self) -> int:
-        """Drop the trailing frames that got no reply (their counts move to ``carry``), so a rerun asks
-        them again; returns how many were dropped."""
+        """Drop the frames after the last reply (no reply, or not sent; the counts of those asked move to
+        ``carry``), so a rerun asks them again; returns how many were dropped."""
         n = 0
-        while self.entries and "error" in self.entries[-1]:
+        while self.entries and ("error" in self.entries[-1] or "skip" in self.entries[-1]):
             e = self.entries.pop()
             a = int(e.get("a", 1))
-            self.carry.add(FaultRecord(1, a, max(0, a - 1), Counter(e.get("f") or {}), Counter(), float(e.get("t", 0.0))))
+            if a > 0:
+                self.carry.add(FaultRecord(1, a, a - 1, Counter(e.get("f") or {}), Counter(), float(e.get("t", 0.0))))
             n += 1
         if n:
             self._rewrite()
@@ -229,21 +266,22 @@ class _Backends:
         self.settings = settings
         self.shared: list[Backend] = []
         self.active: Counter[int] = Counter()
-        if settings.backend == "openai":
+        self.spec = get_backend_spec(settings.backend)
+        name, opts = settings.backend, settings.backend_options
+        if self.spec.needs_server:
             urls = settings.servers or (None,)
-            opts = dict(settings.backend_options)
             if max_connections is not None:
-                opts.setdefault("max_connections", max(1, max_connections // len(urls)))
-            self.shared = [make_backend("openai", base_url=u, model=settings.model, **opts) for u in urls]
-        elif settings.backend == "ncc":
-            self.shared = [make_backend("ncc", **settings.backend_options)]
+                opts = {"max_connections": max(1, max_connections // len(urls)), **opts}
+            self.shared = [make_backend(name, base_url=u, model=settings.model, **opts) for u in urls]
+        elif not self.spec.needs_ground_truth:
+            self.shared = [make_backend(name, **opts)]
 
     def acquire(self, seq: Sequence) -> tuple[Backend, int]:
-        if self.settings.backend == "oracle":
+        if self.spec.needs_ground_truth:
             if not has_ground_truth(seq):
-                raise EvalAborted(f"{seq.name}: the oracle backend needs ground truth for every frame")
+                raise EvalAborted(f"{seq.name}: the {self.spec.name} backend needs ground truth for every frame")
             opts = dict(self.settings.backend_options)
-            return make_backend("oracle", boxes_xywh_orig=seq.boxes_xywh_orig, **opts), -1
+            return make_backend(self.spec.name, boxes_xywh_orig=seq.boxes_xywh_orig, **opts), -1
         k = min(range(len(self.shared)), key=lambda j: self.active[j])
         self.active[k] += 1
         return self.shared[k], k
@@ -259,29 +297,19 @@ class _Backends:
 
 class _Progress:
     def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = None
         self.done = 0
         self.faults = 0
-        self.t0 = time.perf_counter()
-        if enabled:
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, unit="frame", desc="tracking", dynamic_ncols=True, smoothing=0.05)
-            except ImportError:  # pragma: no cover - tqdm is a dependency
-                self.bar = None
+        self.bar = progress_bar(total, "tracking", enabled=enabled, smoothing=0.05)
 
     def update(self, n: int = 1, fault: bool = False) -> None:
         self.done += n
         self.faults += int(fault)
-        if self.bar is not None:
-            self.bar.update(n)
-            if self.done % 50 == 0:
-                self.bar.set_postfix(fallbacks=self.faults, refresh=False)
+        self.bar.update(n)
+        if self.done % 50 == 0:
+            self.bar.set_postfix(fallbacks=self.faults, refresh=False)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def _read_record(out: Path, name: str) -> FaultRecord:
@@ -296,15 +324,23 @@ async def _run_sequence(
     seq: Sequence, settings: EvalSettings, backends: _Backends, pool: ThreadPoolExecutor, progress: _Progress
 ) -> SequenceOutcome:
     out = settings.out_dir
-    frames = seq.frames[: settings.max_frames] if settings.max_frames else seq.frames
+    slots = frame_slots(seq)
+    all_frames = slots if slots is not None else list(seq.frames)
+    frames = all_frames[: settings.max_frames] if settings.max_frames else all_frames
     outcome = SequenceOutcome(seq.name, len(frames), "done")
     if has_result(out / RESULTS, seq.name):
         outcome.status = "skipped"
         outcome.record = _read_record(out, seq.name)
-        progress.update(len(frames) - 1)
+        progress.update(max(0, len(frames) - 1))
         return outcome
     if len(frames) == 0:
-        outcome.status, outcome.error = "failed", "no frames"
+        outcome.status, outcome.error = STATUS_BAD_DATA, f"{seq.name}: no frames"
+        return outcome
+    problem = _check_start(seq, slots, settings.init)
+    if problem:
+        log.error("%s", problem)
+        outcome.status, outcome.error = STATUS_BAD_DATA, problem
+        progress.update(max(0, len(frames) - 1))
         return outcome
     backend, slot = backends.acquire(seq)
     outcome.server = getattr(backend, "base_url", backend.name)
@@ -325,25 +361,45 @@ async def _run_sequence(
         boxes = [tuple(init.box_xywh_orig)]
         times = [init.timing.total_s]
         for i, frame in enumerate(frames[1:], start=1):
-            if i <= len(replay.entries):
-                entry = replay.entries[i - 1]
-                request = await loop.run_in_executor(pool, partial(tracker.build_request, prepare=False), frame)
-                result = tracker.apply_reply(request, _ReplayLog.reply_of(entry))
+            entry = replay.entries[i - 1] if i <= len(replay.entries) else None
+            asked = False
+            if frame is None or (entry is not None and "skip" in entry):
+                reason = Status.MISSING_FRAME if frame is None else Status(entry["skip"])  # type: ignore[index]
+                result = tracker.skip_frame(reason, f"{seq.name} frame {i + 1}: {reason}")
+                if entry is None:
+                    await loop.run_in_executor(pool, replay.append, result)
+                else:
+                    outcome.replayed += 1
+                times.append(0.0)
+            elif entry is not None:
+                try:
+                    request = await loop.run_in_executor(pool, partial(tracker.build_request, prepare=False), frame)
+                except ValueError as exc:  # the file broke since the logged run: a data fallback now
+                    result = tracker.skip_frame(*frame_fault(frame, exc))
+                else:
+                    result = tracker.apply_reply(request, _ReplayLog.reply_of(entry))
                 times.append(float(entry.get("t", 0.0)))
-                record.add_frame(result, seconds=times[-1])
                 outcome.replayed += 1
             else:
                 try:
                     result = await asyncio.wait_for(tracker.track_async(frame, executor=pool), max(guard.time_left(), 1e-3))
                 except asyncio.TimeoutError:
                     raise guard.stopped("request cancelled at the time limit") from None
+                except ValueError as exc:  # a corrupt or undecodable frame: keep the last box, go on
+                    if tracker.pending:  # raised after the frame was decoded: not a data problem
+                        raise
+                    result = tracker.skip_frame(*frame_fault(frame, exc))
+                    log.warning("%s (%s); the last box is kept", result.detail, result.status)
+                else:
+                    outcome.requests += 1
+                    asked = True
                 await loop.run_in_executor(pool, replay.append, result)  # file I/O off the event loop
                 times.append(result.timing.total_s)
-                record.add_frame(result)
-                outcome.requests += 1
+            record.add_frame(result, seconds=times[-1])
+            if asked:
                 guard.observe(result)
             boxes.append(tuple(result.box_xywh_orig))
-            progress.update(1, fault=not result.ok)
+            progress.update(1, fault=result.fault)
         await loop.run_in_executor(pool, _write_results, out, outcome, np.array(boxes), np.array(times))
         replay.remove()
     except SequenceStopped as exc:  # the server gave no reply for too long: no result, a rerun resumes
@@ -468,6 +524,7 @@ def _write_run_json(settings: EvalSettings, run: EvalRun, started: str) -> None:
         "done": status["done"],
         "skipped": status["skipped"],
         "failed": status["failed"],
+        "bad_data": status[STATUS_BAD_DATA],
     }]
     seconds = sum(float(r.get("seconds", 0.0)) for r in invocations)
     frames = sum(int(r.get("frames_requested", 0)) for r in invocations)

@@ -73,9 +73,11 @@ class FaultGuard:
         return self.policy.max_fault_seconds - (self._clock() - self._last_reply)
 
     def observe(self, result: "TrackResult") -> None:
-        from .tracker import STATUS_BACKEND_ERROR
+        from .tracker import SKIP_STATUSES, Status
 
-        if result.status != STATUS_BACKEND_ERROR:
+        if result.status in SKIP_STATUSES:  # a frame not sent (missing or broken file): says nothing of the server
+            return
+        if result.status != Status.BACKEND_ERROR:
             self.run = 0
             self._last_reply = self._clock()
             return
@@ -109,15 +111,17 @@ class FaultRecord:
     seconds: float = 0.0
 
     def add_frame(self, result: "TrackResult", *, seconds: float | None = None) -> None:
-        """Count one tracked frame (asked of the backend). ``seconds``: its time (default: the result's)."""
-        from .tracker import STATUS_OK
+        """Count one tracked frame: a request when it was asked of the backend (``attempts`` > 0), a
+        fallback unless it is ok. ``seconds``: its time (default: the result's)."""
+        from .tracker import Status
 
-        self.requests += 1
-        self.attempts += result.attempts
-        self.retries += max(0, result.attempts - 1)
-        self.faults.update(result.faults)
-        if result.status != STATUS_OK:
-            self.fallbacks[result.status] += 1
+        if result.attempts > 0:
+            self.requests += 1
+            self.attempts += result.attempts
+            self.retries += result.attempts - 1
+            self.faults.update(result.faults)
+        if result.status not in (Status.OK, Status.INIT):
+            self.fallbacks[str(result.status)] += 1
         self.seconds += result.timing.total_s if seconds is None else seconds
 
     def add(self, other: "FaultRecord", *, fallbacks: bool = True) -> None:

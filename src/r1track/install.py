@@ -8,6 +8,17 @@ Contract:
 * Nothing is ever clobbered: a file or dataset entry that exists with other content and was not installed
   (unchanged) by us is a *conflict*, skipped and reported; ``force=True`` replaces it, keeping the user's
   file as ``<name>.r1track-backup`` (and the replaced dataset entry in the manifest, restored on uninstall).
+  The first backup is the user's original and is never overwritten: a later ``--force`` over a file the user
+  edited after installing keeps that edit as ``<name>.r1track-backup-2`` (``-3``...). Uninstall puts the
+  original back; a replaced dataset entry the user edited since is restored too, the edit kept under
+  ``<name>.r1track-edited`` in the same file; both are reported.
+* Writability of every folder to be written is probed before anything is written: an install either
+  happens whole or not at all (the manifest is written first, so even a crash mid-way can be uninstalled).
+* ``dataset_info.json`` keeps its indentation, key order and trailing newline; a duplicate key (whose first
+  copy a rewrite would drop) is refused. A symlinked ``dataset_info.json`` is written through (the link
+  stays a link) when it points inside the target, refused otherwise.
+* Uninstall removes Python's ``__pycache__`` folders inside the folders the install created, so those
+  folders go too (a leftover ``tracker/r1track/__pycache__`` would make PyTracking find a broken tracker).
 * Idempotent: a second run finds everything up to date and changes nothing.
 * A manifest (``.r1track-install.json`` in the target root) records every file and entry written, with
   SHA-256 hashes; uninstall removes exactly those, keeping (and reporting) anything modified since.
@@ -19,6 +30,7 @@ This module is stdlib-only, so ``install_plugins.py`` can run it before r1track'
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -45,11 +57,13 @@ __all__ = [
     "plan_install",
     "plan_uninstall",
     "apply_plan",
+    "check_writable",
     "r1track_import_check",
 ]
 
 MANIFEST_NAME = ".r1track-install.json"
 BACKUP_SUFFIX = ".r1track-backup"
+EDITED_SUFFIX = ".r1track-edited"
 _SKIP_NAMES = {"__pycache__", ".DS_Store"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
@@ -123,16 +137,19 @@ class Plan:
 
 
 def repo_root() -> Path:
-    """The r1track checkout holding ``plugins/`` (this file is ``src/r1track/install.py``).
-    ``R1TRACK_HOME`` overrides it."""
+    """Where the plugin sources are (``plugins/``, ``examples/``, ``datasets_info/`` relative to it):
+    ``R1TRACK_HOME`` when set; else the copy an installed wheel carries (``r1track/_bundle``, made by
+    ``setup.py`` at build time); else the checkout this file sits in (``src/r1track/install.py``)."""
     env = os.environ.get("R1TRACK_HOME")
-    root = Path(env) if env else Path(__file__).resolve().parents[2]
-    if not (root / "plugins").is_dir():
-        raise InstallError(
-            f"no r1track plugins found at {root / 'plugins'}: run the installer from a clone of the r1track "
-            "repository (python install_plugins.py ...) or set R1TRACK_HOME to one"
-        )
-    return root
+    here = Path(__file__).resolve().parent
+    candidates = [Path(env)] if env else [here / "_bundle", here.parents[1]]
+    for root in candidates:
+        if (root / "plugins").is_dir():
+            return root
+    raise InstallError(
+        f"no r1track plugins found at {candidates[0] / 'plugins'}: install r1track from a wheel or a clone of the "
+        "r1track repository (python install_plugins.py ...), or set R1TRACK_HOME to a clone"
+    )
 
 
 def _pytracking_notes(target: Path) -> list[str]:
@@ -201,10 +218,8 @@ def check_target(spec: TargetSpec, target: Path) -> Path:
         raise InstallError(f"{spec.title} checkout not found: {target} is not a directory")
     missing = [m for m in spec.markers if not (target / m).exists()]
     if missing:
-        raise InstallError(
-            f"{target} does not look like a {spec.title} checkout: missing {', '.join(missing)} "
-            f"(expected {', '.join(spec.markers)})"
-        )
+        needs = "" if len(spec.markers) == len(missing) else f" (a {spec.title} checkout has {', '.join(spec.markers)})"
+        raise InstallError(f"{target} does not look like a {spec.title} checkout: it has no {', '.join(missing)}{needs}")
     return target.resolve()
 
 
@@ -298,6 +313,8 @@ def plan_install(spec: TargetSpec, target: Path, *, link: bool = False, force: b
             if link:
                 want = str(src_path.resolve())
                 record = {"link": want}
+                if recorded and recorded.get("backup"):
+                    record["backup"] = True
                 if state == "link" and link_target == want:
                     plan.actions.append(Action("same", rel))
                     manifest["files"][rel] = record
@@ -312,13 +329,16 @@ def plan_install(spec: TargetSpec, target: Path, *, link: bool = False, force: b
                     if recorded:
                         manifest["files"][rel] = recorded
                     continue
-                plan.actions.append(Action(kind, rel, f"-> {want}", link_to=want))
+                detail = f"-> {want}" + (f"; {_force_detail(dest)}" if kind == "force" else "")
+                plan.actions.append(Action(kind, rel, detail, link_to=want))
                 manifest["files"][rel] = dict(record, backup=True) if kind == "force" else record
                 continue
             data = src_path.read_bytes()
             for old_text, new_text in fmap.replace:
                 data = data.replace(old_text.encode(), new_text.encode())
             record = {"sha256": _sha256(data)}
+            if recorded and recorded.get("backup"):
+                record["backup"] = True  # the user's original is still in NAME.r1track-backup
             if state == "file" and content == data:
                 plan.actions.append(Action("same", rel))
                 manifest["files"][rel] = record
@@ -340,22 +360,32 @@ def plan_install(spec: TargetSpec, target: Path, *, link: bool = False, force: b
                 if recorded:
                     manifest["files"][rel] = recorded
                 continue
-            plan.actions.append(Action(kind, rel, data=data))
+            detail = _force_detail(dest) if kind == "force" else ""
+            plan.actions.append(Action(kind, rel, detail, data=data))
             manifest["files"][rel] = dict(record, backup=True) if kind == "force" else record
     for merge in spec.merges:
         _plan_merge(plan, source, merge, old, force)
     manifest["dirs"] = sorted(set(old.get("dirs", [])) | dirs)
     path = root / MANIFEST_NAME
     if not path.is_file() or path.read_bytes() != manifest_bytes(plan):
-        plan.actions.append(Action("manifest", MANIFEST_NAME, "written"))
+        plan.actions.append(Action("manifest", MANIFEST_NAME))
     if spec.notes:
         plan.notes.extend(spec.notes(root))
     return plan
 
 
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r} (rewriting the file would drop its first copy; remove one)")
+        seen[key] = value
+    return seen
+
+
 def _load_json_object(path: Path) -> dict:
     try:
-        value = json.loads(path.read_text())
+        value = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates)
     except ValueError as exc:
         raise InstallError(f"{path}: not valid JSON ({exc}); fix it before installing") from exc
     if not isinstance(value, dict):
@@ -365,7 +395,7 @@ def _load_json_object(path: Path) -> dict:
 
 def _plan_merge(plan: Plan, source: Path, merge: JsonMerge, old: dict, force: bool) -> None:
     ours = _load_json_object(source / merge.src)
-    dest = _safe_dest(plan.target, merge.dst)
+    dest = _json_dest(plan.target, merge.dst)  # refuses a symlink leading outside the target
     theirs = _load_json_object(dest) if dest.exists() else {}
     recorded = old["entries"].get(merge.dst, {})
     entries = {}
@@ -381,8 +411,13 @@ def _plan_merge(plan: Plan, source: Path, merge: JsonMerge, old: dict, force: bo
         elif rec and rec.get("sha256") == _entry_hash(theirs[name]):
             plan.actions.append(Action("merge-add", merge.dst, f"entry {name!r} (updated)", entry=(name, value)))
             entries[name] = dict(rec, sha256=h)
+        elif force and rec and "replaced" in rec:
+            # forced before, edited by the user since: the original stays recorded, the edit is kept too
+            plan.actions.append(Action("merge-force", merge.dst, f"entry {name!r} replaced (your original stays in the manifest; "
+                                       f"this edit of it is restored as {name + EDITED_SUFFIX!r} on uninstall)", entry=(name, value)))
+            entries[name] = {"sha256": h, "replaced": rec["replaced"], "edited": theirs[name]}
         elif force:
-            plan.actions.append(Action("merge-force", merge.dst, f"entry {name!r} replaced (old one kept in the manifest)", entry=(name, value)))
+            plan.actions.append(Action("merge-force", merge.dst, f"entry {name!r} replaced (the old one is kept in the manifest and restored on uninstall)", entry=(name, value)))
             entries[name] = {"sha256": h, "replaced": theirs[name]}
         else:
             plan.actions.append(
@@ -410,24 +445,35 @@ def plan_uninstall(spec: TargetSpec, target: Path) -> Plan:
             plan.actions.append(Action("remove", rel))
             backup = dest.with_name(dest.name + BACKUP_SUFFIX)
             if rec.get("backup") and (backup.exists() or backup.is_symlink()):
-                plan.actions.append(Action("restore-file", rel, f"from {backup.name}"))
+                plan.actions.append(Action("restore-file", rel, f"your original, from {backup.name}"))
+            for later in sorted(dest.parent.glob(f"{dest.name}{BACKUP_SUFFIX}-*")):
+                plan.actions.append(Action("keep", f"{Path(rel).parent.as_posix()}/{later.name}".lstrip("./"),
+                                           "your edit saved by a later --force; kept"))
         else:
-            plan.actions.append(Action("keep", rel, "modified since it was installed; kept"))
+            backup = dest.with_name(dest.name + BACKUP_SUFFIX)
+            extra = f"; your original is still in {backup.name}" if rec.get("backup") and backup.exists() else ""
+            plan.actions.append(Action("keep", rel, f"modified since it was installed; kept{extra}"))
     for dst, entries in sorted(manifest["entries"].items()):
         dest = _safe_dest(root, dst)
         theirs = _load_json_object(dest) if dest.exists() else {}
         for name, rec in sorted(entries.items()):
             if name not in theirs:
                 continue
-            if _entry_hash(theirs[name]) != rec.get("sha256"):
+            edited = _entry_hash(theirs[name]) != rec.get("sha256")
+            if "replaced" in rec:
+                plan.actions.append(Action("restore", dst, f"entry {name!r} (your original, which --force replaced)", entry=(name, rec["replaced"])))
+                keep = theirs[name] if edited else rec.get("edited")
+                if keep is not None:
+                    plan.actions.append(Action("restore", dst, f"entry {name + EDITED_SUFFIX!r}: your edit of the installed entry",
+                                               entry=(name + EDITED_SUFFIX, keep)))
+            elif edited:
                 plan.actions.append(Action("keep", dst, f"entry {name!r} modified since it was installed; kept"))
-            elif "replaced" in rec:
-                plan.actions.append(Action("restore", dst, f"entry {name!r} (the one --force replaced)", entry=(name, rec["replaced"])))
             else:
                 plan.actions.append(Action("remove", dst, f"entry {name!r}", entry=(name, None)))
     for d in sorted(manifest.get("dirs", []), key=lambda p: -len(Path(p).parts)):
-        plan.actions.append(Action("rmdir", d, "if empty"))
-    plan.actions.append(Action("manifest", MANIFEST_NAME, "removed"))
+        if (root / d).is_dir():
+            plan.actions.append(Action("rmdir", d, "created by the install; removed when nothing else is left in it"))
+    plan.actions.append(Action("manifest", MANIFEST_NAME))
     return plan
 
 
@@ -440,21 +486,133 @@ def _atomic_symlink(path: Path, to: str) -> None:
     os.replace(tmp, path)
 
 
+def _backup_name(path: Path) -> Path:
+    """``NAME.r1track-backup``, or the first free ``NAME.r1track-backup-N`` when that one holds an earlier
+    backup (the user's original, which is never overwritten)."""
+    backup = path.with_name(path.name + BACKUP_SUFFIX)
+    k = 2
+    while backup.exists() or backup.is_symlink():
+        backup = path.with_name(f"{path.name}{BACKUP_SUFFIX}-{k}")
+        k += 1
+    return backup
+
+
+def _force_detail(path: Path) -> str:
+    return f"yours kept as {_backup_name(path).name}"
+
+
 def _backup(path: Path) -> None:
     if path.is_symlink() or path.exists():
-        backup = path.with_name(path.name + BACKUP_SUFFIX)
-        os.replace(path, backup)
+        os.replace(path, _backup_name(path))
+
+
+def _json_dest(root: Path, rel: str) -> Path:
+    """The file a JSON merge writes: ``rel`` itself, or -- when it is a symlink -- the file it points to,
+    so the link stays a link. A link leading outside the target is refused."""
+    dest = _safe_dest(root, rel)
+    if not dest.is_symlink():
+        return dest
+    real = Path(os.path.realpath(dest))
+    if os.path.commonpath([str(real), os.path.realpath(root)]) != os.path.realpath(root):
+        raise InstallError(f"{dest} is a symlink to {real}, outside {root}; refusing to write through it "
+                           "(replace the link with a copy, or install into the checkout it points to)")
+    return real
+
+
+def _json_layout(text: str) -> tuple[str | int | None, bool]:
+    """(indent, trailing newline) of a JSON object file as the user wrote it: the first member line's
+    leading whitespace (None for a one-line file)."""
+    for line in text.splitlines()[1:]:
+        stripped = line.lstrip(" \t")
+        if stripped:
+            lead = line[: len(line) - len(stripped)]
+            return (len(lead) if lead and set(lead) == {" "} else lead or None), text.endswith("\n")
+    return None, text.endswith("\n")
+
+
+def _dump_json(value: dict, indent: str | int | None, newline: bool) -> bytes:
+    text = json.dumps(value, indent=indent, ensure_ascii=False, separators=None if indent is not None else (", ", ": "))
+    return (text + ("\n" if newline else "")).encode()
+
+
+def _writable(folder: Path, probe: bool = True) -> bool:
+    """Whether a file can be created in ``folder``: probed with a temporary file (right for root on
+    read-only mounts and for ACLs that ``os.access`` misjudges; it touches the folder's mtime), or with
+    ``os.access`` when ``probe`` is False (dry runs, which must touch nothing)."""
+    if not probe:
+        return os.access(folder, os.W_OK | os.X_OK)
+    try:
+        fd, name = tempfile.mkstemp(prefix=".r1track-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
+
+
+def _folders_written(plan: Plan) -> list[Path]:
+    """Every existing folder ``apply_plan`` creates, replaces or removes something in."""
+    root = plan.target
+    out: set[Path] = set()
+    for a in plan.actions:
+        if not a.changes:
+            continue
+        dest = root / a.path
+        if a.kind in ("merge-add", "merge-force", "restore") or (a.kind == "remove" and a.entry is not None):
+            with contextlib.suppress(InstallError):
+                dest = _json_dest(root, a.path)
+        folder = dest.parent
+        while not folder.exists():
+            folder = folder.parent
+        out.add(folder)
+        if a.kind == "rmdir" and (dest / "__pycache__").is_dir():
+            out.add(dest / "__pycache__")
+    return sorted(out)
+
+
+def check_writable(plan: Plan, *, probe: bool = True) -> None:
+    """InstallError naming every folder ``plan`` needs to write in that cannot be written; nothing is
+    written then (:func:`apply_plan` calls it first). ``probe=False``: judge by permissions only, touching
+    nothing (dry runs)."""
+    folders = _folders_written(plan)
+    bad = [f for f in folders if not _writable(f, probe=False)]  # first touching nothing
+    if not bad and probe:
+        bad = [f for f in folders if not _writable(f, probe=True)]
+    if bad:
+        raise InstallError(f"cannot write in {', '.join(str(f) for f in bad)} (permission denied or read-only); "
+                           "nothing was changed")
+
+
+def _remove_pycache(folder: Path) -> None:
+    """Delete ``folder/__pycache__`` when it holds only compiled Python files (``*.pyc``)."""
+    cache = folder / "__pycache__"
+    if cache.is_dir() and not cache.is_symlink():
+        entries = list(cache.iterdir())
+        if all(e.is_file() and not e.is_symlink() and e.suffix in (".pyc", ".pyo") for e in entries):
+            for e in entries:
+                e.unlink()
+            cache.rmdir()
 
 
 def apply_plan(plan: Plan) -> None:
-    """Carry out ``plan``. JSON merges are written once per file, atomically."""
+    """Carry out ``plan`` after checking that every folder it writes in is writable (nothing is written
+    otherwise). The install manifest is written first; JSON merges once per file, atomically, in the
+    file's own layout. ``rmdir`` actions get ``detail`` saying whether the folder went."""
     root = plan.target
+    check_writable(plan)
     json_edits: dict[str, list[Action]] = {}
+    manifest_path = root / MANIFEST_NAME
+    if plan.mode == "install":
+        data = manifest_bytes(plan)
+        if not manifest_path.is_file() or manifest_path.read_bytes() != data:
+            atomic_write_bytes(manifest_path, data)
     for a in plan.actions:
         if a.kind in ("merge-add", "merge-force", "restore") or (a.kind == "remove" and a.entry is not None):
             json_edits.setdefault(a.path, []).append(a)
             continue
-        dest = _safe_dest(root, a.path) if a.kind != "manifest" else root / MANIFEST_NAME
+        if a.kind == "manifest":
+            continue
+        dest = _safe_dest(root, a.path)
         if a.kind in ("create", "update"):
             atomic_write_bytes(dest, a.data or b"")
         elif a.kind == "force":
@@ -470,12 +628,15 @@ def apply_plan(plan: Plan) -> None:
         elif a.kind == "restore-file":
             os.replace(dest.with_name(dest.name + BACKUP_SUFFIX), dest)
         elif a.kind == "rmdir":
+            _remove_pycache(dest)
             try:
                 dest.rmdir()
+                a.detail = "created by the install; removed"
             except OSError:
-                pass
+                a.detail = "kept: it holds files that are not r1track's"
     for rel, edits in json_edits.items():
-        dest = _safe_dest(root, rel)
+        dest = _json_dest(root, rel)
+        text = dest.read_text(encoding="utf-8") if dest.exists() else "{\n}\n"
         value = _load_json_object(dest) if dest.exists() else {}
         for a in edits:
             name, entry = a.entry  # type: ignore[misc]
@@ -483,13 +644,9 @@ def apply_plan(plan: Plan) -> None:
                 value.pop(name, None)
             else:
                 value[name] = entry
-        atomic_write_bytes(dest, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode())
-    manifest_path = root / MANIFEST_NAME
-    if plan.mode == "install":
-        data = manifest_bytes(plan)
-        if not manifest_path.is_file() or manifest_path.read_bytes() != data:
-            atomic_write_bytes(manifest_path, data)
-    elif manifest_path.exists():
+        indent, newline = _json_layout(text)
+        atomic_write_bytes(dest, _dump_json(value, 2 if indent is None and not dest.exists() else indent, newline))
+    if plan.mode != "install" and manifest_path.exists():
         # Files kept because the user modified them are the user's from now on: a later install
         # reports them as conflicts instead of overwriting them.
         manifest_path.unlink()

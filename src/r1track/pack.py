@@ -83,9 +83,17 @@ def pack_results(
         if not result_paths(result_dir, name, layout)[0].is_file():
             problems.append(f"{name}: no result")
             continue
-        boxes, times = read_result(result_dir, name, layout)
+        box_path = result_paths(result_dir, name, layout)[0]
+        try:
+            boxes, times = read_result(result_dir, name, layout)
+        except ValueError as exc:  # DatasetError: a malformed line, named with file and line
+            problems.append(f"{name}: {exc}")
+            continue
         if expected is not None and len(boxes) != expected[name]:
-            problems.append(f"{name}: {len(boxes)} boxes for {expected[name]} frames")
+            problems.append(f"{name}: {box_path} has {len(boxes)} boxes for {expected[name]} frames")
+            continue
+        if times is not None and len(times) != len(boxes):
+            problems.append(f"{name}: {result_paths(result_dir, name, layout)[1]} has {len(times)} times for {len(boxes)} boxes")
             continue
         frames += len(boxes)
         text = "".join(",".join(format_number(v) for v in row) + "\n" for row in boxes).encode()

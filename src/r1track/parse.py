@@ -31,7 +31,9 @@ _BBOX2D_RE = re.compile(r"[\"']bbox_2d[\"']\s*:\s*" + _LIST_RE.pattern)
 _POINTS_RE = re.compile(
     r"\(\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\)\s*,?\s*(?:to\s*)?\(\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\)"
 )
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+# A complete block holds no other "<answer>": with "<answer> tags</think><answer>[..]</answer>" the block is the
+# second one (a plain non-greedy match would start at the first tag and swallow "</think><answer>").
+_ANSWER_RE = re.compile(r"<answer>((?:(?!<answer>).)*?)</answer>", re.DOTALL)
 _FENCE_RE = re.compile(r"```[ \t]*[A-Za-z0-9_+-]*[ \t]*\n?(.*?)```", re.DOTALL)
 # R1-Track's strict think format: one <think> block, then free text, then one <answer> block, nothing after.
 _STRICT_THINK_RE = re.compile(

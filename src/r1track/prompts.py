@@ -1,8 +1,14 @@
 """The one registry of prompt texts, and the renderers every consumer uses.
 
-Image order is always: template, (memory), search — then the text. The think wrapper, when used,
-comes before the task text. Boxes in prompts and answers are ``[x1,y1,x2,y2]`` integers in the
-model-input frame (which equals the crop frame for crops that are multiples of 28).
+Image order is always: template, (memory), search. By default the images come first, then the text;
+the think wrapper, when used, comes before the task text. Think mode has a second layout,
+``instruction-first`` (:class:`ThinkLayout`): R1-Track's think GRPO run
+(``EasyR1/examples/qwen2_5_vl_3b_track5k_grpo_w_think.sh`` of Wangbiao2/R1-Track) set the think
+instruction as EasyR1's ``data.system_prompt``, which its fork of ``verl/utils/dataset.py`` joined to the
+row's prompt (``"<image> <image>"`` + task, written by ``generation_data/gen_huggingface_data.py``) with a
+space, so its published think checkpoint saw: instruction, space, image, space, image, task. Boxes in
+prompts and answers are ``[x1,y1,x2,y2]`` integers in the model-input frame (which equals the crop frame
+for crops that are multiples of 28).
 
 Consumers:
 
@@ -19,12 +25,17 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from enum import Enum
 from typing import Sequence
 
 __all__ = [
     "IMAGE_PLACEHOLDER",
     "THINK_WRAPPER",
     "THINK_SEPARATOR",
+    "ThinkLayout",
+    "THINK_LAYOUTS",
+    "DEFAULT_THINK_LAYOUT",
+    "check_think_layout",
     "PromptVersion",
     "PROMPTS",
     "DEFAULT_VERSION",
@@ -52,6 +63,32 @@ THINK_WRAPPER = (
 
 THINK_SEPARATOR = " \n "
 """Between the think wrapper and the task text (as in R1-Track's published prompt)."""
+
+
+
+class ThinkLayout(str, Enum):
+    """Where the think instruction goes relative to the images (think mode only; no-think text is the same)."""
+
+    IMAGES_FIRST = "images-first"
+    """r1track's layout: the images, then the think instruction, :data:`THINK_SEPARATOR`, the task."""
+    INSTRUCTION_FIRST = "instruction-first"
+    """R1-Track's think GRPO layout: the instruction, a space, the images separated by spaces, the task."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+THINK_LAYOUTS = tuple(layout.value for layout in ThinkLayout)
+DEFAULT_THINK_LAYOUT = ThinkLayout.IMAGES_FIRST.value
+
+
+def check_think_layout(layout: str) -> str:
+    """``layout`` as a plain string when it is one of :data:`THINK_LAYOUTS`; ValueError listing them otherwise."""
+    try:
+        return ThinkLayout(str(layout)).value
+    except ValueError:
+        raise ValueError(f"unknown think layout {layout!r}; known: {', '.join(THINK_LAYOUTS)}") from None
+
 
 GROUNDING_TEMPLATE = "Locate the {text} in this image and output the bbox coordinates in JSON format."
 """Qwen2.5-VL's native grounding request; the model answers ``[{"bbox_2d": [x1, y1, x2, y2], "label": ...}]``
@@ -151,24 +188,38 @@ def _text(version: str, think: bool, boxes_xyxy_model: Sequence[Sequence[float]]
 
 
 def render_text(
-    version: str, *, think: bool, boxes_xyxy_model: Sequence[Sequence[float]], placeholder: str = IMAGE_PLACEHOLDER
+    version: str, *, think: bool, boxes_xyxy_model: Sequence[Sequence[float]], placeholder: str = IMAGE_PLACEHOLDER,
+    think_layout: str = DEFAULT_THINK_LAYOUT,
 ) -> str:
-    """User text for LLaMA-Factory / EasyR1 / verl: one ``placeholder`` per image, in image order,
-    then the (think wrapper and) task text."""
+    """User text for LLaMA-Factory / EasyR1 / verl: one ``placeholder`` per image, in image order, then
+    the (think wrapper and) task text -- or, with ``think`` and ``think_layout="instruction-first"``, the
+    think wrapper, a space, the placeholders separated by spaces, then the task text (R1-Track's think
+    GRPO layout, see the module docstring)."""
     p = get_prompt(version)
+    if think and check_think_layout(think_layout) == ThinkLayout.INSTRUCTION_FIRST:
+        return THINK_WRAPPER + " " + " ".join([placeholder] * p.n_images) + render_task(version, boxes_xyxy_model)
     return placeholder * p.n_images + _text(version, think, boxes_xyxy_model)
 
 
 def render_chat_content(
-    version: str, *, think: bool, boxes_xyxy_model: Sequence[Sequence[float]], image_urls: Sequence[str]
+    version: str, *, think: bool, boxes_xyxy_model: Sequence[Sequence[float]], image_urls: Sequence[str],
+    think_layout: str = DEFAULT_THINK_LAYOUT,
 ) -> list[dict]:
-    """OpenAI chat ``content`` list: the images (data or http URLs) in order, then the text. Putting
-    the unchanged template first lets vLLM reuse its prefix and encoder caches across frames."""
+    """OpenAI chat ``content`` list: exactly :func:`render_text` with each ``<image>`` placeholder turned
+    into an image part (data or http URL) and the text between them into text parts -- by default the
+    images in order, then one text part. Putting the unchanged template first lets vLLM reuse its prefix
+    and encoder caches across frames (the instruction-first layout keeps a constant prefix too)."""
     p = get_prompt(version)
     if len(image_urls) != p.n_images:
         raise ValueError(f"prompt {version!r} takes {p.n_images} images, got {len(image_urls)}")
-    parts: list[dict] = [{"type": "image_url", "image_url": {"url": u}} for u in image_urls]
-    parts.append({"type": "text", "text": _text(version, think, boxes_xyxy_model)})
+    text = render_text(version, think=think, boxes_xyxy_model=boxes_xyxy_model, think_layout=think_layout)
+    segments = text.split(IMAGE_PLACEHOLDER)
+    parts: list[dict] = []
+    for k, segment in enumerate(segments):
+        if segment:
+            parts.append({"type": "text", "text": segment})
+        if k < len(image_urls):
+            parts.append({"type": "image_url", "image_url": {"url": image_urls[k]}})
     return parts
 
 
@@ -217,7 +268,7 @@ EASYR1_MAX_IMAGES = 16
 """How many leading ``<image>`` placeholders the think template moves in front of the think instruction."""
 
 
-def easyr1_format_prompt(think: bool) -> str:
+def easyr1_format_prompt(think: bool, think_layout: str = DEFAULT_THINK_LAYOUT) -> str:
     """Text of r1track's EasyR1 format-prompt template (``data.format_prompt=<file>.jinja``).
 
     EasyR1 renders ``jinja2.Template(text.strip()).render(content=problem)``, where ``problem`` is the dataset's
@@ -229,7 +280,11 @@ def easyr1_format_prompt(think: bool) -> str:
     * ``think=True``: the leading placeholders (up to :data:`EASYR1_MAX_IMAGES`), then :data:`THINK_WRAPPER`
       and :data:`THINK_SEPARATOR`, then the task text -- exactly ``render_text(version, think=True, ...)`` for
       every registered version. Text that already carries the think instruction is left unchanged.
+    * ``think=True, think_layout="instruction-first"``: the think instruction, a space, the leading
+      placeholders separated by spaces, the task text -- ``render_text(version, think=True,
+      think_layout="instruction-first", ...)``, R1-Track's think GRPO layout.
     """
+    layout = check_think_layout(think_layout)
     header = (
         "{#- r1track EasyR1 format prompt (%s). Generated by r1track.prompts.easyr1_format_prompt(think=%s);"
         " a test keeps this file identical to it. content = the dataset's problem text, render_text(version,"
@@ -237,21 +292,29 @@ def easyr1_format_prompt(think: bool) -> str:
     )
     if not think:
         return header % ("no-think", "False") + "{{ content }}\n"
-    instruction = THINK_WRAPPER + THINK_SEPARATOR
+    first = layout == ThinkLayout.INSTRUCTION_FIRST
+    instruction = THINK_WRAPPER + (" " if first else THINK_SEPARATOR)
     literal = json.dumps(instruction)  # a double-quoted jinja string literal; jinja decodes the \n escapes
     if any(tok in instruction for tok in ("{{", "{%", "{#")):  # pragma: no cover - guards future edits
         raise ValueError("the think instruction contains jinja syntax")
-    return header % ("think", "True") + (
+    if first:  # the instruction, a space, the images separated by spaces, the task
+        header = header.replace("think=%s", "think=%s, think_layout='instruction-first'")
+        joiner, output = "(\" \" if ns.images else \"\") ~ ", "{{ " + literal + " ~ ns.images ~ ns.task }}\n"
+        kept = "{%- if content.startswith(" + literal + ") -%}\n"
+    else:  # the images, the instruction, the task
+        joiner, output = "", "{{ ns.images ~ " + literal + " ~ ns.task }}\n"
+        kept = "{%- if ns.task.startswith(" + literal + ") -%}\n"
+    return header % ("think, instruction first" if first else "think", "True") + (
         "{%- set ns = namespace(images=\"\", task=content) -%}\n"
         "{%- for _ in range(" + str(EASYR1_MAX_IMAGES) + ") -%}\n"
         "{%- if ns.task.startswith(\"" + IMAGE_PLACEHOLDER + "\") -%}\n"
-        "{%- set ns.images = ns.images ~ \"" + IMAGE_PLACEHOLDER + "\" -%}\n"
+        "{%- set ns.images = ns.images ~ " + joiner + "\"" + IMAGE_PLACEHOLDER + "\" -%}\n"
         "{%- set ns.task = ns.task[" + str(len(IMAGE_PLACEHOLDER)) + ":] -%}\n"
         "{%- endif -%}\n"
         "{%- endfor -%}\n"
-        "{%- if ns.task.startswith(" + literal + ") -%}\n"
+        + kept +
         "{{ content }}\n"
         "{%- else -%}\n"
-        "{{ ns.images ~ " + literal + " ~ ns.task }}\n"
+        + output +
         "{%- endif -%}\n"
     )

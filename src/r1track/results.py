@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.sequences import read_boxes_file
+from .data.sequences import DatasetError, read_boxes_file, read_text_file
 from .fsutil import atomic_write_text
 
 __all__ = ["LAYOUTS", "format_number", "result_paths", "write_result", "read_result", "has_result"]
@@ -76,5 +76,9 @@ def read_result(result_dir: str | os.PathLike, seq: str, layout: str = "got10k")
     boxes = read_boxes_file(box_path)
     times = None
     if time_path.is_file():
-        times = np.array([float(x) for x in time_path.read_text().split()], dtype=np.float64)
+        text = read_text_file(time_path, "times")
+        try:
+            times = np.array([float(x) for x in text.split()], dtype=np.float64)
+        except ValueError as exc:
+            raise DatasetError(f"{time_path}: expected one number of seconds per line ({exc})") from None
     return boxes, times

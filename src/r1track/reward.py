@@ -1,12 +1,16 @@
-"""The GRPO box reward: one scoring core behind the EasyR1 plugin and the verl entry point.
+"""The GRPO box reward: one scorer behind every trainer adapter (:mod:`r1track.integrations.easyr1`,
+:mod:`r1track.integrations.verl`), speaking no trainer's vocabulary.
 
 In: a reply (decoded model output), the ground-truth box (``"[x1,y1,x2,y2]"`` JSON string as the data
 builder writes it, or a list/array of 4 numbers; xyxy in model-input pixels), the reply's length in tokens
-(think mode), and a :class:`RewardConfig` (mode, shaping, weights). Out: a dict with exactly the keys
-:data:`SCORE_KEYS`, every value a finite float, for every input -- EasyR1 scores inside a Ray actor, where one
-exception ends a multi-GPU run, and logs the mean of every key, so a missing key or a NaN breaks the metrics.
-Data never raises; a bad *configuration* (unknown mode, a non-finite weight, an unknown option) raises
-``ValueError`` on the first call, which is when you want to hear about it.
+(think mode), and :class:`RewardOptions` (typed: ``think: bool``, a :class:`Shaping`, weights). Out: a dict with
+exactly the keys :data:`SCORE_KEYS`, every value a finite float, for every input -- trainers score inside Ray
+actors, where one exception ends a multi-GPU run, and log the mean of every key, so a missing key or a NaN
+breaks the metrics. Data never raises; bad *options* raise ``ValueError`` naming the option (reading a
+trainer's string-typed config into options is the adapters' job).
+
+The score is built from small named terms -- :func:`overlap_term` (the shaping), :func:`format_term`,
+:func:`length_term` -- and :func:`failed_gate` (which gate, if any, fails), combined by :func:`score_reply`.
 
 Keys
 ----
@@ -35,6 +39,8 @@ Gates and the total
 3. ``strict`` (the default) and ``format`` is 0;
 4. think mode, the token count is known, and it is below ``min_length`` (default 128).
 
+Gate names (:class:`Gate`): ``ground-truth``, ``no-box``, ``format``, ``too-short``.
+
 Otherwise ``overall = accuracy + format_weight * format + length_weight * length``, with defaults
 ``format_weight`` 0.05 in think mode and 0.0 in no-think mode, ``length_weight`` 0.1,
 ``length_penalty_start`` 448 and ``max_length`` 512 -- R1-Track's numbers.
@@ -62,8 +68,14 @@ Deliberate differences, where the reference is ill-defined or exploitable:
 
 * swapped corners: the reference computes GIoU of negative-area boxes, which is exactly +1 (reward 1.5) for a
   box given as ``[x2,y2,x1,y1]`` -- a reward hack; here a swapped box fails the format gate (-1);
-* ``NaN``/``Infinity`` (valid to Python's ``json``) made the reference return NaN; huge coordinates overflowed
-  to NaN; here they are not a box (-1), and overlaps are computed without overflow;
+* ``NaN``/``Infinity`` (valid to Python's ``json``) made the reference return NaN; here they are not a box (-1);
+* integer literals beyond float range (``[0,0,10,1e400]`` is a float and so NaN/inf above, but ``[0,0,10,10**400]``
+  written out in digits stays a Python int): the reference's GIoU is exact integer arithmetic there and gives 0.0;
+  here such a value is not a box (-1), and overlaps are computed without overflow;
+* think mode, JSON inside ``<answer>`` that is not one box (``null``, ``[]``, ``[[x1,y1,x2,y2]]``, Qwen's native
+  ``[{"bbox_2d": [...]}]``): the reference's GIoU raised, its handler scored the overlap -1 but still added the
+  format bonus and the length term (-0.95 for a 200-token reply, down to about -1.03 near 512 tokens); here the
+  reply fails the format gate and scores -1 (no-think mode: -1 in both);
 * arrays longer than four (the reference silently used the first four) and booleans as coordinates: not a box;
 * a zero-area ground truth (the reference divided by zero when the prediction was the same point or line):
   the ground truth is invalid, -1 for every reply;
@@ -80,32 +92,59 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, fields
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Iterable
 
 import numpy as np
 
 from .boxes import BoxXYXY, area_xyxy, giou_xyxy, iou_xyxy, is_finite_box, normalize_xyxy
-from .parse import is_bare_box_json, parse_reply
+from .parse import ParsedReply, is_bare_box_json, parse_reply
 
 __all__ = [
-    "MODES",
-    "SHAPINGS",
+    "Shaping",
+    "Gate",
     "SCORE_KEYS",
-    "RewardConfig",
+    "RewardOptions",
     "shape_r1track",
     "read_ground_truth",
+    "token_count",
+    "overlap_term",
+    "format_term",
+    "length_term",
+    "failed_gate",
     "score_reply",
-    "score_input",
-    "score_batch",
+    "score_replies",
+    "failure_scores",
 ]
 
-MODES = ("no-think", "think")
-SHAPINGS = ("r1track", "giou", "iou")
+
+class Shaping(str, Enum):
+    """The overlap term's shape (see the module docstring)."""
+
+    R1TRACK = "r1track"
+    GIOU = "giou"
+    IOU = "iou"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+class Gate(str, Enum):
+    """Why a reply got ``failure_score``."""
+
+    GROUND_TRUTH = "ground-truth"
+    NO_BOX = "no-box"
+    FORMAT = "format"
+    TOO_SHORT = "too-short"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
 SCORE_KEYS = ("overall", "accuracy", "format", "giou", "iou", "length", "parsed")
 """The keys of every score dict, in this order."""
 
-_MODE_ALIASES = {"no-think": "no-think", "no_think": "no-think", "nothink": "no-think", "think": "think"}
 _BOUND = 1e12  # |value| cap applied after the formulas: keeps sums finite whatever the (finite) weights
 
 logger = logging.getLogger(__name__)
@@ -122,12 +161,9 @@ def _warn(kind: str, message: str) -> None:
 
 
 def _number(name: str, value: Any, *, minimum: float | None = None) -> float:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"reward option {name} must be a number, got {value!r}")
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"reward option {name} must be a number, got {value!r}") from None
+    f = float(value)
     if not math.isfinite(f):
         raise ValueError(f"reward option {name} must be finite, got {value!r}")
     if minimum is not None and f < minimum:
@@ -135,27 +171,16 @@ def _number(name: str, value: Any, *, minimum: float | None = None) -> float:
     return f
 
 
-def _flag(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise ValueError(f"reward option {name} must be true or false, got {value!r}")
-
-
 @dataclass(frozen=True)
-class RewardConfig:
+class RewardOptions:
     """How replies are scored (see the module docstring for every term). ``None`` fields take the mode's
     default: ``format_weight`` 0.05 (think) / 0.0 (no-think); ``min_length`` 128 (think) / 0 (no-think).
+    Lengths are in tokens. Types are checked, not coerced: ``think`` and ``strict`` are bools, ``shaping``
+    a :class:`Shaping` (or its value), the rest numbers; anything else raises ``ValueError`` naming the
+    option."""
 
-    Construct from trainer kwargs with ``RewardConfig(**kwargs)``; values are validated and coerced
-    (``"0.2"`` -> 0.2, ``"false"`` -> False); anything wrong raises ``ValueError`` naming the option.
-    Lengths are in tokens."""
-
-    mode: str = "no-think"
-    shaping: str = "r1track"
+    think: bool = False
+    shaping: Shaping = Shaping.R1TRACK
     strict: bool = True
     format_weight: float | None = None
     length_weight: float = 0.1
@@ -168,16 +193,16 @@ class RewardConfig:
         def put(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
-        mode = _MODE_ALIASES.get(str(self.mode).strip().lower()) if isinstance(self.mode, str) else None
-        if mode is None:
-            raise ValueError(f"reward option mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        put("mode", mode)
-        shaping = str(self.shaping).strip().lower() if isinstance(self.shaping, str) else None
-        if shaping not in SHAPINGS:
-            raise ValueError(f"reward option shaping must be one of {', '.join(SHAPINGS)}, got {self.shaping!r}")
-        put("shaping", shaping)
-        put("strict", _flag("strict", self.strict))
-        think = mode == "think"
+        for name in ("think", "strict"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"reward option {name} must be true or false, got {getattr(self, name)!r}")
+        try:
+            put("shaping", Shaping(self.shaping))
+        except ValueError:
+            raise ValueError(
+                f"reward option shaping must be one of {', '.join(s.value for s in Shaping)}, got {self.shaping!r}"
+            ) from None
+        think = self.think
         put("format_weight", _number("format_weight", (0.05 if think else 0.0) if self.format_weight is None else self.format_weight))
         put("length_weight", _number("length_weight", self.length_weight))
         put("min_length", _number("min_length", (128.0 if think else 0.0) if self.min_length is None else self.min_length, minimum=0.0))
@@ -189,22 +214,6 @@ class RewardConfig:
                 f"({self.length_penalty_start:g})"
             )
         put("failure_score", _number("failure_score", self.failure_score))
-
-    @classmethod
-    def option_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
-    @classmethod
-    def from_kwargs(cls, kwargs: Mapping[str, Any], *, ignore_unknown: bool = False) -> "RewardConfig":
-        """Build from a trainer's kwargs mapping. Unknown names raise ``ValueError`` listing the known
-        ones, unless ``ignore_unknown`` (then they are dropped with one logged warning)."""
-        known = cls.option_names()
-        unknown = sorted(k for k in kwargs if k not in known)
-        if unknown and not ignore_unknown:
-            raise ValueError(f"unknown reward option(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        if unknown:
-            _warn("unknown-option", f"ignoring unknown option(s) {', '.join(unknown)}")
-        return cls(**{k: v for k, v in kwargs.items() if k in known})
 
 
 def shape_r1track(giou: float) -> float:
@@ -247,7 +256,7 @@ def read_ground_truth(ground_truth: object) -> BoxXYXY | None:
         return None
 
 
-def _token_count(response_length: object) -> float | None:
+def token_count(response_length: object) -> float | None:
     """A finite, non-negative token count, or None when missing or not a number."""
     if response_length is None or isinstance(response_length, (bool, str, bytes)):
         return None
@@ -264,10 +273,11 @@ def _bounded(x: float) -> float:
     return min(_BOUND, max(-_BOUND, x))
 
 
-def _failure(config: RewardConfig) -> dict[str, float]:
+def failure_scores(options: RewardOptions) -> dict[str, float]:
+    """The score dict of a reply that could not be scored at all."""
     return {
-        "overall": config.failure_score,
-        "accuracy": config.failure_score,
+        "overall": options.failure_score,
+        "accuracy": options.failure_score,
         "format": 0.0,
         "giou": -1.0,
         "iou": 0.0,
@@ -276,47 +286,65 @@ def _failure(config: RewardConfig) -> dict[str, float]:
     }
 
 
-def _score(reply: object, ground_truth: object, response_length: object, config: RewardConfig) -> dict[str, float]:
-    think = config.mode == "think"
-    gt = read_ground_truth(ground_truth)
-    parsed = parse_reply(reply)
-    box = parsed.box_xyxy_model
+def overlap_term(box: BoxXYXY, gt: BoxXYXY, shaping: Shaping) -> tuple[float, float, float]:
+    """(accuracy, giou, iou) of a read box against the ground truth: the shaping applied to the overlap."""
+    giou = giou_xyxy(box, gt)
+    iou = iou_xyxy(box, gt)
+    if shaping is Shaping.R1TRACK:
+        return shape_r1track(giou), giou, iou
+    return (giou if shaping is Shaping.GIOU else iou), giou, iou
 
+
+def format_term(reply: object, parsed: ParsedReply, think: bool) -> float:
+    """1.0 when the reply has the exact expected form (see the module docstring), else 0.0."""
     if think:
         well_formed = parsed.think_format_ok and is_bare_box_json(parsed.answer_text)
     else:
         well_formed = is_bare_box_json(reply)
-    fmt = 1.0 if well_formed and box is not None and not parsed.swapped else 0.0
+    return 1.0 if well_formed and parsed.box_xyxy_model is not None and not parsed.swapped else 0.0
 
-    n_tokens = _token_count(response_length) if think else None
-    length = 0.0
-    if n_tokens is not None and n_tokens > config.length_penalty_start:
-        length = (config.length_penalty_start - n_tokens) / (config.max_length - config.length_penalty_start)
 
-    if box is not None and gt is not None:
-        giou = giou_xyxy(box, gt)
-        iou = iou_xyxy(box, gt)
-        if config.shaping == "r1track":
-            accuracy = shape_r1track(giou)
-        elif config.shaping == "giou":
-            accuracy = giou
-        else:
-            accuracy = iou
-    else:
-        giou, iou, accuracy = -1.0, 0.0, config.failure_score
+def length_term(n_tokens: float | None, options: RewardOptions) -> float:
+    """The over-length term ``(start - L) / (max_length - start)`` when L > start, else 0.0 (and 0.0 when
+    the count is unknown)."""
+    if n_tokens is None or n_tokens <= options.length_penalty_start:
+        return 0.0
+    return (options.length_penalty_start - n_tokens) / (options.max_length - options.length_penalty_start)
 
+
+def failed_gate(
+    gt: BoxXYXY | None, box: BoxXYXY | None, fmt: float, n_tokens: float | None, options: RewardOptions
+) -> Gate | None:
+    """The first gate the reply fails, or None."""
     if gt is None:
+        return Gate.GROUND_TRUTH
+    if box is None:
+        return Gate.NO_BOX
+    if options.strict and fmt == 0.0:
+        return Gate.FORMAT
+    if n_tokens is not None and n_tokens < options.min_length:
+        return Gate.TOO_SHORT
+    return None
+
+
+def _score(reply: object, ground_truth: object, response_length: object, options: RewardOptions) -> dict[str, float]:
+    gt = read_ground_truth(ground_truth)
+    parsed = parse_reply(reply)
+    box = parsed.box_xyxy_model
+    fmt = format_term(reply, parsed, options.think)
+    n_tokens = token_count(response_length) if options.think else None
+    length = length_term(n_tokens, options)
+    if box is not None and gt is not None:
+        accuracy, giou, iou = overlap_term(box, gt, options.shaping)
+    else:
+        accuracy, giou, iou = options.failure_score, -1.0, 0.0
+    gate = failed_gate(gt, box, fmt, n_tokens, options)
+    if gate is Gate.GROUND_TRUTH:
         _warn("ground-truth", f"unreadable or zero-area ground truth {str(ground_truth)[:80]!r}: scored as a failure")
-    failed = (
-        gt is None
-        or box is None
-        or (config.strict and fmt == 0.0)
-        or (n_tokens is not None and n_tokens < config.min_length)
-    )
     overall = (
-        config.failure_score
-        if failed
-        else accuracy + config.format_weight * fmt + config.length_weight * _bounded(length)
+        options.failure_score
+        if gate is not None
+        else accuracy + options.format_weight * fmt + options.length_weight * _bounded(length)
     )
     return {
         "overall": _bounded(overall),
@@ -333,42 +361,29 @@ def score_reply(
     reply: object,
     ground_truth: object,
     response_length: object = None,
-    config: RewardConfig | None = None,
-    **options: Any,
+    options: RewardOptions | None = None,
+    **fields: Any,
 ) -> dict[str, float]:
     """Score one reply. ``ground_truth``: xyxy box in model-input pixels (JSON string or 4 numbers).
-    ``response_length``: the reply's length in tokens (think mode; None = unknown). Pass a
-    :class:`RewardConfig` or its fields as keyword options (not both). Returns a dict with exactly
+    ``response_length``: the reply's length in tokens (think mode; None = unknown). Pass
+    :class:`RewardOptions` or its fields as keywords (not both). Returns a dict with exactly
     :data:`SCORE_KEYS`, all finite floats. Never raises on data; raises ``ValueError`` on bad options."""
-    if config is None:
-        config = RewardConfig.from_kwargs(options)
-    elif options:
-        raise ValueError("pass either a RewardConfig or keyword options, not both")
+    if options is None:
+        options = RewardOptions(**fields)
+    elif fields:
+        raise ValueError("pass either RewardOptions or their fields as keywords, not both")
     try:
-        scores = _score(reply, ground_truth, response_length, config)
+        scores = _score(reply, ground_truth, response_length, options)
         if all(isinstance(v, float) and math.isfinite(v) for v in scores.values()):
             return scores
         _warn("non-finite", f"non-finite score {scores!r} replaced by the failure score")
     except Exception as exc:  # pragma: no cover - last line of defence inside a Ray actor
         _warn("error", f"{type(exc).__name__}: {exc} while scoring; scored as a failure")
-    return _failure(config)
+    return failure_scores(options)
 
 
-def score_input(reward_input: object, config: RewardConfig) -> dict[str, float]:
-    """Score one EasyR1 ``RewardInput`` mapping ``{response, response_length, ground_truth}``. Missing
-    keys or a non-mapping give the failure dict (logged). Never raises."""
-    if not isinstance(reward_input, Mapping):
-        _warn("input", f"reward input is a {type(reward_input).__name__}, not a mapping: scored as a failure")
-        return _failure(config)
-    return score_reply(
-        reward_input.get("response"), reward_input.get("ground_truth"), reward_input.get("response_length"), config
-    )
-
-
-def score_batch(reward_inputs: Iterable[object], config: RewardConfig | None = None, **options: Any) -> list[dict[str, float]]:
-    """Score a batch of EasyR1 ``RewardInput`` mappings; same order and length as the input."""
-    if config is None:
-        config = RewardConfig.from_kwargs(options)
-    elif options:
-        raise ValueError("pass either a RewardConfig or keyword options, not both")
-    return [score_input(item, config) for item in reward_inputs]
+def score_replies(
+    items: Iterable[tuple[object, object, object]], options: RewardOptions
+) -> list[dict[str, float]]:
+    """Score ``(reply, ground_truth, response_length)`` triples; same order and length."""
+    return [score_reply(reply, gt, n, options) for reply, gt, n in items]

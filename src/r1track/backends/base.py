@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..boxes import BoxXYXY, scale_xyxy
 from ..crop import CropTransform
-from ..prompts import render_chat_content, render_grounding_content
+from ..prompts import DEFAULT_THINK_LAYOUT, render_chat_content, render_grounding_content
 from ..redact import redact
 
 __all__ = [
@@ -96,6 +96,7 @@ class FrameRequest:
     sequence: str = ""
     prompt_version: str | None = None
     think: bool = False
+    think_layout: str = DEFAULT_THINK_LAYOUT
     boxes_xyxy_model: tuple[BoxXYXY, ...] = ()
     grounding_text: str | None = None
     search_transform: CropTransform | None = None
@@ -113,7 +114,8 @@ class FrameRequest:
         if self.prompt_version is None:
             raise ValueError("a tracking request needs a prompt version")
         return render_chat_content(
-            self.prompt_version, think=self.think, boxes_xyxy_model=self.boxes_xyxy_model, image_urls=image_urls
+            self.prompt_version, think=self.think, boxes_xyxy_model=self.boxes_xyxy_model, image_urls=image_urls,
+            think_layout=self.think_layout,
         )
 
     def orig_to_model_xyxy(self, box_xyxy_orig: Sequence[float]) -> BoxXYXY:

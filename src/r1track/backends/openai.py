@@ -1,6 +1,6 @@
 """The ``openai`` backend: any OpenAI-compatible chat-completions server (vLLM serving Qwen2.5-VL).
 
-* One persistent keep-alive client per backend and event loop (:mod:`r1track.httpclient`, on aiohttp),
+* One persistent keep-alive client per backend and event loop (:mod:`r1track.httpclient`),
   shared by every tracker that uses the backend. :meth:`OpenAIBackend.complete_async` uses the caller's
   loop, so one process keeps hundreds of requests in flight; :meth:`OpenAIBackend.complete` runs the
   very same coroutine on the backend's private background loop. There is one retry loop

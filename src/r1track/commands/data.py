@@ -17,9 +17,12 @@ DATASET is [KIND:]PATH[@SPLIT], KIND one of auto (default), got10k, lasot, track
 
 Profiles: 'r1track' (default; balanced, drift-style search crops, r1track-v1 prompt) and
 'r1track-5k' (the reference R1-Track-5k recipe). Options given here override the profile.
-Frames that are invisible, missing or unreadable, zero-area boxes and sequences whose frames do not
-match their ground truth are skipped and counted in stats.json; malformed files are errors naming
-file and line. Same inputs, options and --seed give byte-identical outputs for any --workers.
+Data problems are skipped and counted in stats.json by reason, the same names in every layout:
+missing_frame, unreadable_frame, image_too_large (checked from the header, before decoding),
+zero_area_box (NaN, negative or zero size), box_outside_image, oversized_box, invisible, and whole
+sequences whose frames do not match their ground truth (frame_count_mismatch). Malformed files
+(not numbers, not UTF-8) are errors naming file and line (exit status 2). DATASET may also be one
+sequence folder. Same inputs, options and --seed give byte-identical outputs for any --workers.
 """
 
 EPILOG = """\
@@ -108,7 +111,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--val-fraction", type=float, default=None, help="share of sequences held out for val")
     t = b.add_argument_group("text and pixels")
     t.add_argument("--prompt", default=None, help="prompt version (r1track prompts show)")
-    t.add_argument("--think", action="store_true", default=None, help="prepend the think instruction to the prompt")
+    t.add_argument("--think", action="store_true", default=None, help="add the think instruction to the prompt")
+    t.add_argument("--think-layout", choices=["images-first", "instruction-first"], default=None,
+                   help="with --think: images, instruction, task (profile r1track) or instruction, images, task "
+                        "(profile r1track-5k: the layout of R1-Track's think GRPO run)")
     t.add_argument("--fill", type=_ints, default=None, help="padding colour R,G,B (default 0,0,0)")
     t.add_argument("--jpeg-quality", type=int, default=None, help="JPEG quality of the crops (default 95)")
     b.set_defaults(func=run_build)
@@ -140,6 +146,7 @@ def _config(args: argparse.Namespace):
         val_fraction=args.val_fraction,
         prompt=prompt,
         think=args.think,
+        think_layout=args.think_layout,
         fill=args.fill,
         jpeg_quality=args.jpeg_quality,
     )

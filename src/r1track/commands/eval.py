@@ -13,19 +13,26 @@ precision) and, when the dataset has ground truth for every frame, score them.
 
 Datasets (ROOT, --dataset; auto-detected by default):
   got10k       ROOT holding train/ val/ test/ (or the split folder itself); --split val|test (default: val).
-               val is scored with the GOT-10k protocol (AO, SR0.5, SR0.75); test -> 'r1track pack got10k'.
+               val is scored with the GOT-10k protocol (AO, SR0.5, SR0.75) when every sequence has its
+               cover.label (else with the OTB protocol, and the console says why); test -> 'r1track pack got10k'.
   lasot        ROOT holding class folders; --split test (default: the 280 test sequences, list shipped
                with r1track), all, or a FILE with one sequence name per line.
                Scored with the OTB/LaSOT protocol (success AUC, precision@20px, normalised precision@0.2).
   trackingnet  ROOT holding TEST/ (or TRAIN_n/); --split TEST -> 'r1track pack trackingnet'.
-  generic      a folder of sequence folders with groundtruth.txt / groundtruth_rect.txt (OTB-style).
+  generic      a folder of sequence folders with groundtruth.txt / groundtruth_rect.txt (OTB-style), or one
+               such sequence folder.
 
-Backends:
-  openai  an OpenAI-compatible server (vLLM serving an R1-Track checkpoint); --server URL, repeatable:
-          sequences are balanced over the servers. --model, or asked from the server. API key from
-          R1TRACK_API_KEY. Keep --concurrency high (hundreds) so vLLM batches.
-  ncc     classical baseline (normalised cross-correlation), no GPU, no model.
-  oracle  the ground truth mapped into each crop (checks geometry; needs ground truth).
+Bad data: a missing or undecodable frame keeps the last box (counted by reason in run.json: missing_frame,
+unreadable_frame, image_too_large); a sequence whose frames cannot be aligned with its ground truth, whose
+first frame is unreadable or whose first box is unusable is reported and not tracked. Exit status: 0 when
+every sequence was tracked, 1 when some failed or were not trackable, 2 for a usage or dataset-file error.
+
+Backends (--backend): openai (an OpenAI-compatible server; --server URL, repeatable: sequences are balanced
+over the servers; API key from R1TRACK_API_KEY; keep --concurrency high so vLLM batches), ncc (the
+classical baseline), oracle (ground truth, checks geometry).
+
+Settings: --model NAME of a published checkpoint picks its preset (printed at start; 'r1track eval
+--help' lists the presets under --preset); --preset NAME picks one explicitly; any tracker flag wins.
 
 The run is resumable: run the same command again and finished sequences are skipped, cut-off ones are
 replayed from their logs without asking the model again.
@@ -37,98 +44,9 @@ kind) and fallback frame (by reason) is counted in run.json and in the summary a
 """
 
 
-def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
-    """Tracker settings shared by ``eval`` and ``track`` (defaults: r1track.tracker.TrackerParams)."""
-    g = p.add_argument_group("tracker")
-    g.add_argument("--prompt-version", help="prompt version (default r1track-v1; see 'r1track prompts show')")
-    g.add_argument("--think", action="store_true", help="think mode (R1-Track's think wrapper; answer read from <answer>)")
-    g.add_argument("--crop-size", type=int, help="crop side in px, a multiple of 28 (default 336)")
-    g.add_argument("--template-factor", type=float, help="template crop side / sqrt(target area) (default 4)")
-    g.add_argument("--search-factor", type=float, help="search crop side / sqrt(target area) (default 4)")
-    g.add_argument("--max-search-factor", type=float, help="widest search factor after consecutive failures (default 8)")
-    g.add_argument("--memory", action="store_true", help="3 images: template, last confident crop, search (server needs image limit 3)")
-    g.add_argument("--structured-output", action="store_true", help="force [x1,y1,x2,y2] with vLLM structured outputs (no-think only)")
-    g.add_argument("--temperature", type=float, help="sampling temperature (default 0)")
-    g.add_argument("--max-tokens", type=int, help="max reply tokens (default 48, or 1024 with --think)")
-    g.add_argument("--model-max-pixels", type=int, help="the served processor's max_pixels, if not the Qwen2.5-VL default")
-
-
-def tracker_params(args: argparse.Namespace):
-    from dataclasses import replace
-
-    from ..tracker import TrackerParams
-
-    mapping = {
-        "prompt_version": args.prompt_version,
-        "crop_size": args.crop_size,
-        "template_factor": args.template_factor,
-        "search_factor": args.search_factor,
-        "max_search_factor": args.max_search_factor,
-        "temperature": args.temperature,
-        "max_tokens": args.max_tokens,
-        "model_max_pixels": args.model_max_pixels,
-    }
-    changes = {k: v for k, v in mapping.items() if v is not None}
-    if args.think:
-        changes["think"] = True
-    if args.memory:
-        changes["memory"] = True
-    if args.structured_output:
-        changes["structured_output"] = True
-    if "search_factor" in changes and "max_search_factor" not in changes:
-        changes["max_search_factor"] = max(TrackerParams().max_search_factor, changes["search_factor"])
-    return replace(TrackerParams(), **changes)
-
-
-def add_backend_arguments(p: argparse.ArgumentParser, *, oracle: bool = True) -> None:
-    g = p.add_argument_group("backend")
-    choices = ["openai", "ncc", "oracle"] if oracle else ["openai", "ncc"]
-    g.add_argument("--backend", choices=choices, default="openai", help="who answers (default: openai)")
-    g.add_argument("--server", action="append", default=[], metavar="URL",
-                   help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (repeatable; default $R1TRACK_BASE_URL)")
-    g.add_argument("--model", help="served model name (default: $R1TRACK_MODEL or the server's first model)")
-    g.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt (default 120)")
-    g.add_argument("--retries", type=int, default=3, help="retries per request on connection errors, 5xx and 429 (default 3)")
-    d = FaultPolicy()
-    g.add_argument("--max-consecutive-faults", type=int, default=d.max_consecutive_faults, metavar="N",
-                   help=f"stop a sequence (failed, no result) after N frames in a row without a reply "
-                        f"(default {d.max_consecutive_faults})")
-    g.add_argument("--max-fault-seconds", type=float, default=d.max_fault_seconds, metavar="S",
-                   help=f"... or S seconds since its last reply (default {d.max_fault_seconds:g})")
-
-
-def fault_policy(args: argparse.Namespace) -> FaultPolicy:
-    """The --max-consecutive-faults / --max-fault-seconds policy; CommandError when invalid."""
-    from ..cli import CommandError
-
-    try:
-        return FaultPolicy(args.max_consecutive_faults, args.max_fault_seconds)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-
-
-def failure_lines(failed: list, what: str = "sequence") -> list[str]:
-    """The closing lines for failed sequences: how many, and why (stopped: naming the servers)."""
-    if not failed:
-        return []
-    stopped = [o for o in failed if o.stopped]
-    servers = sorted({o.server for o in stopped})
-    lines = [f"{len(failed)} {what}(s) FAILED (no result files written):"]
-    if stopped:
-        lines.append(f"  {len(stopped)} stopped because the server gave no reply: {', '.join(servers)}")
-    if len(failed) > len(stopped):
-        lines.append(f"  {len(failed) - len(stopped)} failed on errors (listed above)")
-    lines.append("rerun the same command to resume them (finished sequences are kept)")
-    return lines
-
-
-def backend_options(args: argparse.Namespace) -> dict:
-    if args.backend == "openai":
-        return {"timeout_s": args.timeout, "retries": args.retries}
-    return {}
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from .tracking import add_backend_arguments, add_tracker_arguments
+
     p = sub.add_parser("eval", help="track a benchmark, write results, score them", description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", help="dataset folder")
@@ -136,13 +54,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="layout of ROOT (default: detect)")
     p.add_argument("--split", help="GOT-10k split (val|test, default val), TrackingNet chunk (TEST), LaSOT split file")
     p.add_argument("--sequences", help="comma-separated sequence names to run (default: all)")
-    p.add_argument("-o", "--out", help="output folder (default: runs/<dataset>-<split>-<backend>)")
+    p.add_argument("-o", "--out", help="output folder (default: runs/<dataset>-<split>-<checkpoint or preset>, "
+                   "with +SETTING for each explicit tracker flag)")
     p.add_argument("--concurrency", type=int, default=256, help="sequences in flight (default 256)")
     p.add_argument("--init", choices=["box", "text"], default="box", help="initialise from the first box or the description (LaSOT)")
     p.add_argument("--max-frames", type=int, help="only the first N frames of each sequence (quick checks)")
     p.add_argument("--oracle-noise", type=float, default=0.0, help="oracle: Gaussian noise in model pixels")
-    p.add_argument("--name", default="r1track", help="tracker name in reports and plots")
+    p.add_argument("--name", help="tracker name in reports and plots (default: the checkpoint or preset, as in the run folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--compare", action="append", default=[], metavar="RUN",
+                   help="another eval run folder to put beside this one in REPORT/comparison/ (repeatable; as 'r1track report')")
     add_backend_arguments(p)
     add_tracker_arguments(p)
     p.set_defaults(func=run)
@@ -160,14 +81,13 @@ def load_sequences(dataset: str, root: str, split: str | None, names: str | None
         split = Path(root).name if (Path(root) / "list.txt").is_file() else "val"
     if kind == "lasot" and split is None:
         split = "test"
-    seqs = list(read_dataset(kind, root, split=None if split == "all" else split))
-    if names:
-        wanted = [n.strip() for n in names.split(",") if n.strip()]
-        by_name = {s.name: s for s in seqs}
-        missing = [n for n in wanted if n not in by_name]
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
+    seqs = list(read_dataset(kind, root, split=None if split == "all" else split, names=wanted))
+    if wanted:
+        found = {s.name for s in seqs}
+        missing = [n for n in wanted if n not in found]
         if missing:
             raise CommandError(f"sequences not in {root}: {', '.join(missing)}")
-        seqs = [by_name[n] for n in wanted]
     if not seqs:
         raise CommandError(f"no sequences in {root}")
     return seqs, kind, split
@@ -176,50 +96,108 @@ def load_sequences(dataset: str, root: str, split: str | None, names: str | None
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..backends import get_backend_spec
     from ..cli import CommandError
     from ..data.sequences import DatasetError
     from ..evaluate import EvalAborted, EvalSettings, evaluate, has_ground_truth
     from ..faults import format_summary
     from ..scoring import format_table, score_results, write_report
+    from ..tracker import SKIP_STATUSES
+    from .report import report_path
+    from .tracking import backend_options, fault_policy, resolve_settings
 
     try:
         seqs, kind, split = load_sequences(args.dataset, args.root, args.split, args.sequences)
-        params = tracker_params(args)
+        resolved = resolve_settings(args)
     except (DatasetError, ValueError) as exc:
         raise CommandError(str(exc)) from None
+    compare = [report_path(r) for r in args.compare]  # refuse a missing one before tracking
+    params, backend = resolved.params, resolved.backend
+    print(f"settings: {resolved.message}", file=sys.stderr)
     split_tag = Path(split).stem if split else ""
-    out = Path(args.out) if args.out else Path("runs") / "-".join(x for x in (kind, split_tag, args.backend) if x)
-    options = backend_options(args)
-    if args.backend == "oracle":
+    out = Path(args.out) if args.out else Path("runs") / "-".join(x for x in (kind, split_tag, resolved.tag) if x)
+    options = backend_options(args, backend)
+    if backend == "oracle":
         options["noise_px"] = args.oracle_noise
     try:
         settings = EvalSettings(
-            out_dir=out, backend=args.backend, servers=tuple(args.server), model=args.model, concurrency=args.concurrency,
+            out_dir=out, backend=backend, servers=tuple(args.server), model=args.model, concurrency=args.concurrency,
             params=params, init=args.init, backend_options=options, max_frames=args.max_frames,
             progress=not args.no_progress, faults=fault_policy(args),
         )
-        print(f"tracking {len(seqs)} sequences of {args.root} ({kind}{' ' + split if split else ''}) with {args.backend} -> {out}",
+        print(f"tracking {len(seqs)} sequences of {args.root} ({kind}{' ' + split if split else ''}) with {backend} -> {out}",
               file=sys.stderr)
         result = evaluate(seqs, settings)
     except (EvalAborted, ValueError) as exc:
         raise CommandError(str(exc)) from None
     skipped = sum(o.status == "skipped" for o in result.outcomes)
-    print(f"{len(result.outcomes) - skipped - len(result.failed)} sequences tracked, {skipped} already done, "
-          f"{len(result.failed)} failed; {result.frames_tracked} frames asked in {result.seconds:.1f} s "
+    bad = result.bad_data
+    tracked = len(result.outcomes) - skipped - len(result.failed) - len(bad)
+    print(f"{tracked} sequences tracked, {skipped} already done, {len(result.failed)} failed, "
+          f"{len(bad)} not trackable as stored; {result.frames_tracked} frames asked in {result.seconds:.1f} s "
           f"({result.fps:.1f} frames/s)")
+    data_faults = {k: v for k, v in result.record.fallbacks.items() if k in SKIP_STATUSES}
+    if data_faults:
+        print(f"frames not sent (the last box kept): {dict(sorted(data_faults.items()))}; per sequence in {out / 'run.json'}")
+    for o in bad:
+        print(f"  NOT TRACKED {o.error}")
     for o in result.failed:
         print(f"  FAILED {o.name}: {o.error}")
     print(f"results: {out / 'results'} (got10k layout), {out / 'results_pytracking'} (PyTracking layout); run log {out / 'run.json'}")
     print(format_summary(result.record))
-    if result.failed:
-        print("\n".join(failure_lines(result.failed)))
-        return 1
-    if all(has_ground_truth(s) for s in seqs) and not args.max_frames:
-        report = score_results(seqs, out / "results", tracker=args.name, dataset=f"{kind} {split or ''}".strip())
+    if bad:
+        print("a rerun skips the sequences not trackable as stored the same way: fix or remove their files first")
+    status = 1 if result.failed or bad else 0
+    done = [s for s in seqs if s.name not in {o.name for o in (*result.failed, *bad)}]
+    if args.max_frames:
+        print(f"not scored: --max-frames {args.max_frames} tracked only part of each sequence")
+        if compare:
+            print("--compare: this run has no report to compare (--max-frames)")
+        return _closing(status, result)
+    if done and all(has_ground_truth(s) for s in done) and not (kind == "got10k" and split == "test"):
+        protocol, why = choose_protocol(done, kind, split)
+        report = score_results(done, out / "results", protocol=protocol, tracker=args.name or resolved.tag,
+                               dataset=f"{kind} {split or ''}".strip(), baseline=get_backend_spec(backend).baseline)
         paths = write_report(report, out / "report")
+        if why:
+            print(f"note: {why}")
+        if len(done) < len(seqs):
+            print(f"scored {len(done)} of {len(seqs)} sequences (the others were not tracked; see above)")
         print(format_table(report), end="")
         print(f"report: {paths['json']}, plots: {', '.join(str(p) for k, p in paths.items() if k not in ('json', 'table'))}")
-    elif kind in ("got10k", "trackingnet"):
+        if compare:
+            from .report import compare_runs
+
+            compare_runs([report, *compare], out / "report" / "comparison")
+        return _closing(status, result)
+    if compare:
+        print("--compare: this run has no report to compare (no ground truth for every frame, or --max-frames)")
+    if kind in ("got10k", "trackingnet"):
         server = "got10k" if kind == "got10k" else "trackingnet"
         print(f"no ground truth to score against: build the server zip with 'r1track pack {server} {out / 'results'} --dataset {args.root}'")
-    return 0
+    else:
+        print("not scored: some sequences have no ground truth for every frame")
+    return _closing(status, result)
+
+
+def _closing(status: int, result) -> int:
+    """The run's last lines: the failed sequences, how many and why (naming the servers that gave no reply)."""
+    from .tracking import failure_lines
+
+    lines = failure_lines(result.failed)
+    if lines:
+        print("\n".join(lines))
+    return status
+
+
+def choose_protocol(seqs, kind: str, split: str | None) -> tuple[str, str]:
+    """(protocol, why it is not the dataset's own) for scoring ``seqs``: ``got10k`` when every sequence
+    has GOT-10k cover labels, else ``otb`` -- with a reason when a GOT-10k split falls back to it."""
+    missing = [s.name for s in seqs if s.cover is None]
+    if not missing:
+        return "got10k", ""
+    if kind == "got10k":
+        return "otb", (f"{len(missing)} of {len(seqs)} sequences have no cover.label (e.g. {missing[0]}), so the GOT-10k "
+                       "protocol (AO, SR) cannot be applied: scored with the OTB protocol (success AUC, precision), "
+                       "whose numbers are not comparable with AO")
+    return "otb", ""

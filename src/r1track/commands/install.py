@@ -58,12 +58,12 @@ VERBS = {
     "restore": ("restore", "would restore"),
     "restore-file": ("restore", "would restore"),
     "rmdir": ("rmdir", "would rmdir"),
-    "manifest": ("manifest", "would write manifest"),
+    "manifest": ("write manifest", "would write manifest"),
 }
 
 
 def run(args: argparse.Namespace, out=None) -> int:
-    from ..install import TARGETS, InstallError, apply_plan, plan_install, plan_uninstall, r1track_import_check
+    from ..install import TARGETS, InstallError, apply_plan, check_writable, plan_install, plan_uninstall, r1track_import_check
 
     out = out or sys.stdout
     chosen = [(name, getattr(args, name)) for name in TARGETS if getattr(args, name)]
@@ -83,7 +83,17 @@ def run(args: argparse.Namespace, out=None) -> int:
             print(f"{spec.title}: refused: {exc}", file=out)
             status = 2
             continue
-        print(f"{spec.title} at {plan.target}{' (dry run)' if args.dry_run else ''}:", file=out)
+        failure = ""
+        if not args.dry_run and plan.changes:
+            try:  # applied first, printed after: what is printed is what happened
+                apply_plan(plan)
+            except (InstallError, OSError) as exc:
+                failure = str(exc)
+        if failure:
+            print(f"{spec.title} at {plan.target}: failed: {failure}", file=out)
+            status = 2
+            continue
+        print(f"{spec.title} at {plan.target}{' (dry run: nothing is changed)' if args.dry_run else ''}:", file=out)
         if not plan.changes:
             same = sum(a.kind in ("same", "merge-same") for a in plan.actions)
             what = f"{same} item(s) already up to date" if not args.uninstall else "nothing installed by r1track here"
@@ -92,17 +102,19 @@ def run(args: argparse.Namespace, out=None) -> int:
             if a.kind in ("same", "merge-same") and plan.changes is False:
                 continue
             verb = VERBS.get(a.kind, (a.kind, a.kind))[1 if args.dry_run else 0]
+            if a.kind == "manifest" and args.uninstall:
+                verb = "would remove manifest" if args.dry_run else "remove manifest"
             detail = f"  ({a.detail})" if a.detail else ""
             print(f"  {verb:<14} {a.path}{detail}", file=out)
+        if args.dry_run and plan.changes:
+            try:
+                check_writable(plan, probe=False)
+            except InstallError as exc:
+                print(f"  the install would fail: {exc}", file=out)
+                status = 2
         for note in plan.notes:
             print(f"  note: {note}", file=out)
         if plan.conflicts:
             status = max(status, 1)
             print(f"  {len(plan.conflicts)} conflict(s) skipped; nothing of yours was changed for them", file=out)
-        if not args.dry_run and plan.changes:
-            try:
-                apply_plan(plan)
-            except (InstallError, OSError) as exc:
-                print(f"{spec.title}: failed: {exc}", file=out)
-                status = 2
     return status

@@ -11,8 +11,9 @@ Zip tracking results for an evaluation server.
   trackingnet  {seq}.txt per sequence, flat
 
 Results may be in the got10k layout ({seq}/{seq}_001.txt, what 'r1track eval' writes) or PyTracking's
-({seq}.txt). With --dataset, every sequence of the split must be present with one box per frame;
-otherwise nothing is written and the problems are listed. The zip is deterministic and written atomically.
+({seq}.txt). With --dataset, every sequence of the split must be present with one box per frame (frames
+counted up to the highest frame number, so a missing frame file still needs its box); otherwise nothing
+is written and each problem is listed with its sequence and file. The zip is deterministic and written atomically.
 """
 
 
@@ -28,11 +29,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _expected(server: str, dataset: str) -> dict[str, int]:
-    """Frame count of every sequence of the test split in ``dataset``."""
+    """Frame count of every sequence of the test split in ``dataset``: the highest frame number in the
+    file names, so a missing frame file still counts (``r1track eval`` writes a fallback box for it)."""
+    from ..data.checks import frame_slots
     from ..data.readers import read_got10k, read_trackingnet
 
     seqs = read_got10k(dataset, "test") if server == "got10k" else read_trackingnet(dataset, chunks=["TEST"])
-    return {s.name: len(s.frames) for s in seqs}
+    out = {}
+    for s in seqs:
+        slots = frame_slots(s)
+        out[s.name] = len(slots) if slots is not None else len(s.frames)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,10 @@ Track one target through one video (a folder of frames, or a video file with PyA
   OUT/track.gif     the frames with the box drawn (--annotated NAME.mp4 for MP4, needs PyAV)
 
 Start from a box (--init x,y,w,h, 0-based pixels of the first frame) or from a description (--text, Qwen's
-grounding answer; needs the openai backend). Backends as in 'r1track eval' (openai, or the ncc baseline).
+grounding answer; needs a model backend). Backends, presets and tracker settings as in 'r1track eval'.
+A box that misses the first frame or is more than twice its size is refused. A missing frame (a gap in the
+file numbering) or an undecodable one keeps the last box (status missing_frame / unreadable_frame /
+image_too_large in frames.jsonl) and is left out of the annotated video.
 
 When the server gives no reply for --max-consecutive-faults frames in a row (or --max-fault-seconds), the
 run stops with exit status 1 and writes no output files: boxes made by repeating the last one are no track.
@@ -20,7 +23,7 @@ run stops with exit status 1 and writes no output files: boxes made by repeating
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from .eval import add_backend_arguments, add_tracker_arguments
+    from .tracking import add_backend_arguments, add_tracker_arguments
 
     p = sub.add_parser("track", help="track one video and write boxes and an annotated GIF/MP4", description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--annotated", default="track.gif", help="annotated output file name in OUT, .gif or .mp4 (default track.gif)")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the annotated video (default 10)")
     p.add_argument("--max-side", type=int, default=640, help="longer side of the annotated frames in px (default 640)")
-    add_backend_arguments(p, oracle=False)
+    add_backend_arguments(p, ground_truth=False)
     add_tracker_arguments(p)
     p.set_defaults(func=run)
 
@@ -49,72 +52,108 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _frames(video: str):
+    """Frames of ``video``: for a folder, its files by frame number with None for a gap in the numbering
+    (a missing frame); for a video file, its decoded frames."""
+    from pathlib import Path
+
+    from ..data.checks import numbered_slots
+    from ..data.sequences import list_frames
+    from ..video import iter_frames
+
+    if Path(video).is_dir():
+        files = list_frames(video)
+        slots = numbered_slots(files, from_lowest=True) if files else None
+        if files and slots is None:
+            raise ValueError(f"{video}: two frame files carry the same frame number")
+        if files:
+            return iter(slots)
+    return iter_frames(video)
+
+
+def _check_first(first, init_box, video: str) -> None:
+    """CommandError (naming the file) when the first frame cannot start tracking or the box is unusable on it."""
+    import numpy as np
+
+    from ..cli import CommandError
+    from ..data.checks import box_problem, read_image_header
+
+    if first is None:
+        raise CommandError(f"{video}: the first frame is missing (the numbering starts with a gap)")
+    if isinstance(first, np.ndarray):
+        size = (first.shape[1], first.shape[0])
+    else:
+        size, reason, detail = read_image_header(first)
+        if size is None:
+            raise CommandError(f"{first}: {detail} ({reason}); the first frame is needed to start")
+    if init_box is not None:
+        problem = box_problem(init_box, size)
+        if problem is not None:
+            where = f"first frame {first}" if not isinstance(first, np.ndarray) else "first frame"
+            raise CommandError(f"--init {','.join(f'{v:g}' for v in init_box)} is unusable on the {size[0]}x{size[1]} "
+                               f"{where} ({problem})")
+
+
 def run(args: argparse.Namespace) -> int:
+    import itertools
     import json
     import sys
     from pathlib import Path
 
-    from ..backends import BackendError, make_backend
+    from ..backends import BackendError, get_backend_spec, make_backend
     from ..cli import CommandError
     from ..faults import FaultGuard, FaultRecord, SequenceStopped, format_summary
     from ..fsutil import atomic_output
+    from ..progress import progress_bar
     from ..results import format_number
-    from ..tracker import Tracker, TrackerInitError
-    from ..video import AnnotatedWriter, annotate, count_frames, iter_frames
-    from .eval import backend_options, fault_policy, tracker_params
+    from ..tracker import SKIP_STATUSES, Status, Tracker, TrackerInitError
+    from ..video import AnnotatedWriter, annotate, count_frames
+    from .tracking import backend_options, fault_policy, resolve_settings
 
-    if args.text and args.backend != "openai":
-        raise CommandError("--text needs a model: use --backend openai")
     init_box = parse_box(args.init) if args.init else None
     try:
-        params = tracker_params(args)
-        frames = iter_frames(args.video)
+        resolved = resolve_settings(args)
+        frames = _frames(args.video)
         first = next(frames)
     except StopIteration:
         raise CommandError(f"{args.video}: no frames") from None
     except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from None
+    spec = get_backend_spec(resolved.backend)
+    if args.text and not spec.needs_server:
+        raise CommandError("--text needs a model: use --backend openai")
+    _check_first(first, init_box, args.video)
+    print(f"settings: {resolved.message}", file=sys.stderr)
     out = Path(args.out)
     policy = fault_policy(args)
-    opts = backend_options(args)
-    if args.backend == "openai":
+    opts = backend_options(args, spec.name)
+    if spec.needs_server:
         opts.update(base_url=args.server[0] if args.server else None, model=args.model)
-    backend = make_backend(args.backend, **opts)
-    tracker = Tracker(backend, params, name=Path(args.video).name)
+    backend = make_backend(spec.name, **opts)
+    tracker = Tracker(backend, resolved.params, name=Path(args.video).name)
     guard = FaultGuard(policy, getattr(backend, "base_url", backend.label))
     record = FaultRecord()
     writer = AnnotatedWriter(out / args.annotated, fps=args.fps)
-    total = count_frames(args.video)
-    try:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="frame", desc="tracking", dynamic_ncols=True)
-    except ImportError:  # pragma: no cover
-        bar = None
     boxes, rows = [], []
     try:
-        init = tracker.initialize(first, init_box, text=args.text)
-        boxes.append(tuple(init.box_xywh_orig))
-        rows.append({"frame": 1, "status": "init", "reply": init.reply, "seconds": init.timing.total_s})
-        writer.add(annotate(first, init.box_xywh_orig, label="1 init", colour=(255, 255, 0), max_side=args.max_side))
-        if bar:
-            bar.update(1)
-        for k, frame in enumerate(frames, start=2):
-            r = tracker.track(frame)
-            record.add_frame(r)
-            guard.observe(r)
-            boxes.append(tuple(r.box_xywh_orig))
-            rows.append({"frame": k, "status": r.status, "detail": r.detail, "reply": r.reply, "seconds": r.timing.total_s,
-                         "attempts": r.attempts, "faults": r.faults})
-            colour = (0, 255, 0) if r.ok else (255, 64, 64)
-            writer.add(annotate(frame, r.box_xywh_orig, label=f"{k} {r.status}", colour=colour, max_side=args.max_side))
-            if bar:
+        with progress_bar(count_frames(args.video), "tracking") as bar:
+            for k, (frame, r) in enumerate(_pairs(itertools.chain([first], frames), tracker, init_box, args.text), start=1):
+                record.add_frame(r)
+                if r.status is not Status.INIT:
+                    guard.observe(r)
+                boxes.append(tuple(r.box_xywh_orig))
+                row = {"frame": k, "status": r.status, "reply": r.reply, "seconds": r.timing.total_s}
+                if r.status is not Status.INIT:
+                    row.update(detail=r.detail, attempts=r.attempts, faults=r.faults)
+                rows.append(row)
+                if r.status in SKIP_STATUSES:  # a missing or undecodable frame has no picture to annotate
+                    print(f"r1track track: {r.detail} ({r.status}); the last box is kept", file=sys.stderr)
+                else:
+                    colour = (255, 255, 0) if r.status is Status.INIT else (0, 255, 0) if r.ok else (255, 64, 64)
+                    writer.add(annotate(frame, r.box_xywh_orig, label=f"{k} {r.status}", colour=colour, max_side=args.max_side))
                 bar.update(1)
     except SequenceStopped as exc:
         writer.abort()
-        if bar:
-            bar.close()
-            bar = None
         print(format_summary(record), file=sys.stderr)
         print(f"r1track track: STOPPED at frame {len(boxes) + 1}, no output files written: {exc}\n"
               "run it again once the server answers", file=sys.stderr)
@@ -126,8 +165,6 @@ def run(args: argparse.Namespace) -> int:
         writer.abort()
         raise
     finally:
-        if bar:
-            bar.close()
         backend.close()
     with atomic_output(out / "boxes.txt", "w") as f:
         f.writelines(",".join(format_number(v) for v in b) + "\n" for b in boxes)
@@ -138,3 +175,16 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(record), file=sys.stderr)
     print(f"boxes: {out / 'boxes.txt'}\nper frame: {out / 'frames.jsonl'}\nannotated: {video_path}")
     return 0
+
+
+def _pairs(frames, tracker, init_box, text):
+    """(frame, result) pairs of :meth:`Tracker.run`, keeping each frame for the annotated output."""
+    seen: list = []
+
+    def remember():
+        for frame in frames:
+            seen.append(frame)
+            yield frame
+
+    for result in tracker.run(remember(), init_box, text=text):
+        yield seen.pop(0), result

@@ -116,9 +116,9 @@ def _remove_stale_partials(out: Path, log: Callable[[str], None]) -> None:
 
 
 def _progress(iterable: Iterable, *, total: int | None, desc: str, unit: str, enabled: bool) -> Iterator:
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
-    return iter(tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True))
+    return iter(progress_bar(total, desc, unit=unit, enabled=enabled, iterable=iterable))
 
 
 def _read_and_check(sources: list[Source], progress: bool) -> tuple[list[CheckedSequence], list[Issue], int, int]:
@@ -172,7 +172,7 @@ def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSampl
         if x2 <= x1 or y2 <= y1:
             return "degenerate_box"
     prompt_boxes = list(result.boxes_xyxy_crop[:-1])
-    user_text = render_text(cfg.prompt, think=cfg.think, boxes_xyxy_model=prompt_boxes)
+    user_text = render_text(cfg.prompt, think=cfg.think, boxes_xyxy_model=prompt_boxes, think_layout=cfg.think_layout)
     answer = render_answer(result.boxes_xyxy_crop[-1])
     width = 6
     names = tuple(f"{index:0{width}d}_{c.role}.jpg" for c in plan.crops)
@@ -192,6 +192,7 @@ def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSampl
         "crop_side": side,
         "prompt_version": cfg.prompt,
         "think": cfg.think,
+        **({"think_layout": cfg.think_layout} if cfg.think else {}),
         "prompt_boxes": [format_box(b) for b in prompt_boxes],
         "answer": answer,
         "images": list(names),

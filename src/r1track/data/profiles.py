@@ -21,7 +21,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from ..prompts import get_prompt
+from ..prompts import DEFAULT_THINK_LAYOUT, check_think_layout, get_prompt
 from ..qwen import FACTOR, check_crop_side
 from ..tracker import TrackerParams
 
@@ -89,6 +89,7 @@ class SamplerConfig:
     balance: tuple[str, ...] = BALANCE_DIMENSIONS
     prompt: str = "r1track-v1"
     think: bool = False
+    think_layout: str = DEFAULT_THINK_LAYOUT
     fill: tuple[int, int, int] = (0, 0, 0)
     jpeg_quality: int = 95
     val_fraction: float = 0.02
@@ -99,6 +100,7 @@ class SamplerConfig:
 
     def validate(self) -> None:
         """ValueError naming the setting that is out of range."""
+        check_think_layout(self.think_layout)
         if self.n_images not in (2, 3):
             raise ValueError(f"n_images must be 2 (pairs) or 3 (triples), got {self.n_images}")
         p = get_prompt(self.prompt)
@@ -180,8 +182,10 @@ PROFILES: dict[str, SamplerConfig] = {
             crop_sides=(336,),
             balance=(),
             prompt="r1track-v0",
+            think_layout="instruction-first",
             description="reference R1-Track-5k recipe: two random frames per video, independent crops with area "
-            "factor U(2,8) and centre shift U(-0.2,0.2) x side, 336 px, r1track-v0 prompt, black padding",
+            "factor U(2,8) and centre shift U(-0.2,0.2) x side, 336 px, r1track-v0 prompt, black padding; "
+            "with --think, the reference think-GRPO layout (instruction, images, task)",
         ),
     )
 }

@@ -23,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .sequences import DatasetError, Sequence, list_frames, read_boxes_file, read_label_file
+from .sequences import DatasetError, Sequence, list_frames, read_boxes_file, read_label_file, read_text_file
 
 __all__ = [
     "DATASET_KINDS",
@@ -39,10 +39,15 @@ __all__ = [
 
 
 def read_meta_info(path: str | Path) -> dict[str, str]:
-    """GOT-10k ``meta_info.ini``: ``key: value`` lines after a ``[METAINFO]`` header."""
+    """GOT-10k ``meta_info.ini``: ``key: value`` lines after a ``[METAINFO]`` header. Only the resolution
+    is used, so bytes that are not UTF-8 (a latin-1 description) are replaced, not an error."""
     meta: dict[str, str] = {}
     path = Path(path)
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read metadata: {exc.strerror or exc}") from exc
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("["):
             continue
@@ -72,7 +77,7 @@ def got10k_split_dir(root: str | Path, split: str) -> Path:
 
 
 def _read_list(path: Path) -> list[str]:
-    names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    names = [ln.strip() for ln in read_text_file(path, "sequence list").splitlines() if ln.strip()]
     if not names:
         raise DatasetError(f"{path}: empty sequence list")
     return names
@@ -85,7 +90,8 @@ def read_got10k(root: str | Path, split: str = "val", *, names: list[str] | None
     for name in names or _read_list(split_dir / "list.txt"):
         folder = split_dir / name
         if not folder.is_dir():
-            raise DatasetError(f"{split_dir / 'list.txt'}: sequence {name!r} listed but {folder} does not exist")
+            where = f"{split_dir / 'list.txt'}: sequence {name!r} listed but" if names is None else f"sequence {name!r}:"
+            raise DatasetError(f"{where} {folder} does not exist")
         frames = list_frames(folder, (".jpg", ".jpeg", ".png"))
         boxes = read_boxes_file(folder / "groundtruth.txt")
         n = len(boxes)
@@ -114,10 +120,14 @@ GT_NAMES = ("groundtruth.txt", "groundtruth_rect.txt")
 
 def read_generic(root: str | Path, *, names: list[str] | None = None) -> Iterator[Sequence]:
     """Sequences of a generic folder: every sub-folder with a ground-truth file (or those named in
-    ``root/list.txt``, or ``names``), sorted by name."""
+    ``root/list.txt``, or ``names``), sorted by name. ``root`` may also be one sequence folder (it holds
+    the ground-truth file itself): that sequence alone."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
+    if names is None and any((root / g).is_file() for g in GT_NAMES):
+        root = root.resolve()  # a single sequence folder: the dataset of that one sequence
+        root, names = root.parent, [root.name]
     if names is None and (root / "list.txt").is_file():
         names = _read_list(root / "list.txt")
     if names is None:
@@ -146,10 +156,8 @@ LASOT_TEST_SPLIT = Path(__file__).with_name("splits") / "lasot_test.txt"
 
 def _read_names_file(path: Path) -> list[str]:
     """One name per line; blank lines and ``#`` comments ignored."""
-    try:
-        names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read sequence list: {exc.strerror or exc}") from exc
+    text = read_text_file(path, "sequence list")
+    names = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not names:
         raise DatasetError(f"{path}: empty sequence list")
     return names
@@ -280,21 +288,23 @@ def detect_kind(root: str | Path) -> str:
     return "generic"
 
 
-def read_dataset(kind: str, root: str | Path, *, split: str | None = None) -> Iterator[Sequence]:
+def read_dataset(kind: str, root: str | Path, *, split: str | None = None, names: list[str] | None = None) -> Iterator[Sequence]:
     """Sequences of ``root`` read as ``kind`` (one of :data:`DATASET_KINDS`, or ``"auto"``).
     ``split``: GOT-10k split (default: ``root`` itself when it holds ``list.txt``, else ``train``),
     TrackingNet chunk (e.g. ``TRAIN_3`` or ``TEST``; default all ``TRAIN_*``), LaSOT split file
-    (a path, or ``test`` for the bundled 280-sequence test set); ignored for generic folders."""
+    (a path, or ``test`` for the bundled 280-sequence test set); ignored for generic folders.
+    ``names``: read only these sequences (the others' files are never opened, so a malformed file of
+    an excluded sequence does not matter)."""
     if kind == "auto":
         kind = detect_kind(root)
     if kind == "got10k":
         if split is None:
             split = Path(root).name if (Path(root) / "list.txt").is_file() else "train"
-        return read_got10k(root, split)
+        return read_got10k(root, split, names=names)
     if kind == "lasot":
-        return read_lasot(root, split_file=split)
+        return read_lasot(root, names=names, split_file=None if names else split)
     if kind == "trackingnet":
-        return read_trackingnet(root, chunks=[split] if split else None)
+        return read_trackingnet(root, chunks=[split] if split else None, names=names)
     if kind == "generic":
-        return read_generic(root)
+        return read_generic(root, names=names)
     raise DatasetError(f"unknown dataset kind {kind!r}; known: auto, {', '.join(DATASET_KINDS)}")

@@ -6,8 +6,9 @@ least one decoded pixel per crop pixel, and only down to the window's last row, 
 Boxes are mapped with the transform of the pixels actually produced, so they stay exact when the
 decode grid snaps the window.
 
-A frame that cannot be decoded makes the whole sample a :class:`RenderFailure` (reported and
-counted by the builder), never an exception.
+A frame that cannot be decoded, or whose header says it is too large to decode
+(:func:`~r1track.data.checks.read_image_header`, checked before decoding), makes the whole sample a
+:class:`RenderFailure` (reported and counted by the builder), never an exception.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from ..boxes import BoxXYXY, clip_xyxy, xywh_to_xyxy
 from ..crop import CropTransform, encode_jpeg, load_for_window, render_crop
+from .checks import Reason, read_image_header
 from .sampler import SamplePlan
 
 __all__ = ["RenderedSample", "RenderFailure", "RenderSettings", "render_sample"]
@@ -43,7 +45,8 @@ class RenderedSample:
 
 @dataclass(frozen=True)
 class RenderFailure:
-    """A sample that could not be made: ``reason`` is ``unreadable_frame``; ``path`` names the file."""
+    """A sample that could not be made: ``reason`` is ``unreadable_frame`` or ``image_too_large``;
+    ``path`` names the file."""
 
     plan: SamplePlan
     reason: str
@@ -56,10 +59,13 @@ def render_sample(plan: SamplePlan, settings: RenderSettings) -> RenderedSample 
     jpegs, transforms, boxes, raw = [], [], [], []
     for crop in plan.crops:
         window = crop.window
+        size, reason, detail = read_image_header(crop.frame)
+        if size is None:
+            return RenderFailure(plan, str(reason), crop.frame, detail)
         try:
             img = load_for_window(crop.frame, window)
         except ValueError as exc:
-            return RenderFailure(plan, "unreadable_frame", crop.frame, str(exc))
+            return RenderFailure(plan, Reason.UNREADABLE_FRAME.value, crop.frame, str(exc))
         out = render_crop(img, window, fill=settings.fill)
         t = out.transform
         box_crop = t.xyxy_orig_to_crop(xywh_to_xyxy(crop.box_xywh_orig))

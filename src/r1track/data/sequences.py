@@ -21,6 +21,7 @@ __all__ = [
     "frame_number",
     "read_boxes_file",
     "read_label_file",
+    "read_text_file",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -59,6 +60,35 @@ class Sequence:
         return self.boxes_xywh_orig[0]
 
 
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """The text of an annotation file: UTF-8 (ASCII included), or UTF-8/UTF-16 with a byte-order mark.
+    Raises DatasetError naming the file -- and the line and byte for text that is not UTF-8 (a latin-1
+    comment, a stray ``\\xff``) -- instead of a bare ``UnicodeDecodeError``; ``what`` names the file's role
+    in the message (``ground truth``, ``labels``)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError:
+                raise DatasetError(f"{path}: {what} starts with a {codec} byte-order mark but is not {codec} text") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        byte = data[exc.start : exc.start + 1].hex()
+        raise DatasetError(f"{path}:{line}: {what} is not UTF-8 text (byte 0x{byte} at column {col}); "
+                           "save it as UTF-8 or ASCII") from None
+
+
 _NUM_SPLIT = re.compile(r"[,\t ;]+")
 
 
@@ -89,10 +119,7 @@ def read_boxes_file(path: str | Path, *, allow_empty: bool = False) -> np.ndarra
     ``NaN`` values are kept (frames without annotation). Blank lines at the end are ignored; any
     other malformed line raises DatasetError naming file and line."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ground truth: {exc.strerror or exc}") from exc
+    text = read_text_file(path, "ground truth")
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
@@ -120,10 +147,7 @@ def read_label_file(path: str | Path, *, length: int | None = None) -> np.ndarra
     comma-separated row (LaSOT ``full_occlusion.txt``). DatasetError naming file and line on a
     non-integer value, or when ``length`` is given and does not match."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read labels: {exc.strerror or exc}") from exc
+    text = read_text_file(path, "labels")
     values = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         for part in (p for p in _NUM_SPLIT.split(line.strip()) if p):

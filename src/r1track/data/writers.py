@@ -3,16 +3,16 @@
 Every writer writes into the build's temporary folder (the builder renames the whole folder into
 place at the end), in sample order, so the bytes depend only on the samples.
 
-* ``llamafactory`` — LLaMA-Factory ShareGPT (``llamafactory.md`` §2): ``llamafactory/images/<split>/
+* ``llamafactory`` — LLaMA-Factory ShareGPT (``docs/upstream.md``, LLaMA-Factory): ``llamafactory/images/<split>/
   <index>_<role>.jpg``; ``llamafactory/<split>.json``, a list of ``{"messages": [user, assistant],
   "images": [...]}`` where the user text holds one ``<image>`` per image (in order) and image paths
   are relative to LLaMA-Factory's ``dataset_dir``; ``llamafactory/dataset_info.json`` with this
   build's entries (``<name>_train``, ``<name>_val``).
-* ``easyr1`` — EasyR1 (``easyr1_verl.md`` §3): ``easyr1/train.parquet`` and ``easyr1/val.parquet``
+* ``easyr1`` — EasyR1 (``docs/upstream.md``, EasyR1): ``easyr1/train.parquet`` and ``easyr1/val.parquet``
   (separate files: a single local file only has split "train"), columns ``problem`` (text with
   ``<image>`` placeholders), ``answer`` (``"[x1,y1,x2,y2]"``, a JSON string) and ``images`` (list of
   ``{bytes, path}``).
-* ``verl`` — verl 0.9 (``easyr1_verl.md`` §7): ``verl/train.parquet`` and ``verl/val.parquet``,
+* ``verl`` — verl 0.9 (``docs/upstream.md``, verl): ``verl/train.parquet`` and ``verl/val.parquet``,
   columns ``data_source``, ``prompt`` (chat messages; the user content holds the ``<image>``
   placeholders), ``images`` (list of ``{bytes, path}``), ``ability``, ``reward_model``
   (``{style: "rule", ground_truth: "[x1,y1,x2,y2]"}``) and ``extra_info``.

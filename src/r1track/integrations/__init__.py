@@ -1,6 +1,8 @@
-"""Entry points that upstream trainers load by name (``pkg://r1track.integrations.<name>``).
+"""Adapters between r1track and the frameworks that load it, one module per framework: ``pytracking``
+(tracker and parameter files), ``easyr1`` and ``verl`` (reward functions; ``reward_kwargs`` reads their config
+vocabulary). Plugin files installed into a framework's checkout are one-line re-exports of these modules.
 
-Each module is thin: it adapts one trainer's calling convention to :mod:`r1track.reward` and imports nothing
-from the trainer itself (EasyR1 and PyPI verl both install a top-level ``verl`` package and cannot share an
-environment; r1track works in either).
+Each module imports nothing from its framework at import time (EasyR1 and PyPI verl both install a
+top-level ``verl`` package and cannot share an environment; r1track works in either), and the core
+(:mod:`r1track.reward`, :mod:`r1track.tracker`) imports nothing from here.
 """

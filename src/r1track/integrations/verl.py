@@ -4,14 +4,14 @@ Configure (Hydra overrides of ``verl.trainer.main_ppo``)::
 
     reward.custom_reward_function.path=pkg://r1track.integrations.verl
     reward.custom_reward_function.name=compute_score                      # the default
-    +reward.custom_reward_function.reward_kwargs.mode=think               # any RewardConfig option
+    +reward.custom_reward_function.reward_kwargs.mode=think               # any reward option
 
 verl calls ``compute_score(data_source=..., solution_str=..., ground_truth=..., extra_info=..., **kw)`` once
 per sample, with ``ground_truth`` = the row's ``reward_model["ground_truth"]`` (the data builder writes the box
 as a JSON string ``"[x1,y1,x2,y2]"`` in model-input pixels; a list of 4 numbers works too). ``reward_kwargs``
 from the config are merged over the call's kwargs. Keyword arguments that are not
-:class:`r1track.reward.RewardConfig` options (verl may pass reward-router arguments) are ignored, with one
-logged warning.
+reward options (:mod:`r1track.integrations.reward_kwargs`; verl may pass reward-router arguments) are ignored,
+with one logged warning.
 
 Returns a dict with fixed keys, all finite floats: ``score`` (the reward, :mod:`r1track.reward`'s
 ``overall``), ``acc`` (= ``iou``: verl's core validation metric ``val-core/<data_source>/acc/mean@N`` becomes the
@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..reward import RewardConfig, score_reply
+from ..reward import score_reply
+from .reward_kwargs import reward_options
 
 __all__ = ["SCORE_KEYS", "compute_score"]
 
@@ -47,8 +48,8 @@ def compute_score(
     ``extra_info`` are accepted and not used. Never raises on data; raises ``ValueError`` on a bad
     reward option value."""
     response_length = kwargs.pop("response_length", None)
-    config = RewardConfig.from_kwargs(kwargs, ignore_unknown=True)
-    s = score_reply(solution_str, ground_truth, response_length, config)
+    options = reward_options(kwargs, ignore_unknown=True)
+    s = score_reply(solution_str, ground_truth, response_length, options)
     return {
         "score": s["overall"],
         "acc": s["iou"],

@@ -1,11 +1,6 @@
-"""r1track memory: three images per request (template, last confident crop, search) with the
-r1track-mem-v1 prompt. The server needs --limit-mm-per-prompt '{"image":3}'."""
-
-from .default import parameters as default_parameters
+"""r1track preset 'memory': no think, 3 images (template, last confident crop, search); serve with --limit-mm-per-prompt '{"image":3}' (r1track.presets)."""
+from r1track.integrations.pytracking import preset_parameters
 
 
 def parameters():
-    params = default_parameters()
-    params.memory = True
-    params.memory_prompt_version = "r1track-mem-v1"
-    return params
+    return preset_parameters("memory")

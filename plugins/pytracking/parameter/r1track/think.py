@@ -1,14 +1,6 @@
-"""r1track think: R1-Track's think wrapper (<think>...</think><answer>...</answer>) with the r1track-v0
-prompt, as the only published think checkpoint (WangBiao/R1-Track-GRPO-5k) was trained. No structured
-output (the model must reason first); room for the reasoning in max_tokens."""
-
-from .default import parameters as default_parameters
+"""r1track preset 'think': think mode, r1track-v0 prompt, 1024 reply tokens (R1-Track-GRPO-5k) (r1track.presets)."""
+from r1track.integrations.pytracking import preset_parameters
 
 
 def parameters():
-    params = default_parameters()
-    params.think = True
-    params.prompt_version = "r1track-v0"
-    params.structured_output = False
-    params.max_tokens = 1024
-    return params
+    return preset_parameters("think")

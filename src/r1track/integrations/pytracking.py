@@ -1,4 +1,6 @@
-"""What the PyTracking plugin (``plugins/pytracking/tracker/r1track``) delegates to; no PyTracking import.
+"""The PyTracking adapter: the tracker class and the parameter files of the plugin
+(``plugins/pytracking/``, one-line re-exports of :func:`get_tracker_class` and :func:`preset_parameters`).
+PyTracking is imported only when PyTracking itself asks for the tracker class or a parameter set.
 
 PyTracking builds a new tracker object per sequence (in spawned worker processes with
 ``--threads``), calls ``initialize(image, info)`` with an RGB uint8 array and
@@ -8,6 +10,8 @@ and truncates saved boxes to integers. So this adapter:
 
 * builds the backend in ``initialize``, never at import or construction, and shares it within the
   process (one persistent HTTP client per server and process);
+* parameter files are presets (:mod:`r1track.presets`): ``default``, ``v0``, ``think``, ``memory``,
+  ``ncc``, each ``parameters()`` returning :func:`preset_parameters` of its name;
 * reads r1track settings from the PyTracking parameter object (any :class:`TrackerParams` field by
   name, plus ``backend``, ``server_url``, ``model``, ``timeout_s``, ``retries``), with the
   environment (``R1TRACK_BASE_URL``, ``R1TRACK_MODEL``, ``R1TRACK_API_KEY``) overriding the
@@ -39,13 +43,23 @@ import threading
 from collections import Counter
 from typing import Any
 
-from .backends import Backend, BackendError, make_backend
-from .backends.openai import ENV_BASE_URL, ENV_MODEL
-from .faults import FaultGuard, FaultPolicy, FaultRecord, SequenceStopped, format_summary
-from .tracker import STATUS_OK, Tracker, TrackerParams
+from ..backends import Backend, BackendError, backend_names, get_backend_spec, make_backend
+from ..backends.openai import ENV_BASE_URL, ENV_MODEL
+from ..faults import FaultGuard, FaultPolicy, FaultRecord, SequenceStopped, format_summary
+from ..tracker import Status, Tracker, TrackerParams
 
-__all__ = ["PyTrackingSession", "tracker_params_from", "backend_from", "fault_policy_from", "sequence_name", "TOTALS",
-           "RECORD", "summary"]
+__all__ = [
+    "PyTrackingSession",
+    "get_tracker_class",
+    "preset_parameters",
+    "tracker_params_from",
+    "backend_from",
+    "fault_policy_from",
+    "sequence_name",
+    "TOTALS",
+    "RECORD",
+    "summary",
+]
 
 log = logging.getLogger("r1track.pytracking")
 
@@ -72,28 +86,64 @@ def tracker_params_from(params: Any) -> TrackerParams:
 
 
 def backend_from(params: Any) -> Backend:
-    """The process's shared backend for these parameters: ``params.backend`` (``openai`` default,
-    or ``ncc`` for the classical baseline); for ``openai`` the URL and model come from
-    ``R1TRACK_BASE_URL`` / ``R1TRACK_MODEL`` when set, else ``params.server_url`` / ``params.model``
-    (None: the server's first model)."""
+    """The process's shared backend for these parameters: ``params.backend``, any registered backend
+    that needs no ground truth (``openai`` default, ``ncc`` the classical baseline); for a server backend
+    the URL and model come from ``R1TRACK_BASE_URL`` / ``R1TRACK_MODEL`` when set, else
+    ``params.server_url`` / ``params.model`` (None: the server's first model)."""
     kind = _get(params, "backend", "openai") or "openai"
-    if kind == "openai":
+    allowed = backend_names(ground_truth=False)
+    if kind not in allowed:
+        raise ValueError(f"r1track PyTracking plugin: backend must be one of {', '.join(allowed)}, got {kind!r}")
+    if get_backend_spec(kind).needs_server:
         url = os.environ.get(ENV_BASE_URL) or _get(params, "server_url") or None
         model = os.environ.get(ENV_MODEL) or _get(params, "model") or None
         options = {"base_url": url, "model": model}
         for name in ("timeout_s", "connect_timeout_s", "retries", "backoff_s", "jpeg_quality"):
             if _get(params, name) is not None:
                 options[name] = _get(params, name)
-    elif kind == "ncc":
-        options = {}
     else:
-        raise ValueError(f"r1track PyTracking plugin: backend must be 'openai' or 'ncc', got {kind!r}")
+        options = {}
     key = (os.getpid(), kind, tuple(sorted(options.items())))
     with _BACKENDS_LOCK:
         backend = _BACKENDS.get(key)
         if backend is None:
             backend = _BACKENDS[key] = make_backend(kind, **options)
     return backend
+
+
+def preset_parameters(name: str) -> Any:
+    """A PyTracking parameter object (``pytracking.utils.TrackerParams``) holding the preset ``name``:
+    every :class:`TrackerParams` field, ``backend``, ``server_url`` (``http://127.0.0.1:8000/v1``; the
+    environment overrides it), ``model`` (None: the server's first model), ``timeout_s`` 120, ``retries`` 3,
+    the dead-server limits ``max_consecutive_faults`` / ``max_fault_seconds`` (:class:`~r1track.faults.FaultPolicy`)
+    and ``multiobj_mode = "parallel"``. ValueError on an unknown preset."""
+    from pytracking.utils import TrackerParams as PyTrackingParams
+
+    from ..presets import get_preset
+
+    preset = get_preset(name)
+    params = PyTrackingParams()
+    for f in dataclasses.fields(TrackerParams):
+        setattr(params, f.name, getattr(preset.params, f.name))
+    params.backend = preset.backend
+    params.server_url = "http://127.0.0.1:8000/v1"
+    params.model = None
+    params.timeout_s = 120.0
+    params.retries = 3
+    policy = FaultPolicy()  # a server that gives no reply this long stops the sequence (it raises, no result file)
+    params.max_consecutive_faults = policy.max_consecutive_faults
+    params.max_fault_seconds = policy.max_fault_seconds
+    params.multiobj_mode = "parallel"
+    return params
+
+
+def get_tracker_class() -> type:
+    """PyTracking's entry point: the ``BaseTracker`` subclass, :class:`r1track.integrations.pytracking_tracker.R1Track`
+    (a module of its own, imported here, so importing r1track never imports PyTracking; defined at module level,
+    so PyTracking's ``--threads`` workers can unpickle it)."""
+    from .pytracking_tracker import R1Track
+
+    return R1Track
 
 
 def sequence_name(info: dict | None) -> str:
@@ -206,7 +256,7 @@ class PyTrackingSession:
         TOTALS["frames"] += 1
         RECORD.add_frame(result)
         self.counts[result.status] += 1
-        if result.status != STATUS_OK:
+        if result.status != Status.OK:
             TOTALS["faults"] += 1
             TOTALS[result.status] += 1
             log.warning("r1track: %s frame %d: %s (%s); kept the last box [fallback %d in this sequence]",
@@ -222,4 +272,4 @@ class PyTrackingSession:
 
     @property
     def faults(self) -> int:
-        return sum(n for s, n in self.counts.items() if s != STATUS_OK)
+        return sum(n for s, n in self.counts.items() if s != Status.OK)

@@ -1,0 +1,132 @@
+"""Command-line options shared by the commands that track (``eval``, ``track``): presets, backend, the
+dead-server limits (:class:`r1track.faults.FaultPolicy`) and every tracker setting.
+
+The tracker flags are generated from ``dataclasses.fields(TrackerParams)``: the flag name, type, default and
+help all come from the dataclass, so a new setting appears here by itself. Every flag defaults to "not
+given" (None), so :func:`resolve_settings` knows which settings the user chose explicitly: those win over
+the preset (see :mod:`r1track.presets`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any
+
+from ..faults import FaultPolicy
+
+__all__ = ["add_tracker_arguments", "tracker_overrides", "add_backend_arguments", "backend_options", "resolve_settings",
+           "fault_policy", "failure_lines"]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(annotation: Any) -> type:
+    """``int`` for ``int`` and ``int | None``; the same for float, str, bool."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
+    """``--preset`` and one flag per :class:`~r1track.tracker.TrackerParams` field (booleans as
+    ``--name/--no-name``)."""
+    from ..presets import DEFAULT_PRESET, PRESETS
+    from ..tracker import TrackerParams
+
+    g = p.add_argument_group(
+        "tracker", "settings start from --preset, else the preset of a known --model checkpoint, else "
+        "'default'; a flag given here always wins. Defaults shown are the 'default' preset's.")
+    g.add_argument("--preset", choices=list(PRESETS), help="named settings: " + "; ".join(
+        f"{name}: {preset.summary}" for name, preset in PRESETS.items()) + f" (default: {DEFAULT_PRESET})")
+    hints = typing.get_type_hints(TrackerParams)
+    defaults = TrackerParams()
+    for f in dataclasses.fields(TrackerParams):
+        kind = _base_type(hints[f.name])
+        if kind not in (bool, int, float):
+            kind = str
+        text = f"{f.metadata.get('help', f.name)} (default: {getattr(defaults, f.name)})".replace("%", "%%")
+        if kind is bool:
+            g.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            g.add_argument(_flag(f.name), dest=f.name, type=kind, default=None, metavar=kind.__name__.upper(), help=text)
+
+
+def tracker_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The tracker settings given explicitly on the command line (field name -> value)."""
+    from ..tracker import TrackerParams
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrackerParams) if getattr(args, f.name, None) is not None}
+
+
+def add_backend_arguments(p: argparse.ArgumentParser, *, ground_truth: bool = True) -> None:
+    """``--backend`` (names from the backend registry; ``ground_truth=False`` leaves out those that need
+    ground truth), servers, model, timeouts."""
+    from ..backends import BACKENDS, backend_names
+
+    names = backend_names(ground_truth=ground_truth)
+    g = p.add_argument_group("backend")
+    g.add_argument("--backend", choices=names, default=None,
+                   help="who answers: " + "; ".join(f"{n}: {BACKENDS[n].summary}" for n in names)
+                   + " (default: the preset's, openai for all but 'ncc')")
+    g.add_argument("--server", action="append", default=[], metavar="URL",
+                   help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (repeatable; default $R1TRACK_BASE_URL)")
+    g.add_argument("--model", help="served model name (default: $R1TRACK_MODEL or the server's first model); a "
+                   "published checkpoint's name (e.g. WangBiao/R1-Track-GRPO-5k) also picks its preset")
+    g.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt (default 120)")
+    g.add_argument("--retries", type=int, default=3, help="retries per request on connection errors, 5xx and 429 (default 3)")
+    d = FaultPolicy()
+    g.add_argument("--max-consecutive-faults", type=int, default=d.max_consecutive_faults, metavar="N",
+                   help=f"stop a sequence (failed, no result) after N frames in a row without a reply "
+                        f"(default {d.max_consecutive_faults})")
+    g.add_argument("--max-fault-seconds", type=float, default=d.max_fault_seconds, metavar="S",
+                   help=f"... or S seconds since its last reply (default {d.max_fault_seconds:g})")
+
+
+def fault_policy(args: argparse.Namespace) -> FaultPolicy:
+    """The --max-consecutive-faults / --max-fault-seconds policy; CommandError when invalid."""
+    from ..cli import CommandError
+
+    try:
+        return FaultPolicy(args.max_consecutive_faults, args.max_fault_seconds)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def failure_lines(failed: list, what: str = "sequence") -> list[str]:
+    """The closing lines for failed sequences (:class:`r1track.evaluate.SequenceOutcome`): how many, and
+    why (those stopped for want of replies name their servers)."""
+    if not failed:
+        return []
+    stopped = [o for o in failed if o.stopped]
+    servers = sorted({o.server for o in stopped})
+    lines = [f"{len(failed)} {what}(s) FAILED (no result files written):"]
+    if stopped:
+        lines.append(f"  {len(stopped)} stopped because the server gave no reply: {', '.join(servers)}")
+    if len(failed) > len(stopped):
+        lines.append(f"  {len(failed) - len(stopped)} failed on errors (listed above)")
+    lines.append("rerun the same command to resume them (finished sequences are kept)")
+    return lines
+
+
+def backend_options(args: argparse.Namespace, backend: str) -> dict:
+    """Keyword options for :func:`r1track.backends.make_backend` from the backend flags."""
+    from ..backends import get_backend_spec
+
+    if get_backend_spec(backend).needs_server:
+        return {"timeout_s": args.timeout, "retries": args.retries}
+    return {}
+
+
+def resolve_settings(args: argparse.Namespace):
+    """:func:`r1track.presets.resolve` of the parsed flags (``--preset``, ``--model``, ``--backend``, the
+    tracker flags). The model name for the preset comes from ``--model`` or ``$R1TRACK_MODEL``."""
+    import os
+
+    from ..backends.openai import ENV_MODEL
+    from ..presets import resolve
+
+    model = args.model or os.environ.get(ENV_MODEL) or None
+    return resolve(args.preset, model, tracker_overrides(args), backend=args.backend)

@@ -1,0 +1,227 @@
+"""Named tracker presets and the registry of published checkpoints: a name picks the settings.
+
+A **preset** is a named :class:`~r1track.tracker.TrackerParams` plus the backend it runs on (``default``,
+``v0``, ``think``, ``memory``, ``ncc``). A **checkpoint** is a published model (R1-Track's, on the Hugging
+Face hub) with the preset it was trained for and its model facts: the model ``family`` (a name the model
+registry resolves; every published one is ``qwen2.5-vl``), the base model, how it was trained and whether it
+is a LoRA adapter that needs a merge before vLLM serves it as a model.
+
+:func:`resolve` turns what a user typed into settings, with one precedence everywhere (``r1track eval``,
+``r1track track``, the PyTracking parameter files): an explicit tracker flag > ``--preset`` > the preset of a
+known checkpoint named by ``--model`` > ``default``. An unknown model name uses the default preset and the
+message says so. :attr:`Resolved.message` is what commands print at start; :attr:`Resolved.tag` names the
+run (``runs/<dataset>-<split>-<tag>``).
+
+The checkpoint facts are the R1-Track release's (its report and the ``WangBiao/*`` model names): the 5k models
+were trained with the r1track-v0 prompt, the 100k ones with r1track-v1 (:mod:`r1track.prompts`), only
+``R1-Track-GRPO-5k`` thinks, all use 336-px crops, and the SFT releases are LoRA adapters on
+Qwen2.5-VL-3B-Instruct. The hub cannot be reached from the machines r1track is developed on, so the model cards
+were not re-read here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from .backends import get_backend_spec
+from .tracker import TrackerParams
+
+__all__ = [
+    "Preset",
+    "Checkpoint",
+    "Resolved",
+    "PRESETS",
+    "CHECKPOINTS",
+    "DEFAULT_PRESET",
+    "get_preset",
+    "find_checkpoint",
+    "resolve",
+    "checkpoint_table",
+]
+
+DEFAULT_PRESET = "default"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named tracker configuration. ``params``: the tracker settings; ``backend``: a name of
+    :data:`r1track.backends.BACKENDS` it runs on by default."""
+
+    name: str
+    summary: str
+    params: TrackerParams = field(default_factory=TrackerParams)
+    backend: str = "openai"
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("default", "no think, r1track-v1 prompt, 336-px crops (the R1-Track-100k checkpoints)"),
+        Preset("v0", "no think, r1track-v0 prompt, 336-px crops (the R1-Track-5k no-think checkpoints)",
+               TrackerParams(prompt_version="r1track-v0")),
+        Preset("think", "think mode, r1track-v0 prompt, 1024 reply tokens (R1-Track-GRPO-5k)",
+               TrackerParams(prompt_version="r1track-v0", think=True)),
+        Preset("think_instruction_first", "think, with the think instruction before the images: the order "
+               "R1-Track's think GRPO run trained R1-Track-GRPO-5k with",
+               TrackerParams(prompt_version="r1track-v0", think=True, think_layout="instruction-first")),
+        Preset("memory", "no think, 3 images (template, last confident crop, search); serve with "
+               "--limit-mm-per-prompt '{\"image\":3}'", TrackerParams(memory=True)),
+        Preset("ncc", "the classical baseline: normalised cross-correlation on the same crops, no model",
+               TrackerParams(), backend="ncc"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A published checkpoint. ``name``: the hub id (also vLLM's default served model name).
+    ``preset``: a :data:`PRESETS` name. ``family``: the model family's name (validated by the model
+    registry). ``lora``: an adapter, to merge into ``base_model`` first (or serve with ``--enable-lora``)."""
+
+    name: str
+    preset: str
+    training: str
+    data: str
+    family: str = "qwen2.5-vl"
+    base_model: str = "Qwen/Qwen2.5-VL-3B-Instruct"
+    lora: bool = False
+    note: str = ""
+
+    @property
+    def short_name(self) -> str:
+        """The name without its hub owner (``R1-Track-GRPO-5k``)."""
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def think(self) -> bool:
+        return PRESETS[self.preset].params.think
+
+
+CHECKPOINTS: tuple[Checkpoint, ...] = (
+    Checkpoint("WangBiao/R1-Track-GRPO-wo-Think-100k", "default", "GRPO", "100k", note="best: GOT-10k AO 0.680"),
+    Checkpoint("WangBiao/R1-Track-GRPO-wo-Think-5k", "v0", "GRPO", "5k"),
+    Checkpoint("WangBiao/R1-Track-GRPO-5k", "think", "GRPO", "5k"),
+    Checkpoint("WangBiao/R1-Track-SFT-5k-lora", "v0", "SFT", "5k", lora=True),
+    Checkpoint("WangBiao/R1-Track-SFT-100k-lora", "default", "SFT", "100k", lora=True),
+)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; ValueError listing the known names otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def find_checkpoint(model: str | None) -> Checkpoint | None:
+    """The published checkpoint ``model`` names, or None. Matches the hub id or its last path component
+    (a local download folder, a served name equal to the repository name), case-insensitively; a
+    trailing ``-merged`` (a merged LoRA adapter) is allowed."""
+    if not model:
+        return None
+    key = model.rstrip("/").rsplit("/", 1)[-1].lower()
+    key = re.sub(r"[-_]merged$", "", key)
+    for ckpt in CHECKPOINTS:
+        if key == ckpt.short_name.lower() or model.lower() == ckpt.name.lower():
+            return ckpt
+    return None
+
+
+def _describe(params: TrackerParams) -> str:
+    mode = "think" if params.think else "no think"
+    version = params.memory_prompt_version if params.memory else params.prompt_version
+    return f"{mode}, {version}, {params.crop_size} px, max_tokens {params.effective_max_tokens}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_") or "model"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The outcome of :func:`resolve`. ``params``: the tracker settings to run; ``preset``: the preset
+    they start from; ``checkpoint``: the known checkpoint ``--model`` named (None if unknown or not
+    given); ``overrides``: the explicit settings applied on top; ``backend``: the backend to use;
+    ``message``: one line for the user; ``tag``: the run's name."""
+
+    params: TrackerParams
+    preset: Preset
+    checkpoint: Checkpoint | None
+    overrides: dict[str, Any]
+    backend: str
+    message: str
+    tag: str
+
+
+def resolve(
+    preset: str | None = None,
+    model: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    backend: str | None = None,
+) -> Resolved:
+    """Settings from a preset name, a model name and explicit tracker settings (``TrackerParams`` field
+    -> value; they always win). ``backend``: an explicit backend name, else the preset's. Raises
+    ValueError on an unknown preset, an unknown field or an invalid combination."""
+    overrides = dict(overrides or {})
+    known = {f.name for f in fields(TrackerParams)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown tracker setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    ckpt = find_checkpoint(model)
+    chosen = get_preset(preset) if preset else get_preset(ckpt.preset) if ckpt else get_preset(DEFAULT_PRESET)
+    base = chosen.params
+    changes = dict(overrides)
+    if "search_factor" in changes and "max_search_factor" not in changes:  # widen at least to the new factor
+        changes["max_search_factor"] = max(base.max_search_factor, changes["search_factor"])
+    params = replace(base, **changes)
+    backend = backend or chosen.backend
+    asks_model = get_backend_spec(backend).needs_server  # ValueError naming the known backends
+    if preset:
+        why = f"preset {chosen.name}"
+        if ckpt and ckpt.preset != chosen.name:
+            why += f" (--preset wins over {ckpt.short_name}'s own preset {ckpt.preset})"
+    elif ckpt:
+        why = f"{ckpt.name}: known checkpoint, preset {chosen.name}"
+    elif model:
+        why = f"model {model!r} is not a known checkpoint: default preset (choose one with --preset)"
+    else:
+        why = "default preset"
+    message = f"{why}: {_describe(params)}, backend {backend}"
+    if overrides:
+        message += "; explicit: " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    if ckpt and ckpt.lora:
+        message += (f"; note: {ckpt.short_name} is a LoRA adapter: merge it into {ckpt.base_model} first "
+                    "(or serve it with vLLM --enable-lora)")
+    if ckpt and asks_model and not preset:
+        base_tag = ckpt.short_name
+    elif model and asks_model and not preset:
+        base_tag = _slug(model.rstrip("/").rsplit("/", 1)[-1])
+    elif not preset and backend != chosen.backend:
+        base_tag = backend
+    else:
+        base_tag = chosen.name
+    tag = base_tag + "".join(
+        f"+{k}" if v is True else f"+no-{k}" if v is False else f"+{k}={_slug(str(v))}" for k, v in sorted(overrides.items())
+    )
+    return Resolved(params, chosen, ckpt, overrides, backend, message, tag)
+
+
+def checkpoint_table() -> str:
+    """The README's table of published checkpoints (Markdown), generated from :data:`CHECKPOINTS`."""
+    rows = [
+        "| checkpoint | training | mode | preset (`--preset`, PyTracking parameter file) | r1track settings |",
+        "|---|---|---|---|---|",
+    ]
+    for c in CHECKPOINTS:
+        p = PRESETS[c.preset].params
+        extra = f" ({c.note})" if c.note else ""
+        lora = "; LoRA adapter: merge into Qwen2.5-VL-3B-Instruct first (or serve with `--enable-lora`)" if c.lora else ""
+        rows.append(
+            f"| `{c.name}`{extra} | {c.training} {c.data} | {'think' if p.think else 'no think'} | `{c.preset}` "
+            f"| `{p.prompt_version}`, {p.crop_size} px, max_tokens {p.effective_max_tokens}{lora} |"
+        )
+    return "\n".join(rows) + "\n"
