@@ -5,8 +5,9 @@ Why not a general client library: r1track keeps hundreds of requests in flight f
 frame's client-side cost is part of what limits a run. aiohttp was measured here as the replacement (the
 issue that hardened this module asked for it unless it cost more than 10 % of ``r1track eval``'s speed):
 against a local server at 256 in flight it spent 170-200 us of CPU per request where this client spends
-70-80 us, and ``benchmarks/eval_throughput.py`` ran 11 % slower with it in the one quiet A/B pair of the
-2-core development machine (212 vs 189 frames/s; 218 vs 126 in a busier one). httpx/httpcore measured 640
+70-80 us, and ``benchmarks/eval_throughput.py`` (256 in flight, the same r1track otherwise) ran 11 %, 42 % and
+17 % slower with it in three A/B pairs on the busy 2-core development machine (212 vs 189, 219 vs 126 and
+202 vs 168 frames/s, aiohttp 3.14). httpx/httpcore measured 640
 requests/s with 8 in flight and 135 with 256 (connection selection grows with the pool). So this module
 does exactly what a chat-completions client needs, with the contract the backends rely on:
 
