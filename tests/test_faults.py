@@ -110,8 +110,8 @@ def test_twenty_percent_faults_complete_and_every_fault_is_counted_and_the_key_n
         # the first two requests (both the model lookup, GET /v1/models) fail, then one of each other kind;
         # then 20 % of all requests
         script = ["reset", "echo-auth"] + [f for f in FAULTS if f not in ("reset", "echo-auth")]
-        with FaultProxy(("127.0.0.1", server.port), rate=0.2, seed=11, script=script, hang_s=1.5) as proxy:
-            rc = main(eval_args(dataset, out, proxy.base_url, "--timeout", "1"))
+        with FaultProxy(("127.0.0.1", server.port), rate=0.2, seed=11, script=script, hang_s=2.5) as proxy:
+            rc = main(eval_args(dataset, out, proxy.base_url, "--timeout", "2"))
     assert rc == 0
     assert all(SECRET.encode() in h for h in proxy.seen_headers)  # the key was sent (and echoed back)
     assert set(proxy.injected) == set(FAULTS) and sum(proxy.injected.values()) >= len(FAULTS) + 3
