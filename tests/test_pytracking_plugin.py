@@ -283,3 +283,22 @@ def test_every_worker_prints_its_summary_even_when_the_pool_terminates_it(crossi
     proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "3", proc.stderr
     assert "r1track (pid" in proc.stderr and "1 sequence(s), 3 frame(s) tracked" in proc.stderr
+
+
+def test_injected_faults_are_counted_and_the_key_never_logged(pytracking, crossing, caplog, monkeypatch):
+    from faultproxy import FaultProxy, expected_kinds
+
+    secret = "sk-pytracking-test-4b9a1e"
+    monkeypatch.setenv("R1TRACK_API_KEY", secret)
+    before = pytracking_adapter.RECORD.faults.copy()
+    script = ["echo-auth", "reset", "malformed", "http-429", "truncated"]
+    with OpenAIServer() as server:
+        with FaultProxy(("127.0.0.1", server.port), script=script) as proxy:
+            params = load_params(server_url=proxy.base_url, retries=1)
+            params.backoff_s = 0.01
+            with caplog.at_level(logging.DEBUG):
+                boxes = run_sequence(crossing, params)
+    assert boxes is not None and len(boxes) == len(crossing.frames)  # faults, then answers: the sequence completes
+    assert pytracking_adapter.RECORD.faults - before == expected_kinds(proxy.injected)
+    assert secret.encode() in proxy.seen_headers[0] and secret not in caplog.text
+    assert "Bearer ***" in caplog.text  # the echoed header reached the log, redacted
