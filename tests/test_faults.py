@@ -43,6 +43,14 @@ def stop_after(server: OpenAIServer, n: int) -> threading.Thread:
     return t
 
 
+@pytest.fixture
+def quick_backoff(monkeypatch):
+    """Pauses between attempts of 10 ms (the backoff policy itself is tested in test_openai_backend)."""
+    from r1track.backends.openai import OpenAIBackend
+
+    monkeypatch.setattr(OpenAIBackend, "_pause", lambda self, attempt, retry_after: 0.01)
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("d") / "GOT10k"
@@ -82,7 +90,7 @@ def test_a_dead_server_fails_the_sequences_and_a_rerun_completes_them(dataset, c
         with OpenAIServer(responder=wobble_responder, latency_s=0.02, port=port) as server:
             stop_after(server, 10)
             assert main(args) == 1
-    assert time.monotonic() - t0 < 20  # seconds per sequence, not minutes
+    assert time.monotonic() - t0 < 20  # seconds per sequence, not minutes (the default backoff)
     text = capsys.readouterr().out
     last = text.strip().splitlines()[-3:]
     assert "3 sequence(s) FAILED" in last[0] and url in last[1] and "rerun" in last[2]
@@ -100,7 +108,8 @@ def test_a_dead_server_fails_the_sequences_and_a_rerun_completes_them(dataset, c
 
 
 def test_twenty_percent_faults_complete_and_every_fault_is_counted_and_the_key_never_shown(dataset, tmp_path, capfd,
-                                                                                           caplog, monkeypatch):
+                                                                                           caplog, monkeypatch,
+                                                                                           quick_backoff):
     import logging
 
     monkeypatch.setenv("R1TRACK_API_KEY", SECRET)
@@ -108,9 +117,10 @@ def test_twenty_percent_faults_complete_and_every_fault_is_counted_and_the_key_n
     out = tmp_path / "out"
     with OpenAIServer() as server:
         # the first two requests (both the model lookup, GET /v1/models) fail, then one of each other kind;
-        # then 20 % of all requests
+        # then 20 % of all requests (hangs only scripted: each costs a whole timeout)
         script = ["reset", "echo-auth"] + [f for f in FAULTS if f not in ("reset", "echo-auth")]
-        with FaultProxy(("127.0.0.1", server.port), rate=0.2, seed=11, script=script, hang_s=2.5) as proxy:
+        with FaultProxy(("127.0.0.1", server.port), rate=0.2, seed=11, script=script, hang_s=2.5,
+                        faults=[f for f in FAULTS if f != "hang"]) as proxy:
             rc = main(eval_args(dataset, out, proxy.base_url, "--timeout", "2"))
     assert rc == 0
     assert all(SECRET.encode() in h for h in proxy.seen_headers)  # the key was sent (and echoed back)
@@ -125,7 +135,7 @@ def test_twenty_percent_faults_complete_and_every_fault_is_counted_and_the_key_n
         assert SECRET not in text
 
 
-def test_track_stops_when_the_server_dies_and_redacts_echoed_keys(tmp_path, capsys, monkeypatch):
+def test_track_stops_when_the_server_dies_and_redacts_echoed_keys(tmp_path, capsys, monkeypatch, quick_backoff):
     seq = make_sequence("clip", n_frames=12, seed=4)
     write_got10k_sequence(seq, tmp_path / "clip")
     init = ",".join(str(v) for v in seq.boxes_xywh_orig[0])
