@@ -80,7 +80,7 @@ def test_track_with_text_initialisation_against_a_server(tmp_path, frame_folder)
     folder, _ = frame_folder
     with OpenAIServer() as server:  # grounding requests get [{"bbox_2d": [10, 10, 60, 60]}]
         rc = main(["track", str(folder), "--text", "the striped box", "--server", server.base_url, "--model", "m",
-                   "-o", str(tmp_path / "o")])
+                   "--model-family", "qwen2.5-vl", "-o", str(tmp_path / "o")])
         assert rc == 0
         grounding = server.chat_requests()[0]
         assert "striped box" in grounding.text and len(grounding.image_urls) == 1

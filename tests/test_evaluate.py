@@ -95,7 +95,7 @@ def test_changed_settings_refuse_to_resume(tmp_path, got10k_val):
 
 def _eval_cmd(root: Path, out: Path, url: str) -> list[str]:
     return [sys.executable, "-m", "r1track", "eval", str(root), "--dataset", "got10k", "--split", "val",
-            "--backend", "openai", "--server", url, "--model", "fake-model", "--concurrency", "2",
+            "--backend", "openai", "--server", url, "--model", "fake-model", "--model-family", "qwen2.5-vl", "--concurrency", "2",
             "--retries", "0", "-o", str(out), "--no-progress"]
 
 
@@ -181,7 +181,7 @@ def test_eval_cli_on_lasot_layout_with_oracle_and_text_init(tmp_path, capsys):
     assert (out / "report" / "precision_plot.png").is_file()
     with OpenAIServer() as server:  # grounding answers [10,10,60,60]; then the template box is echoed
         assert main(["eval", str(tmp_path / "LaSOT"), "--split", "all", "--init", "text", "--server", server.base_url,
-                     "--model", "m", "-o", str(tmp_path / "text"), "--no-progress"]) == 0
+                     "--model", "m", "--model-family", "qwen2.5-vl", "-o", str(tmp_path / "text"), "--no-progress"]) == 0
         grounding = [r for r in server.chat_requests() if "Locate the" in r.text]
         assert len(grounding) == 2 and "the striped toy" in grounding[0].text
 

@@ -67,3 +67,46 @@ def test_merge_config_uses_the_sft_adapter():
     assert merge["model_name_or_path"] == sft["model_name_or_path"] and merge["template"] == "qwen2_vl"
     assert merge["finetuning_type"] == "lora" and "quantization_bit" not in merge
     assert merge["export_dir"] != sft["output_dir"]
+
+
+QWEN3_SFT = REPO / "examples" / "qwen3_vl_lora_sft.yaml"
+QWEN3_MERGE = REPO / "examples" / "qwen3_vl_lora_merge.yaml"
+
+
+def test_qwen3_vl_configs_keep_every_qwen3_crop_unresized_and_match_the_family():
+    from r1track.models import get_family
+
+    family = get_family("qwen3-vl")
+    cfg, merge = yaml.safe_load(QWEN3_SFT.read_text()), yaml.safe_load(QWEN3_MERGE.read_text())
+    for side in family.data_crop_sides:
+        w, h = llamafactory_preresize(side, side, cfg["image_max_pixels"], cfg["image_min_pixels"])
+        assert family.model_input_size(w, h) == (side, side), side
+    # one side past the range is resized: the check can fail
+    w, h = llamafactory_preresize(544, 544, cfg["image_max_pixels"], cfg["image_min_pixels"])
+    assert family.model_input_size(w, h) != (544, 544)
+    assert cfg["template"] == merge["template"] == family.lf_template_nothink
+    assert cfg["model_name_or_path"] == merge["model_name_or_path"] and "Qwen3-VL" in cfg["model_name_or_path"]
+    assert merge["adapter_name_or_path"] == cfg["output_dir"] and merge["export_dir"] != cfg["output_dir"]
+    info = json.loads((REPO / "datasets_info" / "dataset_info.json").read_text())
+    assert cfg["dataset"] in info and info[cfg["dataset"]]["file_name"].startswith("r1track-qwen3-vl/")
+
+
+@pytest.mark.parametrize("script,key", [("examples/verl/qwen3_vl_r1track_grpo.sh", "actor_rollout_ref.model.path"),
+                                        ("plugins/easyr1/examples/qwen3_vl_4b_r1track_grpo.sh", "worker.actor.model.model_path")])
+def test_qwen3_launch_scripts_run_qwen3_with_pixel_bounds_that_keep_every_qwen3_crop(tmp_path, script, key):
+    import os
+    import subprocess
+    import sys
+
+    from r1track.models import get_family
+
+    data = tmp_path / "d.parquet"
+    data.write_bytes(b"")
+    env = {**os.environ, "TRAIN_FILE": str(data), "VAL_FILE": str(data), "R1TRACK_DRY_RUN": "1", "PYTHON": sys.executable}
+    env.pop("MODEL_PATH", None)
+    out = subprocess.run(["bash", str(REPO / script)], env=env, capture_output=True, text=True, check=True).stdout
+    args = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert args[key] == "Qwen/Qwen3-VL-4B-Instruct"
+    if "data.min_pixels" in args:  # EasyR1 rescales outside these bounds
+        sides = get_family("qwen3-vl").data_crop_sides
+        assert int(args["data.min_pixels"]) <= min(sides) ** 2 and int(args["data.max_pixels"]) >= max(sides) ** 2

@@ -59,8 +59,9 @@ def dataset(tmp_path_factory):
 
 
 def eval_args(root: Path, out: Path, url: str, *extra: str) -> list[str]:
+    # the family given: no model listing is asked before tracking (a dead server would end the run there)
     return ["eval", str(root), "--dataset", "got10k", "--split", "val", "--server", url, "--concurrency", "3",
-            "--crop-size", "112", "--no-progress", "-o", str(out), *extra]
+            "--crop-size", "112", "--model-family", "qwen2.5-vl", "--no-progress", "-o", str(out), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -143,14 +144,14 @@ def test_track_stops_when_the_server_dies_and_redacts_echoed_keys(tmp_path, caps
     with OpenAIServer(latency_s=0.02) as server:
         with FaultProxy(("127.0.0.1", server.port), script=["echo-auth", "echo-auth"]) as proxy:
             assert main(["track", str(tmp_path / "clip"), "--init", init, "--server", proxy.base_url, "--model", "m",
-                         "--retries", "1", "-o", str(tmp_path / "ok")]) == 0
+                         "--model-family", "qwen2.5-vl", "--retries", "1", "-o", str(tmp_path / "ok")]) == 0
         rows = [json.loads(line) for line in (tmp_path / "ok" / "frames.jsonl").read_text().splitlines()]
         assert rows[1]["status"] == "backend-error" and "Bearer ***" in rows[1]["detail"]  # echoed, redacted
         assert rows[1]["faults"] == {"http-500": 2}
         assert SECRET not in (tmp_path / "ok" / "frames.jsonl").read_text()
         stop_after(server, len(server.requests) + 4)
         rc = main(["track", str(tmp_path / "clip"), "--init", init, "--server", server.base_url, "--model", "m",
-                   "--retries", "1", "-o", str(tmp_path / "dead")])
+                   "--model-family", "qwen2.5-vl", "--retries", "1", "-o", str(tmp_path / "dead")])
     assert rc == 1
     err = capsys.readouterr().err
     assert "STOPPED" in err and server.base_url in err and SECRET not in err
@@ -163,7 +164,8 @@ def test_concurrency_512_under_an_open_file_limit_of_1024(tmp_path):
     write_got10k_split(root, "val", n_sequences=512, n_frames=4, size=(64, 48), seed=2)
     with OpenAIServer(latency_s=1.0, record_bodies=False) as server:
         cmd = (f"ulimit -n 1024 && exec {sys.executable} -m r1track eval {root} --dataset got10k --split val "
-               f"--server {server.base_url} --model fake-model --concurrency 512 --crop-size 112 --no-progress "
+               f"--server {server.base_url} --model fake-model --model-family qwen2.5-vl --concurrency 512 --crop-size 112 "
+               "--no-progress "
                f"-o {tmp_path / 'out'}")
         proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
         assert server.max_in_flight >= 400  # hundreds of sockets open at once

@@ -166,6 +166,15 @@ def test_parameter_files(pytracking, param, expect):
     assert params.backend == ("ncc" if param == "ncc" else "openai")
 
 
+def test_a_parameter_file_switches_the_model_family_with_one_setting(pytracking):
+    params = load_params("default")
+    params.model_family = "qwen3-vl"
+    tp = pytracking_adapter.tracker_params_from(params)
+    assert (tp.model_family, tp.crop_size, tp.model_min_pixels) == ("qwen3-vl", 384, 65536)
+    params.crop_size = 448
+    assert pytracking_adapter.tracker_params_from(params).crop_size == 448
+
+
 def test_every_preset_ships_a_parameter_file_of_one_call():
     from r1track.presets import PRESETS
 

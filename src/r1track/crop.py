@@ -140,7 +140,8 @@ def plan_window(
     ``rng`` (required then; pass a seeded one for reproducible data).
 
     Raises ValueError for a non-finite or zero-area box, a non-positive factor, or an ``out_side``
-    that is not a multiple of 28 (unless ``check_side=False``).
+    that is not a multiple of 28 (Qwen2.5-VL's rule; pass ``check_side=False`` when the side was checked
+    against another model family, as ``TrackerParams`` and the data builder do).
     """
     if check_side:
         check_crop_side(out_side)

@@ -22,7 +22,7 @@ were not re-read here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from .backends import get_backend_spec
@@ -133,7 +133,7 @@ def find_checkpoint(model: str | None) -> Checkpoint | None:
 def _describe(params: TrackerParams) -> str:
     mode = "think" if params.think else "no think"
     version = params.memory_prompt_version if params.memory else params.prompt_version
-    return f"{mode}, {version}, {params.crop_size} px, max_tokens {params.effective_max_tokens}"
+    return f"{params.model_family}, {mode}, {version}, {params.crop_size} px, max_tokens {params.effective_max_tokens}"
 
 
 def _slug(text: str) -> str:
@@ -162,10 +162,13 @@ def resolve(
     overrides: Mapping[str, Any] | None = None,
     *,
     backend: str | None = None,
+    family: str | None = None,
 ) -> Resolved:
     """Settings from a preset name, a model name and explicit tracker settings (``TrackerParams`` field
-    -> value; they always win). ``backend``: an explicit backend name, else the preset's. Raises
-    ValueError on an unknown preset, an unknown field or an invalid combination."""
+    -> value; they always win). ``backend``: an explicit backend name, else the preset's. ``family``: the
+    model family found for the served model (:func:`r1track.models.infer_family`); an explicit
+    ``model_family`` setting wins over it, and it over a known checkpoint's family. Raises ValueError on an
+    unknown preset, an unknown field or an invalid combination."""
     overrides = dict(overrides or {})
     known = {f.name for f in fields(TrackerParams)}
     unknown = sorted(set(overrides) - known)
@@ -177,7 +180,9 @@ def resolve(
     changes = dict(overrides)
     if "search_factor" in changes and "max_search_factor" not in changes:  # widen at least to the new factor
         changes["max_search_factor"] = max(base.max_search_factor, changes["search_factor"])
-    params = replace(base, **changes)
+    if "model_family" not in changes and (family or ckpt):
+        changes["model_family"] = family or ckpt.family  # type: ignore[union-attr]
+    params = base.replace(**changes)
     backend = backend or chosen.backend
     asks_model = get_backend_spec(backend).needs_server  # ValueError naming the known backends
     if preset:

@@ -7,8 +7,11 @@ the think wrapper, when used, comes before the task text. Think mode has a secon
 instruction as EasyR1's ``data.system_prompt``, which its fork of ``verl/utils/dataset.py`` joined to the
 row's prompt (``"<image> <image>"`` + task, written by ``generation_data/gen_huggingface_data.py``) with a
 space, so its published think checkpoint saw: instruction, space, image, space, image, task. Boxes in
-prompts and answers are ``[x1,y1,x2,y2]`` integers in the model-input frame (which equals the crop frame
-for crops that are multiples of 28).
+prompts and answers are ``[x1,y1,x2,y2]`` integers in the model family's answer coordinates
+(:mod:`r1track.models`): model-input pixels for Qwen2.5-VL (the crop frame for crops that are multiples of
+28), the 0-1000 grid of the model-input image for Qwen3-VL and Qwen3.5. The renderers take boxes already in
+those coordinates (``ModelFamily.encode_xyxy``) and only round them; the ``boxes_xyxy_model`` parameters keep
+their name for that reason.
 
 Consumers:
 
@@ -91,8 +94,9 @@ def check_think_layout(layout: str) -> str:
 
 
 GROUNDING_TEMPLATE = "Locate the {text} in this image and output the bbox coordinates in JSON format."
-"""Qwen2.5-VL's native grounding request; the model answers ``[{"bbox_2d": [x1, y1, x2, y2], "label": ...}]``
-in model-input pixels."""
+"""Qwen's native grounding request (Qwen2.5-VL, Qwen3-VL, Qwen3.5); the model answers
+``[{"bbox_2d": [x1, y1, x2, y2], "label": ...}]`` in its family's coordinates (model-input pixels for
+Qwen2.5-VL, the 0-1000 grid for Qwen3)."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 :mod:`r1track.integrations.verl`), speaking no trainer's vocabulary.
 
 In: a reply (decoded model output), the ground-truth box (``"[x1,y1,x2,y2]"`` JSON string as the data
-builder writes it, or a list/array of 4 numbers; xyxy in model-input pixels), the reply's length in tokens
+builder writes it, or a list/array of 4 numbers; xyxy in the model family's coordinates, the same as the
+reply's: model-input pixels for Qwen2.5-VL, the 0-1000 grid for Qwen3-VL / Qwen3.5 -- IoU and GIoU do not change
+under the grid's uniform scaling of a square crop, see docs/model_families.md), the reply's length in tokens
 (think mode), and :class:`RewardOptions` (typed: ``think: bool``, a :class:`Shaping`, weights). Out: a dict with
 exactly the keys :data:`SCORE_KEYS`, every value a finite float, for every input -- trainers score inside Ray
 actors, where one exception ends a multi-GPU run, and log the mean of every key, so a missing key or a NaN
@@ -364,7 +366,7 @@ def score_reply(
     options: RewardOptions | None = None,
     **fields: Any,
 ) -> dict[str, float]:
-    """Score one reply. ``ground_truth``: xyxy box in model-input pixels (JSON string or 4 numbers).
+    """Score one reply. ``ground_truth``: xyxy box in the reply's coordinates (JSON string or 4 numbers).
     ``response_length``: the reply's length in tokens (think mode; None = unknown). Pass
     :class:`RewardOptions` or its fields as keywords (not both). Returns a dict with exactly
     :data:`SCORE_KEYS`, all finite floats. Never raises on data; raises ``ValueError`` on bad options."""

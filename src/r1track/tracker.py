@@ -53,9 +53,9 @@ from PIL import Image
 from .backends.base import KIND_GROUND, KIND_TRACK, Backend, BackendError, FrameRequest, Reply, RequestImage, Sampling
 from .boxes import BoxXYWH, BoxXYXY, area_xyxy, clip_xyxy, is_finite_box, xywh_to_xyxy, xyxy_to_xywh
 from .crop import ImageSource, load_for_window, load_image, plan_window, render_crop
+from .models import DEFAULT_FAMILY, FAMILIES, ModelFamily, get_family
 from .parse import parse_reply
-from .prompts import DEFAULT_THINK_LAYOUT, DEFAULT_VERSION, answer_regex, check_think_layout, get_prompt
-from .qwen import MAX_PIXELS, MIN_PIXELS, check_crop_side, model_input_size
+from .prompts import DEFAULT_THINK_LAYOUT, DEFAULT_VERSION, check_think_layout, get_prompt
 
 __all__ = [
     "TrackerParams",
@@ -68,6 +68,7 @@ __all__ = [
     "FAULT_STATUSES",
     "SKIP_STATUSES",
     "frame_fault",
+    "FAMILY_DEFAULTED",
 ]
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,16 @@ def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+FAMILY_DEFAULTED = ("crop_size", "model_min_pixels", "model_max_pixels", "grounding_max_pixels")
+"""The :class:`TrackerParams` fields a model family fills when they are left None."""
+
+
+def _family_defaults(family: ModelFamily) -> tuple[tuple[str, int], ...]:
+    """(field, the family's value) for each of :data:`FAMILY_DEFAULTED`."""
+    values = (family.default_crop_side, family.min_pixels, family.max_pixels, family.grounding_max_pixels)
+    return tuple(zip(FAMILY_DEFAULTED, values))
+
+
 @dataclass(frozen=True)
 class TrackerParams:
     """Every setting of the tracker, with the reference R1-Track values as defaults.
@@ -125,6 +136,11 @@ class TrackerParams:
     Each field carries its help text (``dataclasses.fields(TrackerParams)[i].metadata["help"]``): the
     list below, the ``r1track eval`` / ``r1track track`` flags and their ``--help`` are generated from it.
     Named combinations for the published checkpoints live in :mod:`r1track.presets`.
+
+    ``model_family`` (:mod:`r1track.models`) fills the settings left None -- ``crop_size``,
+    ``model_min_pixels``, ``model_max_pixels``, ``grounding_max_pixels`` -- with the family's values, decides
+    the crop-side rule and writes/reads every box in the family's coordinates. :meth:`replace` with a new family
+    and none of those four takes the new family's values.
     """
 
     # Prompt and model frame
@@ -134,11 +150,18 @@ class TrackerParams:
     think_layout: str = _setting(DEFAULT_THINK_LAYOUT, "think mode: 'images-first' (images, think instruction, task) "
                                  "or 'instruction-first' (instruction, images, task: the layout R1-Track's think GRPO "
                                  "run trained R1-Track-GRPO-5k with; see r1track.prompts.ThinkLayout)")
-    crop_size: int = _setting(336, "crop side in px: a multiple of 28 whose area lies in [model_min_pixels, "
-                              "model_max_pixels], so the model sees the crop unresized")
-    model_min_pixels: int = _setting(MIN_PIXELS, "the served processor's min_pixels (Qwen2.5-VL default)")
-    model_max_pixels: int = _setting(MAX_PIXELS, "the served processor's max_pixels (Qwen2.5-VL default); set both to "
-                                     "the server's mm_processor_kwargs when those differ")
+    # The base model's family: fills the None defaults below (r1track.models).
+    model_family: str = _setting(DEFAULT_FAMILY, "the served model's family: " + ", ".join(FAMILIES) + " (crop rule, "
+                                 "box coordinates -- pixels or Qwen3's 0-1000 grid --, regex and the defaults below); "
+                                 "commands with a server infer it from /v1/models (root) or the model name and refuse "
+                                 "an unknown model")
+    crop_size: int | None = _setting(None, "crop side in px: a multiple of the family's factor (28 for qwen2.5-vl, "
+                                     "default 336; 32 for qwen3, default 384) whose area lies in [model_min_pixels, "
+                                     "model_max_pixels], so the model sees the crop unresized")
+    model_min_pixels: int | None = _setting(None, "the served processor's min_pixels (default: the family's, "
+                                            "3136 for qwen2.5-vl, 65536 for qwen3)")
+    model_max_pixels: int | None = _setting(None, "the served processor's max_pixels (default: the family's); set "
+                                            "both to the server's mm_processor_kwargs when those differ")
     template_factor: float = _setting(4.0, "template crop window side = ceil(sqrt(w*h) * factor) original px")
     search_factor: float = _setting(4.0, "search crop window side = ceil(sqrt(w*h) * factor) original px")
     # Sampling
@@ -164,11 +187,17 @@ class TrackerParams:
     memory_update_every: int = _setting(1, "refresh the memory with every n-th good answer (until the first, the "
                                         "template is the memory)")
     # Text initialisation (initialize(image, text=...))
-    grounding_max_pixels: int = _setting(1280 * 28 * 28, "the first frame is resized to Qwen's model frame under this "
-                                         "pixel budget (and model_max_pixels) for text grounding")
+    grounding_max_pixels: int | None = _setting(None, "the first frame is resized to the model frame under this "
+                                                "pixel budget (and model_max_pixels) for text grounding (default: "
+                                                "1280 visual tokens of the family)")
 
     def __post_init__(self) -> None:
-        check_crop_side(self.crop_size, min_pixels=self.model_min_pixels, max_pixels=self.model_max_pixels)
+        family = get_family(self.model_family)
+        object.__setattr__(self, "model_family", family.name)
+        for name, default in _family_defaults(family):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        family.check_crop_side(self.crop_size, min_pixels=self.model_min_pixels, max_pixels=self.model_max_pixels)
         check_think_layout(self.think_layout)
         if get_prompt(self.prompt_version).n_images != 2:
             raise ValueError(f"prompt_version {self.prompt_version!r} is not a 2-image (template, search) prompt")
@@ -194,6 +223,20 @@ class TrackerParams:
             raise ValueError(f"grounding_max_pixels {self.grounding_max_pixels} < model_min_pixels {self.model_min_pixels}")
 
     @property
+    def family(self) -> ModelFamily:
+        """The :class:`~r1track.models.ModelFamily` of ``model_family``."""
+        return get_family(self.model_family)
+
+    def replace(self, **changes: Any) -> "TrackerParams":
+        """A copy with ``changes`` (validated). A different ``model_family`` without ``crop_size``,
+        ``model_min_pixels``, ``model_max_pixels`` or ``grounding_max_pixels`` takes the new family's values for
+        the ones not given."""
+        if "model_family" in changes and get_family(changes["model_family"]).name != self.model_family:
+            for name, _ in _family_defaults(self.family):
+                changes.setdefault(name, None)
+        return replace(self, **changes)
+
+    @property
     def effective_max_tokens(self) -> int:
         """``max_tokens``, or its default: 1024 with think, 48 without."""
         if self.max_tokens is not None:
@@ -202,7 +245,7 @@ class TrackerParams:
 
     def sampling(self) -> Sampling:
         """The :class:`Sampling` every tracking request of these params carries."""
-        regex = answer_regex(self.crop_size) if self.structured_output and not self.think else None
+        regex = self.family.answer_regex(self.crop_size) if self.structured_output and not self.think else None
         return Sampling(self.temperature, self.top_p, self.effective_max_tokens, regex, self.seed)
 
     def search_factor_after(self, failures: int) -> float:
@@ -505,7 +548,7 @@ class Tracker:
         if not is_finite_box(box) or box.w <= 0 or box.h <= 0:
             raise TrackerInitError(f"initial box must be finite with positive width and height, got {tuple(box)}")
         p = self.params
-        window = plan_window(box, p.template_factor, p.crop_size)
+        window = plan_window(box, p.template_factor, p.crop_size, check_side=False)  # side checked by the family
         decoded = load_for_window(image, window)
         crop = render_crop(decoded, window)
         template = RequestImage(crop.image, "template")
@@ -524,7 +567,7 @@ class Tracker:
         decoded = load_image(image)  # once per sequence: full resolution, then one exact resize
         orig_w, orig_h = decoded.orig_size
         budget = min(p.grounding_max_pixels, p.model_max_pixels)
-        mw, mh = model_input_size(orig_w, orig_h, min_pixels=p.model_min_pixels, max_pixels=budget)
+        mw, mh = p.family.model_input_size(orig_w, orig_h, min_pixels=p.model_min_pixels, max_pixels=budget)
         img = decoded.image
         if img.size != (mw, mh):
             img = img.resize((mw, mh), Image.Resampling.BICUBIC)
@@ -537,6 +580,7 @@ class Tracker:
             sequence=self.name,
             grounding_text=text,
             model_scale=(mw / orig_w, mh / orig_h),
+            family=p.family,
         )
         self.backend.prepare(request)
         return request
@@ -548,7 +592,8 @@ class Tracker:
         if not parsed.ok:
             raise TrackerInitError(f"{self.name or 'sequence'}: grounding reply has no box ({parsed.reason}): {reply.text[:200]!r}")
         w, h = request.image_size
-        box = clip_xyxy(request.model_to_orig_xyxy(parsed.box_xyxy_model), w, h)
+        box_model = request.family.decode_xyxy(parsed.box_xyxy_model, request.model_size)
+        box = clip_xyxy(request.model_to_orig_xyxy(box_model), w, h)
         if area_xyxy(box) <= 0:
             raise TrackerInitError(f"{self.name or 'sequence'}: grounding box is empty or off the image: {reply.text[:200]!r}")
         return xyxy_to_xywh(box)
@@ -601,7 +646,7 @@ class Tracker:
             raise RuntimeError(f"{self.name or 'tracker'}: a request is pending; apply its reply first")
         p = self.params
         factor = p.search_factor_after(st.failures)
-        window = plan_window(st.box_xywh_orig, factor, p.crop_size)
+        window = plan_window(st.box_xywh_orig, factor, p.crop_size, check_side=False)  # checked in TrackerParams
         decoded = load_for_window(image, window)
         crop = render_crop(decoded, window)
         search = RequestImage(crop.image, "search")
@@ -627,6 +672,7 @@ class Tracker:
             boxes_xyxy_model=boxes,
             search_transform=crop.transform,
             prior_box_xyxy_model=prior,
+            family=p.family,
         )
         if prepare:
             self.backend.prepare(request)
@@ -659,7 +705,7 @@ class Tracker:
         parsed = parse_reply(text)
         if not parsed.ok:
             return Status.NO_BOX, parsed.reason, None, None
-        box_model = parsed.box_xyxy_model
+        box_model = request.family.decode_xyxy(parsed.box_xyxy_model, request.model_size)  # answer -> crop pixels
         if p.think and p.require_think_format and not parsed.think_format_ok:
             return Status.BAD_FORMAT, "not <think>..</think><answer>..</answer>", box_model, None
         mw, mh = request.model_size

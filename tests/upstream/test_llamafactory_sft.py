@@ -31,21 +31,23 @@ SFT_YAML = REPO / "examples" / "r1_track_lora_sft.yaml"
 MERGE_YAML = REPO / "examples" / "r1_track_lora_merge.yaml"
 CROP_SIDES = (112, 224)
 
-# Runs in the llamafactory venv: LLaMA-Factory's own Qwen2-VL image pre-processing and the processor leave every
-# crop size the builder can write unchanged under the example config's pixel bounds.
+# Runs in the llamafactory venv: LLaMA-Factory's own image pre-processing (plugin argv[5], qwen2_vl by default) and
+# the processor (patch argv[6], 14 by default) leave every crop size the builder can write unchanged under the example
+# config's pixel bounds.
 PREPROCESS_CHECK = r"""
 import json, sys
 from PIL import Image
 from transformers import AutoProcessor
 from llamafactory.data.mm_plugin import get_mm_plugin
 model, max_px, min_px, sides = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
-plugin = get_mm_plugin("qwen2_vl", image_token="<|image_pad|>")
+plugin_name, patch = (sys.argv[5], int(sys.argv[6])) if len(sys.argv) > 6 else ("qwen2_vl", 14)
+plugin = get_mm_plugin(plugin_name, image_token="<|image_pad|>")
 processor = AutoProcessor.from_pretrained(model)
 bad = []
 for side in sides:
     img = plugin._preprocess_image(Image.new("RGB", (side, side)), image_max_pixels=max_px, image_min_pixels=min_px)
     grid = processor.image_processor(images=[img], return_tensors="pt")["image_grid_thw"].tolist()
-    if img.size != (side, side) or grid != [[1, side // 14, side // 14]]:
+    if img.size != (side, side) or grid != [[1, side // patch, side // patch]]:
         bad.append([side, list(img.size), grid])
 print(json.dumps({"checked": len(sides), "resized": bad}))
 """
@@ -57,10 +59,10 @@ import json, sys
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+from transformers import AutoModelForImageTextToText, AutoProcessor
 merged, base, dataset_dir, record = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 processor = AutoProcessor.from_pretrained(merged)
-model = Qwen2_5_VLForConditionalGeneration.from_pretrained(merged, dtype=torch.float32).eval()
+model = AutoModelForImageTextToText.from_pretrained(merged, dtype=torch.float32).eval()
 a, b = load_file(f"{merged}/model.safetensors"), load_file(f"{base}/model.safetensors")
 changed = sum(1 for k in b if k in a and not torch.equal(a[k], b[k]))
 text = record["messages"][0]["content"]
@@ -72,7 +74,7 @@ inputs = processor(text=[prompt], images=images, return_tensors="pt")
 with torch.no_grad():
     out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
 print(json.dumps({
-    "changed_tensors": changed, "placeholders": n_img, "images": len(images),
+    "changed_tensors": changed, "model_type": model.config.model_type, "placeholders": n_img, "images": len(images),
     "sizes": [list(i.size) for i in images], "grid": inputs["image_grid_thw"].tolist(),
     "prompt_tokens": int(inputs["input_ids"].shape[1]), "new_tokens": int(out.shape[1] - inputs["input_ids"].shape[1]),
 }))

@@ -22,7 +22,8 @@ from PIL import Image
 
 from ..boxes import BoxXYXY, scale_xyxy
 from ..crop import CropTransform
-from ..prompts import DEFAULT_THINK_LAYOUT, render_chat_content, render_grounding_content
+from ..models import DEFAULT_FAMILY, ModelFamily, get_family
+from ..prompts import DEFAULT_THINK_LAYOUT, render_answer, render_chat_content, render_grounding_content
 from ..redact import redact
 
 __all__ = [
@@ -85,7 +86,8 @@ class FrameRequest:
     target would be); used by the ``ncc`` baseline, never put in the prompt.
     ``image_size``: (width, height) of the original frame. ``frame_index``: 0 = the first frame.
     ``payload``: a backend's prepared form of the request (for instance serialised JSON), filled by
-    :meth:`Backend.prepare` and reused on retries.
+    :meth:`Backend.prepare` and reused on retries. ``family``: the model family; prompt boxes and answers
+    are written in its coordinates (:meth:`answer_text`), every box field here stays in model-input pixels.
     """
 
     kind: str
@@ -103,6 +105,7 @@ class FrameRequest:
     model_scale: tuple[float, float] | None = None
     prior_box_xyxy_model: BoxXYXY | None = None
     payload: Any = field(default=None, repr=False)
+    family: ModelFamily = field(default_factory=lambda: get_family(DEFAULT_FAMILY))
 
     def chat_content(self, image_urls: Sequence[str]) -> list[dict]:
         """OpenAI chat ``content``: the images (one URL per image, in order), then the text —
@@ -113,10 +116,16 @@ class FrameRequest:
             return render_grounding_content(self.grounding_text, image_urls[0])
         if self.prompt_version is None:
             raise ValueError("a tracking request needs a prompt version")
+        boxes = [self.family.encode_xyxy(b, img.size) for b, img in zip(self.boxes_xyxy_model, self.images)]
         return render_chat_content(
-            self.prompt_version, think=self.think, boxes_xyxy_model=self.boxes_xyxy_model, image_urls=image_urls,
+            self.prompt_version, think=self.think, boxes_xyxy_model=boxes, image_urls=image_urls,
             think_layout=self.think_layout,
         )
+
+    def answer_text(self, box_xyxy_model: Sequence[float]) -> str:
+        """``[x1,y1,x2,y2]`` for a box in model-input pixels of the last image, written as a model of this
+        request's family answers (the non-LLM backends reply through this)."""
+        return render_answer(self.family.encode_xyxy(box_xyxy_model, self.model_size))
 
     def orig_to_model_xyxy(self, box_xyxy_orig: Sequence[float]) -> BoxXYXY:
         """Map a box from original-frame pixels into this request's model-input frame (the search

@@ -19,7 +19,6 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..prompts import render_answer
 from .base import KIND_TRACK, Backend, BackendError, FrameRequest, Reply, RequestImage
 
 __all__ = ["NCCBackend", "ncc_map"]
@@ -101,7 +100,7 @@ class NCCBackend(Backend):
             raise BackendError("the ncc baseline answers tracking requests only (no text initialisation)",
                                kind="unsupported", fatal=True)
         template, search = request.images[0], request.images[-1]
-        return Reply(render_answer(self.match(template, request.boxes_xyxy_model[0], search, request.prior_box_xyxy_model)))
+        return Reply(request.answer_text(self.match(template, request.boxes_xyxy_model[0], search, request.prior_box_xyxy_model)))
 
     def match(
         self,

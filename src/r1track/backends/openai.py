@@ -205,12 +205,15 @@ class OpenAIBackend(Backend):
         await asyncio.get_running_loop().run_in_executor(None, self.close)
 
     # ------------------------------------------------------------------ model name
-    def _models_from(self, resp: Response) -> tuple[str | None, BackendError | None, float | None]:
+    def _listing_from(self, resp: Response) -> tuple[dict | None, BackendError | None, float | None]:
+        """The ``GET /v1/models`` answer as JSON when it lists a model; else the error (fatal for a
+        definite answer: a 4xx other than 408/429, or a list without models)."""
         url = self.base_url + "/models"
         if resp.status != 200:
             return None, *self._status_error(resp, url)
         try:
-            models = resp.json()["data"]
+            listing = resp.json()
+            models = listing["data"]
             if not isinstance(models, list):
                 raise TypeError("data is not a list")
         except Exception as exc:
@@ -219,11 +222,22 @@ class OpenAIBackend(Backend):
         if not models or not isinstance(models[0], dict) or "id" not in models[0]:
             return None, BackendError(f"{url} lists no model; pass the served model name", kind="client-error",
                                       url=url, fatal=True), None
-        return str(models[0]["id"]), None, None
+        return listing, None, None
+
+    def _models_from(self, resp: Response) -> tuple[str | None, BackendError | None, float | None]:
+        listing, err, retry_after = self._listing_from(resp)
+        return (str(listing["data"][0]["id"]) if listing is not None else None), err, retry_after
 
     def resolve_model(self) -> str:
         """The model name, asking the server once when none was given (blocking)."""
         return self.model if self.model is not None else self._background.run(self.resolve_model_async())
+
+    def model_listing(self) -> dict:
+        """The server's ``GET /v1/models`` answer as JSON (vLLM lists each served name as ``id`` and the path
+        or hub name it loaded as ``root``), asked through the same retry loop as chat requests (faults counted
+        in ``lookup_stats``); :class:`BackendError` when it cannot be had (fatal for a definite answer)."""
+        listing, _, _ = self._background.run(self._call("GET", "/models", b"", self._listing_from, self.lookup_stats))
+        return listing
 
     async def resolve_model_async(self) -> str:
         """The model name, asking the server when none was given: once per backend (concurrent callers

@@ -1,5 +1,6 @@
 """The ``oracle`` backend (tests and benchmarks): answers with the ground-truth box of the frame,
-mapped into the request's model frame and written as a model would (integers, ``[x1,y1,x2,y2]``),
+mapped into the request's model frame and written as a model of the request's family would (integers,
+``[x1,y1,x2,y2]``, in absolute pixels or on Qwen3's 0-1000 grid),
 optionally with Gaussian noise (grounding requests get Qwen's ``[{"bbox_2d": ...}]`` form). It shows what the geometry and the policies can reach with a
 perfect model; it needs the ground truth, so it is never a tracker."""
 
@@ -12,7 +13,6 @@ from typing import Sequence
 import numpy as np
 
 from ..boxes import is_finite_box, xywh_to_xyxy
-from ..prompts import render_answer
 from .base import KIND_GROUND, Backend, FrameRequest, Reply
 
 __all__ = ["OracleBackend"]
@@ -47,10 +47,10 @@ class OracleBackend(Backend):
         box_model = np.asarray(request.orig_to_model_xyxy(xywh_to_xyxy(self.boxes_xywh_orig[i])), dtype=np.float64)
         if self.noise_px > 0:
             box_model = box_model + np.random.default_rng([abs(self.seed), i]).normal(0.0, self.noise_px, size=4)
-        if request.kind == KIND_GROUND:  # answer as Qwen's grounding does
-            coords = [int(round(v)) for v in box_model]
+        if request.kind == KIND_GROUND:  # answer as Qwen's grounding does, in the family's coordinates
+            coords = [int(round(v)) for v in request.family.encode_xyxy(box_model, request.model_size)]
             return Reply(json.dumps([{"bbox_2d": coords, "label": request.grounding_text or "target"}]))
-        return Reply(render_answer(box_model))
+        return Reply(request.answer_text(box_model))
 
     async def complete_async(self, request: FrameRequest) -> Reply:
         return self.complete(request)

@@ -23,6 +23,11 @@ zero_area_box (NaN, negative or zero size), box_outside_image, oversized_box, in
 sequences whose frames do not match their ground truth (frame_count_mismatch). Malformed files
 (not numbers, not UTF-8) are errors naming file and line (exit status 2). DATASET may also be one
 sequence folder. Same inputs, options and --seed give byte-identical outputs for any --workers.
+
+Model family (--model-family, or inferred from --model): how the base model you will train sees images and
+writes boxes. qwen2.5-vl (default; R1-Track's base): crops are multiples of 28 (default 336 px), boxes in
+absolute pixels. qwen3-vl and qwen3.5: multiples of 32 from 256 to 512 (default 384 px), boxes as
+integers on a 0-1000 grid of the crop. stats.json and samples.jsonl record the family.
 """
 
 EPILOG = """\
@@ -31,6 +36,8 @@ examples:
       -> datasets_info/r1track/ (LLaMA-Factory dataset 'r1track_train' of datasets_info/dataset_info.json)
   r1track data build /data/GOT-10k/train --profile r1track-5k --format llamafactory,easyr1,verl --out runs/track5k
   r1track data build /data/LaSOT --triples --crop-sizes 224,336 --max-gap 50 --format verl
+  r1track data build got10k:/data/GOT-10k@train --model-family qwen3-vl --crop-sizes 256,320,384,448,512 \
+      --out datasets_info/r1track-qwen3-vl --name r1track_qwen3vl --format llamafactory,easyr1,verl
 """
 
 
@@ -94,6 +101,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--llamafactory-dataset-dir", default=None,
                    help="LLaMA-Factory dataset_dir the ShareGPT paths are relative to (default: the parent of --out)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+    m = b.add_argument_group("model family (default qwen2.5-vl)")
+    m.add_argument("--model-family", default=None, help="qwen2.5-vl (default), qwen3-vl or qwen3.5")
+    m.add_argument("--model", default=None, metavar="NAME|DIR",
+                   help="the base model to train (hub name or local folder): its family is inferred from the name "
+                        "or its config.json; a model of unknown family is refused")
     g = b.add_argument_group("sampling (defaults from the profile)")
     g.add_argument("--triples", action="store_true", default=None, help="template, memory, search (prompt r1track-mem-v1)")
     g.add_argument("--samples-per-sequence", type=int, default=None, help="samples per sequence (average when balancing)")
@@ -106,7 +118,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--search-factor", type=_range, default=None, help="search area factor, F or LO,HI (uniform)")
     g.add_argument("--search-center-jitter", type=float, default=None, help="search centre shift U(-C,C) x window side")
     g.add_argument("--search-scale-jitter", type=_range, default=None, help="search window scale exp(U(log LO, log HI))")
-    g.add_argument("--crop-sizes", type=_ints, default=None, help="crop sides in px, multiples of 28 in 112..504 (e.g. 112,224,336,448)")
+    g.add_argument("--crop-sizes", type=_ints, default=None,
+                   help="crop sides in px: multiples of 28 in 112..504 for qwen2.5-vl (e.g. 112,224,336,448), "
+                        "of 32 in 256..512 for qwen3-vl / qwen3.5 (default: 336 / 384)")
     g.add_argument("--balance", type=_names, default=None, help="aspect,scale | aspect | scale | none")
     g.add_argument("--val-fraction", type=float, default=None, help="share of sequences held out for val")
     t = b.add_argument_group("text and pixels")
@@ -123,6 +137,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _config(args: argparse.Namespace):
     from ..data.profiles import get_profile
+    from ..models import DEFAULT_FAMILY, infer_family
 
     cfg = get_profile(args.profile)
     n_images = 3 if args.triples else None
@@ -150,6 +165,10 @@ def _config(args: argparse.Namespace):
         fill=args.fill,
         jpeg_quality=args.jpeg_quality,
     )
+    if args.model_family is not None or args.model is not None:
+        changes["model_family"] = infer_family(family=args.model_family, model=args.model).name
+    else:
+        changes["model_family"] = DEFAULT_FAMILY
     if n_images == 3 and not cfg.ordered:
         changes["ordered"] = True
     cfg = cfg.replace(**changes)
@@ -164,7 +183,8 @@ def _print_report(result) -> None:
     s = result.stats
     seqs, smp = s["sequences"], s["samples"]
     print(f"wrote {result.out}  ({result.elapsed_s:.1f} s)")
-    print(f"  profile {s['profile']}, seed {s['seed']}, formats {', '.join(s['formats'])}")
+    print(f"  profile {s['profile']}, model family {s['config']['model_family']}, seed {s['seed']}, "
+          f"formats {', '.join(s['formats'])}")
     print(f"  sequences: {seqs['read']} read, {seqs['usable']} usable ({seqs['train']} train / {seqs['val']} val)"
           + (f", skipped {seqs['skipped']}" if seqs["skipped"] else ""))
     if s["frames"]["skipped"]:

@@ -17,7 +17,7 @@ from typing import Any
 from ..faults import FaultPolicy
 
 __all__ = ["add_tracker_arguments", "tracker_overrides", "add_backend_arguments", "backend_options", "resolve_settings",
-           "fault_policy", "failure_lines"]
+           "served_family", "fault_policy", "failure_lines"]
 
 
 def _flag(name: str) -> str:
@@ -120,13 +120,43 @@ def backend_options(args: argparse.Namespace, backend: str) -> dict:
     return {}
 
 
+def served_family(args: argparse.Namespace, model: str | None) -> str:
+    """The model family of what the servers serve: each ``--server``'s ``GET /v1/models`` entry for ``model``
+    (its ``root``, the path or name vLLM loaded, then its id), else ``model``'s name. All servers must agree.
+    ``UnknownModelFamily`` (a ValueError naming the families) when nothing tells; ValueError when a server
+    cannot be asked."""
+    from ..backends import BackendError, make_backend
+    from ..models import UnknownModelFamily, infer_family
+
+    found: dict[str, str] = {}
+    for url in args.server or [None]:
+        backend = make_backend("openai", base_url=url, model=model, **backend_options(args, "openai"))
+        try:
+            found[backend.base_url] = infer_family(model=model, listing=backend.model_listing()).name
+        except BackendError as exc:
+            raise ValueError(f"cannot tell the model family: {exc}; pass --model-family") from None
+        finally:
+            backend.close()
+    if len(set(found.values())) > 1:
+        raise UnknownModelFamily(f"the servers serve models of different families ({found}); run them separately "
+                                 "or pass --model-family")
+    return next(iter(found.values()))
+
+
 def resolve_settings(args: argparse.Namespace):
     """:func:`r1track.presets.resolve` of the parsed flags (``--preset``, ``--model``, ``--backend``, the
-    tracker flags). The model name for the preset comes from ``--model`` or ``$R1TRACK_MODEL``."""
+    tracker flags). The model name for the preset comes from ``--model`` or ``$R1TRACK_MODEL``. The model
+    family: ``--model-family``, else a known checkpoint's, else -- for backends that ask a server -- the one
+    :func:`served_family` finds (an unknown model is refused), else qwen2.5-vl (ncc, oracle: no model)."""
     import os
 
+    from ..backends import get_backend_spec
     from ..backends.openai import ENV_MODEL
-    from ..presets import resolve
+    from ..presets import find_checkpoint, resolve
 
     model = args.model or os.environ.get(ENV_MODEL) or None
-    return resolve(args.preset, model, tracker_overrides(args), backend=args.backend)
+    overrides = tracker_overrides(args)
+    resolved = resolve(args.preset, model, overrides, backend=args.backend)
+    if "model_family" in overrides or find_checkpoint(model) or not get_backend_spec(resolved.backend).needs_server:
+        return resolved
+    return resolve(args.preset, model, overrides, backend=args.backend, family=served_family(args, model))

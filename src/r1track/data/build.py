@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .. import __version__
+from ..models import get_family
 from ..prompts import format_box, render_answer, render_text
 from .balance import bin_labels, histogram, spread
 from .checks import SEQUENCE_REASONS, CheckedSequence, Issue, check_sequence
@@ -165,18 +166,20 @@ def _hist_block(before: dict[str, list[int]], after_values: dict[str, np.ndarray
 
 
 def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSample | str:
-    """The sample with its texts, or a drop reason."""
+    """The sample with its texts (boxes in the family's answer coordinates), or a drop reason."""
     plan = result.plan
-    for b in result.boxes_xyxy_crop:
+    family = get_family(cfg.model_family)
+    side = plan.crops[0].window.out_side
+    boxes = [family.encode_xyxy(b, (side, side)) for b in result.boxes_xyxy_crop]
+    for b in boxes:
         x1, y1, x2, y2 = json.loads(format_box(b))
         if x2 <= x1 or y2 <= y1:
             return "degenerate_box"
-    prompt_boxes = list(result.boxes_xyxy_crop[:-1])
+    prompt_boxes = boxes[:-1]
     user_text = render_text(cfg.prompt, think=cfg.think, boxes_xyxy_model=prompt_boxes, think_layout=cfg.think_layout)
-    answer = render_answer(result.boxes_xyxy_crop[-1])
+    answer = render_answer(boxes[-1])
     width = 6
     names = tuple(f"{index:0{width}d}_{c.role}.jpg" for c in plan.crops)
-    side = plan.crops[0].window.out_side
     extra = {
         "split": plan.split,
         "index": index,
@@ -196,6 +199,7 @@ def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSampl
         "prompt_boxes": [format_box(b) for b in prompt_boxes],
         "answer": answer,
         "images": list(names),
+        "model_family": family.name,
     }
     return BuiltSample(plan.split, index, names, result.jpegs, user_text, answer, extra)
 

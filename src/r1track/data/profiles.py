@@ -21,8 +21,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from ..models import DEFAULT_FAMILY, get_family
 from ..prompts import DEFAULT_THINK_LAYOUT, check_think_layout, get_prompt
-from ..qwen import FACTOR, check_crop_side
 from ..tracker import TrackerParams
 
 __all__ = [
@@ -46,11 +46,11 @@ SEARCH_FACTOR: float = TrackerParams.search_factor
 """Search area factor of r1track's tracker (4.0, R1-Track's ``search_area_factor``); training search crops
 jitter around it."""
 
-MIN_CROP_SIDE = 112
-MAX_CROP_SIDE = 504
-SUPPORTED_CROP_SIDES = tuple(range(MIN_CROP_SIDE, MAX_CROP_SIDE + 1, FACTOR))
-"""Every crop side the builder writes: multiples of 28 from 112 to 504 px. The LLaMA-Factory example
-config (``image_min_pixels`` / ``image_max_pixels``) is checked against all of them."""
+MIN_CROP_SIDE, MAX_CROP_SIDE = get_family(DEFAULT_FAMILY).data_crop_range
+SUPPORTED_CROP_SIDES = get_family(DEFAULT_FAMILY).data_crop_sides
+"""Every crop side the builder writes for Qwen2.5-VL: multiples of 28 from 112 to 504 px (other families:
+``ModelFamily.data_crop_sides``, e.g. multiples of 32 from 256 to 512 for Qwen3-VL). The LLaMA-Factory
+example configs (``image_min_pixels`` / ``image_max_pixels``) are checked against all of them."""
 
 BALANCE_DIMENSIONS = ("aspect", "scale")
 
@@ -68,7 +68,9 @@ class SamplerConfig:
     distance memory -> search. Factor ranges are (lo, hi) uniform; jitter centres are fractions of the
     window side (U(-c, c) per axis), scale jitter multiplies the side by exp(U(log lo, log hi)).
     The memory crop is made like a search crop (it is the tracker's previous search crop).
-    ``crop_sides``: each sample draws one side (all its images share it). ``balance``: subset of
+    ``model_family``: the base model's family (:mod:`r1track.models`); prompt boxes and answers are written in
+    its coordinates and crop sides follow its rule. ``crop_sides``: each sample draws one side (all its
+    images share it); empty = the family's default side (336 or 384). ``balance``: subset of
     ("aspect", "scale"). ``val_fraction``: share of sequences held out for the val split.
     """
 
@@ -85,7 +87,7 @@ class SamplerConfig:
     search_factor: tuple[float, float] = (SEARCH_FACTOR, SEARCH_FACTOR)
     search_center_jitter: float = 0.125
     search_scale_jitter: tuple[float, float] = (0.8, 1.25)
-    crop_sides: tuple[int, ...] = (336,)
+    crop_sides: tuple[int, ...] = ()
     balance: tuple[str, ...] = BALANCE_DIMENSIONS
     prompt: str = "r1track-v1"
     think: bool = False
@@ -93,9 +95,14 @@ class SamplerConfig:
     fill: tuple[int, int, int] = (0, 0, 0)
     jpeg_quality: int = 95
     val_fraction: float = 0.02
+    model_family: str = DEFAULT_FAMILY
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        family = get_family(self.model_family)
+        object.__setattr__(self, "model_family", family.name)
+        if not self.crop_sides:
+            object.__setattr__(self, "crop_sides", (family.default_crop_side,))
         self.validate()
 
     def validate(self) -> None:
@@ -127,14 +134,14 @@ class SamplerConfig:
         for what, c in (("template", self.template_center_jitter), ("search", self.search_center_jitter)):
             if not (0 <= c < 0.5):
                 raise ValueError(f"{what} centre jitter must be in [0, 0.5) of the window side, got {c}")
-        if not self.crop_sides:
-            raise ValueError("at least one crop side is needed")
+        family = get_family(self.model_family)
         for s in self.crop_sides:
-            check_crop_side(s)
-            if s not in SUPPORTED_CROP_SIDES:
+            family.check_crop_side(s)
+            if s not in family.data_crop_sides:
+                lo, hi = family.data_crop_range
                 raise ValueError(
-                    f"crop side {s} px is outside the sizes the builder writes ({MIN_CROP_SIDE}..{MAX_CROP_SIDE}, "
-                    f"multiples of {FACTOR}); the shipped training configs keep exactly these unresized"
+                    f"crop side {s} px is outside the sizes the builder writes for {family.name} ({lo}..{hi}, "
+                    f"multiples of {family.factor}); the shipped training configs keep exactly these unresized"
                 )
         bad = [b for b in self.balance if b not in BALANCE_DIMENSIONS]
         if bad:
@@ -151,8 +158,12 @@ class SamplerConfig:
         return self.max_per_sequence or 3 * self.samples_per_sequence
 
     def replace(self, **changes) -> "SamplerConfig":
-        """A copy with ``changes`` applied (validated); None values are ignored."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with ``changes`` applied (validated); None values are ignored. A new ``model_family``
+        without ``crop_sides`` takes that family's default side."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if changes.get("model_family", self.model_family) != self.model_family and "crop_sides" not in changes:
+            changes["crop_sides"] = ()
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -179,13 +190,12 @@ PROFILES: dict[str, SamplerConfig] = {
             search_factor=(2.0, 8.0),
             search_center_jitter=0.2,
             search_scale_jitter=(1.0, 1.0),
-            crop_sides=(336,),
             balance=(),
             prompt="r1track-v0",
             think_layout="instruction-first",
             description="reference R1-Track-5k recipe: two random frames per video, independent crops with area "
-            "factor U(2,8) and centre shift U(-0.2,0.2) x side, 336 px, r1track-v0 prompt, black padding; "
-            "with --think, the reference think-GRPO layout (instruction, images, task)",
+            "factor U(2,8) and centre shift U(-0.2,0.2) x side, 336 px (the family's default side), r1track-v0 prompt, "
+            "black padding; with --think, the reference think-GRPO layout (instruction, images, task)",
         ),
     )
 }

@@ -217,7 +217,8 @@ def plan_split(
                 factor = _factor(rng, cfg.search_factor)
                 c, sc = cfg.search_center_jitter, tuple(cfg.search_scale_jitter)
                 jitter = CropJitter(center=c, scale=sc) if (c > 0 or sc != (1.0, 1.0)) else None
-            window = plan_window(box, factor, side, jitter=jitter, rng=rng if jitter else None)
+            # side checked against the model family's rule by SamplerConfig
+            window = plan_window(box, factor, side, jitter=jitter, rng=rng if jitter else None, check_side=False)
             crops.append(CropPlan(role, str(cs.frames[f]), f, box, window))  # type: ignore[arg-type]
         samples.append(
             SamplePlan(split, len(samples), cs.seq.dataset, cs.seq.name, cs.image_size, tuple(crops))

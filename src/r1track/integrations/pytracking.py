@@ -46,7 +46,7 @@ from typing import Any
 from ..backends import Backend, BackendError, backend_names, get_backend_spec, make_backend
 from ..backends.openai import ENV_BASE_URL, ENV_MODEL
 from ..faults import FaultGuard, FaultPolicy, FaultRecord, SequenceStopped, format_summary
-from ..tracker import Status, Tracker, TrackerParams
+from ..tracker import FAMILY_DEFAULTED, Status, Tracker, TrackerParams
 
 __all__ = [
     "PyTrackingSession",
@@ -113,7 +113,9 @@ def backend_from(params: Any) -> Backend:
 
 def preset_parameters(name: str) -> Any:
     """A PyTracking parameter object (``pytracking.utils.TrackerParams``) holding the preset ``name``:
-    every :class:`TrackerParams` field, ``backend``, ``server_url`` (``http://127.0.0.1:8000/v1``; the
+    every :class:`TrackerParams` field (those the model family fills -- crop size, pixel bounds -- as None
+    where the preset keeps the family's values, so ``params.model_family = "qwen3-vl"`` alone switches them),
+    ``backend``, ``server_url`` (``http://127.0.0.1:8000/v1``; the
     environment overrides it), ``model`` (None: the server's first model), ``timeout_s`` 120, ``retries`` 3,
     the dead-server limits ``max_consecutive_faults`` / ``max_fault_seconds`` (:class:`~r1track.faults.FaultPolicy`)
     and ``multiobj_mode = "parallel"``. ValueError on an unknown preset."""
@@ -123,8 +125,12 @@ def preset_parameters(name: str) -> Any:
 
     preset = get_preset(name)
     params = PyTrackingParams()
+    family_values = {f.name: getattr(TrackerParams(model_family=preset.params.model_family), f.name)
+                     for f in dataclasses.fields(TrackerParams) if f.name in FAMILY_DEFAULTED}
     for f in dataclasses.fields(TrackerParams):
-        setattr(params, f.name, getattr(preset.params, f.name))
+        value = getattr(preset.params, f.name)
+        # the model family's own values stay None, so setting params.model_family alone switches them too
+        setattr(params, f.name, None if family_values.get(f.name, object()) == value else value)
     params.backend = preset.backend
     params.server_url = "http://127.0.0.1:8000/v1"
     params.model = None

@@ -143,7 +143,8 @@ class RecordedRequest:
 class OpenAIServer:
     """See the module docstring. ``script``: actions for the first chat requests, in order (more can
     be queued with :meth:`push`); ``responder(body) -> text`` answers the rest. ``latency_s`` /
-    ``capacity``: engine imitation (None = unlimited). ``model``: the served model name.
+    ``capacity``: engine imitation (None = unlimited). ``model``: the served model name; ``root``: the
+    ``root`` its ``/v1/models`` entry reports (vLLM: the model path it loaded; None: no such field).
     ``record_bodies``: keep each request's JSON (False for long benchmarks). ``decode_bodies``: parse
     request JSON (False: the responder gets ``{}`` — the cheapest server, for client benchmarks)."""
 
@@ -155,6 +156,7 @@ class OpenAIServer:
         latency_s: float = 0.0,
         capacity: int | None = None,
         model: str = "fake-model",
+        root: str | None = None,
         record_bodies: bool = True,
         decode_bodies: bool = True,
         host: str = "127.0.0.1",
@@ -166,6 +168,7 @@ class OpenAIServer:
         self.latency_s = float(latency_s)
         self.capacity = capacity
         self.model = model
+        self.root = root
         self.record_bodies = record_bodies
         self.decode_bodies = decode_bodies
         self.host = host
@@ -303,7 +306,8 @@ class OpenAIServer:
             await self._send(writer, 200, b"{}")
             return True
         if method == "GET" and path == "/v1/models":
-            await self._send(writer, 200, json.dumps({"object": "list", "data": [{"id": self.model, "object": "model"}]}).encode())
+            entry = {"id": self.model, "object": "model", **({"root": self.root} if self.root is not None else {})}
+            await self._send(writer, 200, json.dumps({"object": "list", "data": [entry]}).encode())
             return True
         if method != "POST" or path != "/v1/chat/completions":
             await self._send(writer, 404, json.dumps({"error": {"message": f"no route {method} {path}"}}).encode())
