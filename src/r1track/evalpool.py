@@ -92,6 +92,7 @@ def evaluate_sharded(sequences: Seq[Sequence], settings: Any):
     """:func:`r1track.evaluate.evaluate` with ``settings.workers`` processes (see the module docstring);
     returns the merged :class:`~r1track.evaluate.EvalRun` and writes ``run.json``."""
     from .evaluate import EvalAborted, EvalRun, _check_fingerprint, _frames_total, _write_run_json
+    from .faults import FaultRecord
     from .progress import progress_bar
 
     n = settings.workers
@@ -125,6 +126,7 @@ def evaluate_sharded(sequences: Seq[Sequence], settings: Any):
             bar.update(done)
             bar.set_postfix(fallbacks=faults[0], refresh=False)
 
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
     feeder = threading.Thread(target=feed, name="r1track-eval-progress", daemon=True)
     outcomes: dict[int, tuple] = {}
@@ -163,6 +165,9 @@ def evaluate_sharded(sequences: Seq[Sequence], settings: Any):
             o.worker = k
             by_index[i] = o
     merged = [by_index[i] for i in range(len(sequences))]
-    run = EvalRun(merged, seconds, sum(o.requests for o in merged))
-    _write_run_json(settings, run)
+    total = FaultRecord()
+    for o in merged:
+        total.add(o.record)
+    run = EvalRun(merged, seconds, sum(o.requests for o in merged), total)
+    _write_run_json(settings, run, started)
     return run

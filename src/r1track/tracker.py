@@ -286,7 +286,8 @@ class TrackResult:
     ``reply``: the raw reply text (None when the backend gave none). ``box_xyxy_model``: the
     answer as parsed, in the search crop's pixels (None if none). ``search_window_xyxy_orig``: the
     search crop's window in original pixels (the template's on the init frame). ``search_factor``: the factor used for this frame.
-    ``attempts``: HTTP attempts made.
+    ``attempts``: HTTP attempts made. ``faults``: transport faults met by kind, retried ones included
+    (from :attr:`Reply.faults <r1track.backends.Reply>` or the backend error).
     """
 
     frame_index: int
@@ -299,6 +300,7 @@ class TrackResult:
     search_factor: float
     timing: FrameTiming
     attempts: int = 1
+    faults: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -692,10 +694,10 @@ class Tracker:
             if reply.fatal:
                 raise reply
             return self._finish(request, Status.BACKEND_ERROR, f"{reply.kind}: {reply}", None, None, t0,
-                                prepare_s, request_s, reply.attempts)
+                                prepare_s, request_s, reply.attempts, faults=reply.faults)
         status, detail, box_model, box_orig = self._check(request, reply.text)
         return self._finish(request, status, detail, reply.text, box_model, t0, prepare_s, request_s, reply.attempts,
-                            box_orig)
+                            box_orig, faults=reply.faults)
 
     def _check(self, request: FrameRequest, text: str) -> tuple[Status, str, BoxXYXY | None, BoxXYXY | None]:
         """(status, detail, answer box in the crop, accepted box in the original frame)."""
@@ -728,6 +730,7 @@ class Tracker:
     def _finish(
         self, request: FrameRequest, status: Status, detail: str, reply: str | None, box_model: BoxXYXY | None,
         t0: float, prepare_s: float, request_s: float, attempts: int, box_orig: BoxXYXY | None = None,
+        faults: dict[str, int] | None = None,
     ) -> TrackResult:
         st = self._require_state()
         p = self.params
@@ -758,4 +761,5 @@ class Tracker:
             search_factor=factor,
             timing=FrameTiming(prepare_s, request_s, _timer() - t0),
             attempts=attempts,
+            faults=dict(faults or {}),
         )
