@@ -44,7 +44,7 @@ from .data.sequences import Sequence
 from .fsutil import atomic_write_text
 from .results import has_result, write_result
 from .progress import progress_bar
-from .tracker import SKIP_STATUSES, Status, Tracker, TrackerParams, TrackResult, frame_fault
+from .tracker import FAULT_STATUSES, SKIP_STATUSES, Status, Tracker, TrackerParams, TrackResult, frame_fault, presence_score
 
 __all__ = ["EvalSettings", "SequenceOutcome", "EvalRun", "EvalAborted", "evaluate", "evaluate_async", "has_ground_truth"]
 
@@ -108,6 +108,8 @@ class SequenceOutcome:
     seconds: float = 0.0
     error: str = ""
     server: str = ""
+    absent: int = 0  # frames the model answered "not visible" (not faults)
+    redetections: int = 0  # whole-frame searches that found the target again
 
 
 @dataclass
@@ -285,6 +287,7 @@ async def _run_sequence(
             init = await tracker.initialize_async(frames[0], seq.boxes_xywh_orig[0], executor=pool)
         boxes = [tuple(init.box_xywh_orig)]
         times = [init.timing.total_s]
+        presence = [presence_score(Status.INIT)]
         for i, frame in enumerate(frames[1:], start=1):
             entry = replay.entries[i - 1] if i <= len(replay.entries) else None
             if frame is None or (entry is not None and "skip" in entry):
@@ -320,8 +323,10 @@ async def _run_sequence(
                 replay.append(result)
                 times.append(result.timing.total_s)
             boxes.append(tuple(result.box_xywh_orig))
+            presence.append(result.object_presence_score)
             progress.update(1, fault=result.fault)
-        await loop.run_in_executor(pool, _write_results, out, seq.name, np.array(boxes), np.array(times))
+        scores = np.array(presence) if settings.params.visibility_aware else None
+        await loop.run_in_executor(pool, _write_results, out, seq.name, np.array(boxes), np.array(times), scores)
         replay.close(remove=True)
     except BackendError as exc:  # fatal: every request would fail the same way
         replay.close(remove=False)
@@ -335,7 +340,9 @@ async def _run_sequence(
         outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         backends.release(slot)
-    outcome.faults = {str(k): v for k, v in sorted(tracker.counts.items()) if k != Status.OK}
+    outcome.faults = {str(k): v for k, v in sorted(tracker.counts.items()) if k in FAULT_STATUSES}
+    outcome.absent = tracker.counts.get(Status.ABSENT, 0)
+    outcome.redetections = tracker.redetections
     outcome.seconds = time.perf_counter() - t0
     return outcome
 
@@ -370,9 +377,9 @@ def _check_fingerprint(settings: EvalSettings) -> None:
     atomic_write_text(path, json.dumps(mine, indent=2, sort_keys=True) + "\n")
 
 
-def _write_results(out: Path, name: str, boxes: np.ndarray, times: np.ndarray) -> None:
-    write_result(out / RESULTS_PYTRACKING, name, boxes, times, layout="pytracking")
-    write_result(out / RESULTS, name, boxes, times, layout="got10k")  # last: its presence marks "done"
+def _write_results(out: Path, name: str, boxes: np.ndarray, times: np.ndarray, presence: np.ndarray | None) -> None:
+    write_result(out / RESULTS_PYTRACKING, name, boxes, times, layout="pytracking", presence=presence)
+    write_result(out / RESULTS, name, boxes, times, layout="got10k", presence=presence)  # last: it marks "done"
 
 
 async def evaluate_async(sequences: Seq[Sequence], settings: EvalSettings) -> EvalRun:
@@ -424,6 +431,8 @@ def _write_run_json(settings: EvalSettings, run: EvalRun) -> None:
         "frames_requested": run.frames_tracked,
         "fps": run.fps,
         "fallbacks": dict(sum((Counter(o.faults) for o in run.outcomes), Counter())),
+        "absent_frames": sum(o.absent for o in run.outcomes),
+        "redetections": sum(o.redetections for o in run.outcomes),
         "sequences": [asdict(o) for o in run.outcomes],
     }
     atomic_write_text(settings.out_dir / "run.json", json.dumps(doc, indent=2) + "\n")

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..backends import Backend, BackendError, backend_names, get_backend_spec, make_backend
 from ..backends.openai import ENV_BASE_URL, ENV_MODEL
-from ..tracker import FAMILY_DEFAULTED, Status, Tracker, TrackerParams
+from ..tracker import FAMILY_DEFAULTED, FAULT_STATUSES, Status, Tracker, TrackerParams
 
 __all__ = [
     "PyTrackingSession",
@@ -205,13 +205,18 @@ class PyTrackingSession:
             raise
         TOTALS["frames"] += 1
         self.counts[result.status] += 1
-        if result.status != Status.OK:
+        if result.status == Status.ABSENT:
+            TOTALS[result.status] += 1
+        elif result.status != Status.OK:
             TOTALS["faults"] += 1
             TOTALS[result.status] += 1
             log.warning("r1track: %s frame %d: %s (%s); kept the last box [fallback %d in this sequence]",
                         self.name, result.frame_index, result.status, result.detail, self.faults)
-        return {"target_bbox": [float(v) for v in result.box_xywh_orig], "r1track_status": result.status}
+        out = {"target_bbox": [float(v) for v in result.box_xywh_orig], "r1track_status": result.status}
+        if self.tracker.params.visibility_aware:  # PyTracking saves it as {seq}_object_presence_scores.txt
+            out["object_presence_score"] = result.object_presence_score
+        return out
 
     @property
     def faults(self) -> int:
-        return sum(n for s, n in self.counts.items() if s != Status.OK)
+        return sum(n for s, n in self.counts.items() if s in FAULT_STATUSES)
