@@ -5,6 +5,9 @@ passing occluder, over a textured background. Ground truth is pixel-exact: the o
 on whole pixels and ``groundtruth.txt`` holds exactly that rectangle (0-based xywh, original
 pixels). Labels follow GOT-10k: ``cover.label`` = visible eighths rounded up (0 = hidden),
 ``absence.label`` = 1 when hidden, ``cut_by_image.label`` = 0 (the object stays in the image).
+With ``out_of_view`` the object also vanishes for a span late in the sequence (it is not drawn: the target has
+left the view; ``absence`` 1, ``cover`` 0, the box row keeps the position on its path), so long-term tracking
+and absent-target samples have a second kind of invisible stretch.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from PIL import Image
 
 from .fsutil import atomic_write_text
 
-__all__ = ["SyntheticSequence", "make_sequence", "write_got10k_sequence", "write_got10k_split"]
+__all__ = ["SyntheticSequence", "make_sequence", "out_of_view_span", "write_got10k_sequence", "write_got10k_split"]
 
 
 @dataclass
@@ -68,9 +71,12 @@ def make_sequence(
     size: tuple[int, int] = (320, 240),
     seed: int = 0,
     full_occlusion: bool = False,
+    out_of_view: bool = False,
 ) -> SyntheticSequence:
     """Generate one sequence. ``size`` = (width, height). With ``full_occlusion`` the occluder hides
-    the object completely for a few frames in the middle (absence = 1, cover = 0 there)."""
+    the object completely for a few frames in the middle (absence = 1, cover = 0 there). With ``out_of_view``
+    the object is gone for ``max(2, n_frames // 8)`` frames starting at 70 % of the sequence
+    (:func:`out_of_view_span`). Neither option changes the random draws, so the other frames stay the same."""
     rng = np.random.default_rng(seed)
     width, height = size
     background = _smooth_texture(rng, height, width, cells=24, lo=40, hi=200)
@@ -92,6 +98,7 @@ def make_sequence(
     occ_h = hs.max() * (1.6 if full_occlusion else 1.2)
     occ_tex = _smooth_texture(rng, int(occ_h) + 2, int(occ_w) + 2, cells=6, lo=90, hi=160)
     mid = n_frames // 2
+    gone = out_of_view_span(n_frames) if out_of_view else range(0)
     frames: list[np.ndarray] = []
     boxes = np.zeros((n_frames, 4), dtype=np.float64)
     cover = np.zeros(n_frames, dtype=np.int64)
@@ -103,8 +110,11 @@ def make_sequence(
         y = int(round(cy[i] - h / 2))
         x = min(max(x, 0), width - w)
         y = min(max(y, 0), height - h)
-        frame[y : y + h, x : x + w] = np.asarray(Image.fromarray(obj_tex).resize((w, h), Image.Resampling.NEAREST))
         boxes[i] = (x, y, w, h)
+        if i in gone:  # out of view: nothing drawn
+            frames.append(frame)
+            continue
+        frame[y : y + h, x : x + w] = np.asarray(Image.fromarray(obj_tex).resize((w, h), Image.Resampling.NEAREST))
         visible = np.ones((h, w), dtype=bool)
         # Occluder centred on the object around the middle frames, sliding left to right.
         offset = (i - mid) / max(1, n_frames // 6)
@@ -127,6 +137,12 @@ def make_sequence(
     cover[0] = 8 if cover[0] == 0 else cover[0]
     absence = (cover == 0).astype(np.int64)
     return SyntheticSequence(name, frames, boxes, cover, absence, occluders)
+
+
+def out_of_view_span(n_frames: int) -> range:
+    """Frames (0-based) where an ``out_of_view`` sequence has no target: ``max(2, n // 8)`` frames from 70 %."""
+    start = max(1, int(0.7 * n_frames))
+    return range(start, min(n_frames, start + max(2, n_frames // 8)))
 
 
 def write_got10k_sequence(seq: SyntheticSequence, folder: str | os.PathLike, *, quality: int = 92) -> Path:
@@ -167,17 +183,20 @@ def write_got10k_split(
     size: tuple[int, int] = (320, 240),
     seed: int = 0,
     full_occlusion_every: int = 0,
+    out_of_view_every: int = 0,
 ) -> list[str]:
     """Write ``n_sequences`` synthetic sequences as ``<root>/<split>/GOT-10k_<Split>_%06d`` plus
     ``list.txt``; returns the sequence names. Every ``full_occlusion_every``-th sequence (0 = none)
-    has a fully hidden stretch."""
+    has a fully hidden stretch, every ``out_of_view_every``-th one (0 = none) an out-of-view stretch."""
     split_dir = Path(root) / split
     split_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for k in range(n_sequences):
         name = f"GOT-10k_{split.capitalize()}_{k + 1:06d}"
         full = bool(full_occlusion_every) and (k % full_occlusion_every == full_occlusion_every - 1)
-        seq = make_sequence(name, n_frames=n_frames, size=size, seed=seed * 1000 + k, full_occlusion=full)
+        gone = bool(out_of_view_every) and (k % out_of_view_every == out_of_view_every - 1)
+        seq = make_sequence(name, n_frames=n_frames, size=size, seed=seed * 1000 + k, full_occlusion=full,
+                            out_of_view=gone)
         write_got10k_sequence(seq, split_dir / name)
         names.append(name)
     atomic_write_text(split_dir / "list.txt", "".join(n + "\n" for n in names))
