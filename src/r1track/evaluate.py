@@ -220,7 +220,7 @@ class _Backends:
             if not has_ground_truth(seq):
                 raise EvalAborted(f"{seq.name}: the {self.spec.name} backend needs ground truth for every frame")
             opts = dict(self.settings.backend_options)
-            return make_backend(self.spec.name, boxes_xywh_orig=seq.boxes_xywh_orig, **opts), -1
+            return make_backend(self.spec.name, boxes_xywh_orig=seq.boxes_xywh_orig, visible=seq.visible, **opts), -1
         k = min(range(len(self.shared)), key=lambda j: self.active[j])
         self.active[k] += 1
         return self.shared[k], k
