@@ -80,16 +80,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"real sequences not found at {realseq}: synthetic only", file=sys.stderr)
         print(f"SIMULATED failures: {failures} (plus: [] or a wrong place when the target is invisible or out of "
               f"the crop); not a model's measurement")
-        print(f"| sequences | policy | AO | F-score | precision | recall |")
-        print(f"|---|---|---:|---:|---:|---:|")
+        print("| sequences | policy | AO | F-score | precision | recall | absent answers | re-detections |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
         for set_name, seqs in sets.items():
             for name, params in POLICIES.items():
                 out = tmp / f"run-{len(set_name)}-{name}"
                 settings = EvalSettings(out, backend="oracle", params=params, concurrency=8, progress=False,
                                         backend_options={"failures": failures, "seed": args.seed})
-                evaluate(seqs, settings)
+                run = evaluate(seqs, settings)
                 ao, f, p, r = scores(seqs, out)
-                print(f"| {set_name} ({len(seqs)}) | {name} | {ao:.3f} | {f:.3f} | {p:.3f} | {r:.3f} |")
+                absent = sum(o.absent for o in run.outcomes)
+                redetections = sum(o.redetections for o in run.outcomes)
+                print(f"| {set_name} ({len(seqs)}) | {name} | {ao:.3f} | {f:.3f} | {p:.3f} | {r:.3f} | {absent} | {redetections} |")
     return 0
 
 
