@@ -230,3 +230,19 @@ def test_fatal_error_is_logged_before_pytracking_swallows_it(pytracking, crossin
 def test_ncc_baseline_runs_without_a_server(pytracking, crossing):
     boxes = run_sequence(crossing, load_params("ncc"))
     assert boxes is not None and len(boxes) == len(crossing.frames)
+
+
+def test_vis_preset_reports_object_presence_score(pytracking, crossing):
+    read = lambda p: np.asarray(Image.open(p).convert("RGB"))
+    cls = importlib.import_module("pytracking.tracker.r1track").get_tracker_class()
+    outs = {}
+    for preset in ("vis", "default"):
+        with OpenAIServer(script=[reply("[]")]) as server:  # then the fake server's template box
+            tracker = cls(load_params(preset, server_url=server.base_url))
+            tracker.initialize(read(crossing.frames[0]), {"init_bbox": list(crossing.init_bbox)})
+            outs[preset] = [tracker.track(read(p), {}) for p in crossing.frames[1:3]]
+    vis = outs["vis"]
+    assert vis[0]["r1track_status"] == "absent" and vis[0]["object_presence_score"] == 0.0
+    assert vis[1]["r1track_status"] == "ok" and vis[1]["object_presence_score"] == 1.0
+    assert vis[0]["target_bbox"] == pytest.approx(list(crossing.init_bbox))  # the last box is kept
+    assert all("object_presence_score" not in o for o in outs["default"])  # unchanged without a visibility prompt

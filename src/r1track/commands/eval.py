@@ -144,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
     data_faults = {k: v for k, v in sum((Counter(o.faults) for o in result.outcomes), Counter()).items() if k in SKIP_STATUSES}
     if data_faults:
         print(f"frames not sent (the last box kept): {dict(sorted(data_faults.items()))}; per sequence in {out / 'run.json'}")
+    absent, redetections = sum(o.absent for o in result.outcomes), sum(o.redetections for o in result.outcomes)
+    if absent or redetections:
+        print(f"absent answers (the last box kept, not faults): {absent}; re-detections that found the target: "
+              f"{redetections}")
     for o in bad:
         print(f"  NOT TRACKED {o.error}")
     for o in result.failed:
