@@ -66,15 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic", type=int, default=8, help="synthetic sequences (half with occlusion, half out of view)")
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", default="320x240", help="synthetic frame size WxH")
+    ap.add_argument("--object-scale", default="0.14,0.26", help="synthetic object width / shorter image side, LO,HI")
+    ap.add_argument("--no-real", action="store_true", help="synthetic sequences only")
     args = ap.parse_args(argv)
     failures = FailureModel(args.miss, args.jump, args.jitter)
     realseq = Path(os.environ.get("R1TRACK_REALSEQ", Path(__file__).resolve().parents[2] / "shared" / "data" / "realseq"))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_got10k_split(tmp / "syn", "val", n_sequences=args.synthetic, n_frames=args.frames, size=(320, 240),
-                           seed=args.seed + 11, full_occlusion_every=2, out_of_view_every=2)
-        sets = {"synthetic (occlusion, out of view)": list(read_dataset("got10k", tmp / "syn", split="val"))}
-        if (realseq / "list.txt").is_file():
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+        scale = tuple(float(v) for v in args.object_scale.split(","))
+        write_got10k_split(tmp / "syn", "val", n_sequences=args.synthetic, n_frames=args.frames, size=size,
+                           seed=args.seed + 11, full_occlusion_every=2, out_of_view_every=2, object_scale=scale)
+        sets = {f"synthetic {args.size}, object {args.object_scale} (occlusion, out of view)":
+                list(read_dataset("got10k", tmp / "syn", split="val"))}
+        if args.no_real:
+            pass
+        elif (realseq / "list.txt").is_file():
             sets["real (all visible)"] = list(read_dataset("got10k", realseq))
         else:
             print(f"real sequences not found at {realseq}: synthetic only", file=sys.stderr)

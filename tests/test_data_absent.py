@@ -37,10 +37,14 @@ def test_out_of_view_span_is_labelled_absent_and_leaves_other_frames_alone():
     gone = out_of_view_span(16)
     assert list(gone) == [11, 12]
     assert all(b.absence[i] == 1 and b.cover[i] == 0 for i in gone)
-    for i in range(16):
-        if i not in gone:
-            assert np.array_equal(a.frames[i], b.frames[i]) and a.cover[i] == b.cover[i]
-    assert np.array_equal(a.boxes_xywh_orig, b.boxes_xywh_orig)
+    for i in range(gone.start):
+        assert np.array_equal(a.frames[i], b.frames[i]) and a.cover[i] == b.cover[i]
+    assert np.array_equal(a.boxes_xywh_orig[: gone.start], b.boxes_xywh_orig[: gone.start])
+    # it comes back mirrored through the image centre (320 x 240): centres sum to (320, 240), within rounding
+    for i in range(gone.stop, 16):
+        (xa, ya, wa, ha), (xb, yb, wb, hb) = a.boxes_xywh_orig[i], b.boxes_xywh_orig[i]
+        assert (wa, ha) == (wb, hb)
+        assert abs((xa + wa / 2) + (xb + wb / 2) - 320) <= 1 and abs((ya + ha / 2) + (yb + hb / 2) - 240) <= 1
 
 
 def test_vis_build_writes_absent_samples_in_every_format(got, tmp_path):
