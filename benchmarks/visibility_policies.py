@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                                         backend_options={"failures": failures, "seed": args.seed})
                 run = evaluate(seqs, settings)
                 ao, f, p, r = scores(seqs, out)
-                absent = sum(o.absent for o in run.outcomes)
-                redetections = sum(o.redetections for o in run.outcomes)
+                absent = run.record.absent
+                redetections = run.record.redetections
                 print(f"| {set_name} ({len(seqs)}) | {name} | {ao:.3f} | {f:.3f} | {p:.3f} | {r:.3f} | {absent} | {redetections} |")
     return 0
 

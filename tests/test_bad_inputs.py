@@ -143,15 +143,15 @@ def test_eval_falls_back_on_bad_frames_and_reports_unaligned_sequences(corpus, t
     assert p.returncode == 1  # some sequences were not trackable as stored
     run = json.loads((out / "run.json").read_text())
     by = {s["name"]: s for s in run["sequences"]}
-    assert by["missing_frame"]["faults"].get("missing_frame") == 1 and by["missing_frame"]["status"] == "done"
-    assert by["gt_more_lines"]["faults"].get("missing_frame") == 2
-    assert by["truncated"]["faults"].get("unreadable_frame") == 1
-    assert by["random_bytes"]["faults"].get("unreadable_frame") == 1
-    assert by["zero_byte"]["faults"].get("unreadable_frame") == 1
-    assert by["good_b"]["faults"].get("image_too_large") == 1
-    assert by["large_frame"]["faults"].get("image_too_large") == 1
+    assert by["missing_frame"]["fallbacks"].get("missing_frame") == 1 and by["missing_frame"]["status"] == "done"
+    assert by["gt_more_lines"]["fallbacks"].get("missing_frame") == 2
+    assert by["truncated"]["fallbacks"].get("unreadable_frame") == 1
+    assert by["random_bytes"]["fallbacks"].get("unreadable_frame") == 1
+    assert by["zero_byte"]["fallbacks"].get("unreadable_frame") == 1
+    assert by["good_b"]["fallbacks"].get("image_too_large") == 1
+    assert by["large_frame"]["fallbacks"].get("image_too_large") == 1
     for name in ("grayscale", "cmyk", "png", "utf16"):
-        assert by[name]["status"] == "done" and not set(by[name]["faults"]) & {"unreadable_frame", "missing_frame"}
+        assert by[name]["status"] == "done" and not set(by[name]["fallbacks"]) & {"unreadable_frame", "missing_frame"}
     for name in ("gt_fewer_lines", "outside_box", "absurd_box", "huge_image"):
         assert by[name]["status"] == "bad-data", name
         assert f"NOT TRACKED" in p.stdout and name in p.stdout

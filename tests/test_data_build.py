@@ -112,10 +112,11 @@ def test_answer_box_sits_on_the_target_pixel_for_pixel(red_build):
             ))
             red = red_mask(rgb)
             assert red[inside].all() and not red[outside].any()
-    # crops decoded at full, 1/2 and 1/4 resolution were all exercised (windows snap to the decode grid)
+    # crops decoded at full, 1/2 and 1/4 resolution were all exercised, and the windows were not moved onto
+    # the decode grid (a reduced decode samples the planned window between its pixels)
     ratios = [w["side"] / w["out_side"] for s in samples for w in s["windows"]]
     assert any(r < 2 for r in ratios) and any(2 <= r < 4 for r in ratios) and any(r >= 4 for r in ratios)
-    assert all(w["side"] % 4 == 0 and w["x0"] % 4 == 0 for s in samples for w in s["windows"] if w["side"] / w["out_side"] >= 4)
+    assert any(w["side"] % 4 or w["x0"] % 4 for s in samples for w in s["windows"] if w["side"] / w["out_side"] >= 4)
 
 
 def test_invisible_frames_are_never_used(red_build):

@@ -275,3 +275,36 @@ def test_normalize_base_url():
     assert normalize_base_url("https://proxy/openai/v1") == "https://proxy/openai/v1"
     with pytest.raises(ValueError, match="http://host:port/v1"):
         normalize_base_url("h:8000")
+
+
+def test_model_lookup_once_per_backend_retried_and_fatal_only_on_a_definite_answer(crossing):
+    from faultproxy import FaultProxy
+
+    frames = crossing.arrays[:3]
+
+    async def many(backend, n):
+        trackers = [Tracker(backend, TrackerParams(), name=f"s{i}") for i in range(n)]
+        for tr in trackers:
+            tr.initialize(frames[0], crossing.boxes_xywh_orig[0])
+        try:
+            return await asyncio.gather(*(tr.track_async(frames[1]) for tr in trackers))
+        finally:
+            await backend.aclose()
+
+    with OpenAIServer(model="served") as server:
+        with FaultProxy(("127.0.0.1", server.port), script=["http-502", "reset"]) as proxy:
+            backend = OpenAIBackend(proxy.base_url, retries=3, backoff_s=0.01)
+            results = asyncio.run(many(backend, 8))
+        lookups = [h for h in proxy.seen_headers if h.startswith(b"GET /v1/models")]
+        assert len(lookups) == 3  # one lookup for 8 sequences: two faults, retried, then the answer
+        assert all(r.ok for r in results) and backend.model == "served"
+        assert sum(sum(r.faults.values()) for r in results) == 2  # counted once, with the frame that asked
+        with FaultProxy(("127.0.0.1", server.port), script=["http-404"]) as proxy:
+            backend = OpenAIBackend(proxy.base_url, retries=3, backoff_s=0.01)
+            tr = Tracker(backend, TrackerParams())
+            tr.initialize(frames[0], crossing.boxes_xywh_orig[0])
+            with pytest.raises(BackendError) as info:
+                tr.track(frames[1])
+            backend.close()
+        assert info.value.fatal and "/models" in str(info.value) and "404" in str(info.value)
+        assert len(proxy.seen_headers) == 1  # a definite answer is not retried

@@ -76,7 +76,8 @@ def test_vis_eval_writes_presence_and_longterm_scores(tmp_path):
                                        backend_options={"failures": FailureModel()}))
     doc = json.loads((out / "run.json").read_text())
     invisible = sum(int((~s.visible[1:]).sum()) for s in seqs)
-    assert doc["absent_frames"] >= invisible > 0 and "absent" not in doc["fallbacks"]
+    assert doc["totals"]["absent"] >= invisible > 0 and "absent" not in doc["fallbacks"]
+    assert sum(x["absent"] for x in doc["sequences"]) == doc["totals"]["absent"]
     for s in seqs:
         for layout, d in (("got10k", "results"), ("pytracking", "results_pytracking")):
             p = read_presence(out / d, s.name, layout)

@@ -11,7 +11,6 @@ PyTracking, written for this test from PyTracking's contract (docs/upstream.md, 
   then has no result).
 """
 
-import atexit
 import copy
 import pickle
 import importlib
@@ -83,8 +82,10 @@ def pytracking(tmp_path, monkeypatch):
     for name in [m for m in sys.modules if m == "pytracking" or m.startswith("pytracking.")]:
         del sys.modules[name]
     sys.modules.pop("r1track.integrations.pytracking_tracker", None)  # its BaseTracker was this test's stand-in
+    for backend in pytracking_adapter._BACKENDS.values():
+        backend.close()
     pytracking_adapter._BACKENDS.clear()
-    atexit.unregister(pytracking_adapter._log_summary)  # the per-process summary is for real runs
+    pytracking_adapter._SUMMARY_LOGGED = True  # the per-process summary at exit is for real runs
 
 
 @dataclass
@@ -230,6 +231,86 @@ def test_fatal_error_is_logged_before_pytracking_swallows_it(pytracking, crossin
 def test_ncc_baseline_runs_without_a_server(pytracking, crossing):
     boxes = run_sequence(crossing, load_params("ncc"))
     assert boxes is not None and len(boxes) == len(crossing.frames)
+
+
+def test_a_killed_server_makes_the_sequence_raise_so_pytracking_writes_no_result(pytracking, crossing, caplog):
+    import threading
+    import time
+
+    before = pytracking_adapter.TOTALS.copy()
+    server = OpenAIServer(latency_s=0.02).start()
+
+    def kill_after_four_requests():
+        while len(server.requests) < 4:
+            time.sleep(0.002)
+        server.stop()
+
+    threading.Thread(target=kill_after_four_requests, daemon=True).start()
+    params = load_params(server_url=server.base_url, model="m", retries=1)
+    params.backoff_s = 0.01
+    with caplog.at_level(logging.ERROR, logger="r1track.pytracking"):
+        assert run_sequence(crossing, params) is None  # raised: PyTracking prints it and writes no files
+    server.stop()
+    delta = pytracking_adapter.TOTALS - before
+    assert delta["stopped"] == 1 and delta["backend-error"] == 3 and delta["frames"] < len(crossing.frames) - 1
+    (err,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "ECO__Crossing STOPPED" in err and server.base_url in err and "no reply for 3 frame(s)" in err
+    text = pytracking_adapter.summary()
+    assert "stopped for want of replies" in text and "connection" in text
+
+
+WORKER_SCRIPT = """
+import multiprocessing, sys
+from types import SimpleNamespace
+
+import numpy as np
+from PIL import Image
+
+from r1track.integrations.pytracking import PyTrackingSession
+
+
+def one_sequence(paths, box):  # as a PyTracking --threads worker runs a sequence, with the ncc baseline
+    session = PyTrackingSession(SimpleNamespace(backend="ncc"))
+    read = lambda p: np.asarray(Image.open(p).convert("RGB"))
+    session.initialize(read(paths[0]), {"init_bbox": box, "sequence_name": "worker-seq"})
+    return [session.track(read(p))["target_bbox"] for p in paths[1:]]
+
+
+if __name__ == "__main__":
+    paths, box = sys.argv[1:-4], [float(v) for v in sys.argv[-4:]]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # leaving the block terminates the worker
+        print(len(pool.apply(one_sequence, (paths, box))))
+"""
+
+
+def test_every_worker_prints_its_summary_even_when_the_pool_terminates_it(crossing, tmp_path):
+    import subprocess
+
+    script = tmp_path / "run_pool.py"
+    script.write_text(WORKER_SCRIPT)
+    args = [str(p) for p in crossing.frames[:4]] + [str(v) for v in crossing.init_bbox]
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "3", proc.stderr
+    assert "r1track (pid" in proc.stderr and "1 sequence(s), 3 frame(s) tracked" in proc.stderr
+
+
+def test_injected_faults_are_counted_and_the_key_never_logged(pytracking, crossing, caplog, monkeypatch):
+    from faultproxy import FaultProxy, expected_kinds
+
+    secret = "sk-pytracking-test-4b9a1e"
+    monkeypatch.setenv("R1TRACK_API_KEY", secret)
+    before = pytracking_adapter.RECORD.faults.copy()
+    script = ["echo-auth", "reset", "malformed", "http-429", "truncated"]
+    with OpenAIServer() as server:
+        with FaultProxy(("127.0.0.1", server.port), script=script) as proxy:
+            params = load_params(server_url=proxy.base_url, retries=1)
+            params.backoff_s = 0.01
+            with caplog.at_level(logging.DEBUG):
+                boxes = run_sequence(crossing, params)
+    assert boxes is not None and len(boxes) == len(crossing.frames)  # faults, then answers: the sequence completes
+    assert pytracking_adapter.RECORD.faults - before == expected_kinds(proxy.injected)
+    assert secret.encode() in proxy.seen_headers[0] and secret not in caplog.text
+    assert "Bearer ***" in caplog.text  # the echoed header reached the log, redacted
 
 
 def test_vis_preset_reports_object_presence_score(pytracking, crossing):

@@ -27,16 +27,11 @@ N_FRAMES = 24
 
 
 class Recording(OpenAIBackend):
-    """The real backend, keeping each reply for the checks."""
+    """The real backend, keeping each reply for the checks (the sync path runs ``complete_async`` too)."""
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.replies = []
-
-    def complete(self, request):
-        reply = super().complete(request)
-        self.replies.append(reply)
-        return reply
 
     async def complete_async(self, request):
         reply = await super().complete_async(request)

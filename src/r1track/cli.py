@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:
-        print(f"r1track: error: {exc}", file=sys.stderr)
+        from .redact import redact
+
+        print(f"r1track: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("r1track: interrupted", file=sys.stderr)

@@ -42,7 +42,6 @@ __all__ = [
     "plan_window",
     "load_image",
     "load_for_window",
-    "snap_window",
     "render_crop",
     "crop_square",
     "encode_jpeg",
@@ -183,13 +182,12 @@ class DecodedImage:
         return self.image.size[1] >= math.ceil(self.orig_size[1] / self.reduce)
 
 
-def snap_window(window: CropWindow, reduce: int) -> tuple[int, int, int]:
-    """(x0, y0, side) in original pixels of the window as cut from an image decoded at 1/``reduce``:
-    x0, y0 rounded and side rounded up to multiples of ``reduce`` (the window itself when 1)."""
-    if reduce <= 1:
-        return window.x0, window.y0, window.side
+def _decoded_span(window: CropWindow, reduce: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the whole decoded pixels (of an image decoded at 1/``reduce``) that cover
+    ``window``; the window itself lies at ``window.x0 / reduce`` ... inside them."""
     r = reduce
-    return r * round(window.x0 / r), r * round(window.y0 / r), r * max(1, math.ceil(window.side / r))
+    return (math.floor(window.x0 / r), math.floor(window.y0 / r),
+            math.ceil((window.x0 + window.side) / r), math.ceil((window.y0 + window.side) / r))
 
 
 def load_image(source: ImageSource, *, min_scale: float = 1.0) -> DecodedImage:
@@ -283,8 +281,7 @@ def _load(source: ImageSource, min_scale: float, window: CropWindow | None) -> D
             img.draft("RGB", want)
             reduce = int(getattr(img, "decoderconfig", (1,))[0] or 1) if img.size != orig_size else 1
         if lazy_jpeg and window is not None:
-            _, y0, side = snap_window(window, reduce)
-            rows = math.ceil(max(y0 + side, 1) / reduce)
+            rows = max(_decoded_span(window, reduce)[3], 1)
             if rows < img.size[1]:
                 top = _decode_top_rows(img, rows)
                 if top is not None:
@@ -321,30 +318,34 @@ def render_crop(
     resample: int = Image.Resampling.BILINEAR,
 ) -> Crop:
     """Cut ``window`` out of ``decoded`` (padding with ``fill`` outside the image) and resize it to
-    ``window.out_side``. With a reduced decode the window snaps to multiples of ``reduce`` original
-    pixels (at most ``reduce / 2`` px off-centre); the returned transform is always the exact one of
-    the pixels produced. Raises ValueError when ``decoded`` is a partial decode (:func:`load_for_window`)
-    that stops above the window's last row."""
+    ``window.out_side``. The window is always exactly ``window`` (its transform is
+    ``window.transform``) however the image was decoded: from a reduced decode (1/``reduce``) the
+    window's edges fall between decoded pixels and the resize samples it there, so a frame gives the
+    same window whether it arrives as a path, a PIL image or an array. Raises ValueError when
+    ``decoded`` is a partial decode (:func:`load_for_window`) that stops above the window's last row."""
     r = decoded.reduce
-    x0, y0, side = snap_window(window, r)
-    dx0, dy0, dside = x0 // r, y0 // r, side // r
+    dx0, dy0, dx1, dy1 = _decoded_span(window, r)
     img = decoded.image
-    if not decoded.complete and dy0 + dside > img.size[1]:
+    if not decoded.complete and dy1 > img.size[1]:
         raise ValueError(f"window {window} needs rows below the {img.size[1]} decoded at 1/{r}; decode it with "
                          "load_for_window(image, window) or load_image")
-    box = (dx0, dy0, dx0 + dside, dy0 + dside)
-    inside = dx0 >= 0 and dy0 >= 0 and box[2] <= img.size[0] and box[3] <= img.size[1]
+    box = (dx0, dy0, dx1, dy1)
+    inside = dx0 >= 0 and dy0 >= 0 and dx1 <= img.size[0] and dy1 <= img.size[1]
     if inside or tuple(fill) == (0, 0, 0):
         cut = img.crop(box)  # PIL pads outside the image with zeros (black)
     else:
-        cut = Image.new("RGB", (dside, dside), tuple(int(c) for c in fill))
+        cut = Image.new("RGB", (dx1 - dx0, dy1 - dy0), tuple(int(c) for c in fill))
         ix0, iy0 = max(dx0, 0), max(dy0, 0)
-        ix1, iy1 = min(dx0 + dside, img.size[0]), min(dy0 + dside, img.size[1])
+        ix1, iy1 = min(dx1, img.size[0]), min(dy1, img.size[1])
         if ix1 > ix0 and iy1 > iy0:
             cut.paste(img.crop((ix0, iy0, ix1, iy1)), (ix0 - dx0, iy0 - dy0))
-    if dside != window.out_side:
-        cut = cut.resize((window.out_side, window.out_side), resample)
-    return Crop(cut, CropTransform(float(x0), float(y0), float(side), window.out_side))
+    # the window inside the cut, in decoded pixels (whole pixels when r == 1)
+    sub = (window.x0 / r - dx0, window.y0 / r - dy0, (window.x0 + window.side) / r - dx0,
+           (window.y0 + window.side) / r - dy0)
+    out = window.out_side
+    if cut.size != (out, out) or sub != (0, 0, out, out):
+        cut = cut.resize((out, out), resample, box=sub if sub != (0, 0, *cut.size) else None)
+    return Crop(cut, window.transform)
 
 
 def crop_square(

@@ -11,14 +11,24 @@ Output folder::
     results/{seq}/{seq}_001.txt, {seq}_time.txt   got10k toolkit / server layout (what `r1track pack` zips)
     results_pytracking/{seq}.txt, {seq}_time.txt   PyTracking's layout (tab-separated), full precision
     partial/{seq}.jsonl                           replay log of a sequence in progress (deleted when done)
-    run.json                                      settings, per-sequence fallbacks by reason, timing
+    records/{seq}.json                            the sequence's counts (requests, retries, faults, fallbacks, time)
+    run.json                                      settings, per-sequence and total counts, each invocation's timing
     report/                                       scores, table and plots (when the dataset has ground truth)
 
 Resuming: a finished sequence (its result file exists; result files are written atomically, last) is
 skipped. A sequence cut off mid-way has a replay log with one line per tracked frame (the reply text or
-the backend error): on restart its first frames are replayed through the same pure tracker steps
-without asking the model again, so the model does each frame exactly once and the results equal an
-uninterrupted run's.
+the backend error, attempts and faults met): on restart its first frames are replayed through the same
+pure tracker steps without asking the model again, so the model does each frame exactly once and the
+results equal an uninterrupted run's.
+
+A dead server: a sequence whose backend gives no reply for ``FaultPolicy`` frames in a row or seconds
+(:mod:`r1track.faults`) is stopped and reported *failed*, with no result file. The frames of that run of
+faults are dropped from its replay log (their counts move to the log's ``carry`` line), so a rerun with
+the server back asks them again and the results equal an uninterrupted run's.
+
+Counts are cumulative over resumed invocations: a sequence's record is its replay log's (``carry`` plus
+every frame) and, once finished, ``records/{seq}.json``; ``run.json`` sums the records of the run's
+sequences and keeps each invocation's own timing in ``invocations``.
 """
 
 from __future__ import annotations
@@ -41,10 +51,11 @@ import numpy as np
 from .backends import Backend, BackendError, Reply, get_backend_spec, make_backend
 from .data.checks import Reason, box_problem, frame_slots, read_image_header
 from .data.sequences import Sequence
-from .fsutil import atomic_write_text
+from .faults import FaultGuard, FaultPolicy, FaultRecord, SequenceStopped
+from .fsutil import append_line, atomic_write_text, raise_open_file_limit
 from .results import has_result, write_result
 from .progress import progress_bar
-from .tracker import FAULT_STATUSES, SKIP_STATUSES, Status, Tracker, TrackerParams, TrackResult, frame_fault, presence_score
+from .tracker import SKIP_STATUSES, Status, Tracker, TrackerParams, TrackResult, frame_fault, presence_score
 
 __all__ = ["EvalSettings", "SequenceOutcome", "EvalRun", "EvalAborted", "evaluate", "evaluate_async", "has_ground_truth"]
 
@@ -53,6 +64,8 @@ log = logging.getLogger(__name__)
 RESULTS = "results"
 RESULTS_PYTRACKING = "results_pytracking"
 PARTIAL = "partial"
+RECORDS = "records"
+_FD_RESERVE = 128  # file descriptors kept for frames being decoded, logs, threads, the interpreter
 
 
 class EvalAborted(RuntimeError):
@@ -67,7 +80,8 @@ class EvalSettings:
     settings. ``init``: ``box`` (first ground-truth box) or ``text`` (the sequence's description,
     LaSOT ``nlp.txt``). ``threads``: pool for decoding/cropping (None: 2 x cores).
     ``backend_options``: extra keyword options for the backend. ``max_frames``: track only the first
-    n frames of each sequence (quick checks)."""
+    n frames of each sequence (quick checks). ``faults``: when a sequence is stopped for want of
+    replies (:class:`~r1track.faults.FaultPolicy`; may change between a run and its resumption)."""
 
     out_dir: Path
     backend: str = "openai"
@@ -80,6 +94,7 @@ class EvalSettings:
     backend_options: dict[str, Any] = field(default_factory=dict)
     max_frames: int | None = None
     progress: bool = True
+    faults: FaultPolicy = field(default_factory=FaultPolicy)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -99,24 +114,38 @@ is fixed."""
 
 @dataclass
 class SequenceOutcome:
+    """One sequence of a run. ``status``: ``done``, ``skipped`` (finished earlier), ``failed``
+    (``error`` says why; ``stopped``: because the server gave no reply) or :data:`STATUS_BAD_DATA`. ``requests``: frames asked in
+    this invocation; ``replayed``: frames replayed from the log; ``record``: counts over every
+    invocation (:class:`~r1track.faults.FaultRecord`)."""
+
     name: str
     frames: int
-    status: str  # done | skipped (already finished) | failed | bad-data
-    faults: dict[str, int] = field(default_factory=dict)
+    status: str
     replayed: int = 0
     requests: int = 0
     seconds: float = 0.0
     error: str = ""
     server: str = ""
-    absent: int = 0  # frames the model answered "not visible" (not faults)
-    redetections: int = 0  # whole-frame searches that found the target again
+    stopped: bool = False
+    record: FaultRecord = field(default_factory=FaultRecord)
+
+    def to_json(self) -> dict[str, Any]:
+        doc = {"name": self.name, "frames": self.frames, "status": self.status, "server": self.server}
+        if self.error:
+            doc["error"] = self.error
+        return {**doc, **self.record.to_json()}
 
 
 @dataclass
 class EvalRun:
+    """What :func:`evaluate` did. ``seconds`` / ``frames_tracked``: this invocation's; ``record``: the
+    counts summed over the run's sequences (cumulative over resumed invocations)."""
+
     outcomes: list[SequenceOutcome]
     seconds: float
     frames_tracked: int
+    record: FaultRecord = field(default_factory=FaultRecord)
 
     @property
     def fps(self) -> float:
@@ -160,50 +189,80 @@ def _check_start(seq: Sequence, slots: list[Path | None] | None, init: str) -> s
 
 
 class _ReplayLog:
-    """``partial/{seq}.jsonl``: one JSON line per tracked frame; a torn last line is ignored."""
+    """``partial/{seq}.jsonl``: an optional first line ``{"carry": record}`` (counts of frames dropped
+    from the log to be asked again), then one JSON line per tracked frame: ``i`` (frame index), ``t``
+    (seconds), ``a`` (attempts), ``f`` (faults by kind, when any), and ``reply``, ``error`` or ``skip`` (a
+    frame not sent: the data reason). A torn
+    last line is ignored. The file is opened per append and closed again, so sequences in flight hold
+    no file open."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: list[dict] = []
+        self.carry = FaultRecord()
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_file():
-            for line in path.read_text().splitlines():
+            for n, line in enumerate(path.read_text().splitlines()):
                 try:
                     entry = json.loads(line)
                 except ValueError:
                     break  # the process died while writing this line
+                if n == 0 and isinstance(entry, dict) and "carry" in entry:
+                    self.carry = FaultRecord.from_json(entry["carry"])
+                    continue
                 if not isinstance(entry, dict) or entry.get("i") != len(self.entries) + 1:
                     break
                 self.entries.append(entry)
-            # rewrite without a torn tail so appends stay line-aligned
-            atomic_write_text(path, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in self.entries))
-        self._fh = None
+            self._rewrite()  # without a torn tail, so appends stay line-aligned
+
+    def _rewrite(self) -> None:
+        lines = [{"carry": self.carry.to_json()}] if self.carry != FaultRecord() else []
+        atomic_write_text(self.path, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines + self.entries))
+
+    @staticmethod
+    def reply_of(entry: dict) -> Reply | BackendError:
+        """The logged outcome of a frame, as the backend gave it."""
+        attempts, faults = int(entry.get("a", 1)), dict(entry.get("f") or {})
+        if "error" in entry:
+            return BackendError(entry["error"], kind="replayed", attempts=attempts, faults=faults)
+        return Reply(entry.get("reply") or "", attempts=attempts, faults=faults)
 
     def append(self, result: TrackResult) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", buffering=1)
-        entry = {"i": result.frame_index, "t": round(result.timing.total_s, 6), "a": result.attempts}
+        entry: dict[str, Any] = {"i": result.frame_index, "t": round(result.timing.total_s, 6), "a": result.attempts}
+        if result.faults:
+            entry["f"] = dict(result.faults)
         if result.status in SKIP_STATUSES:
             entry["skip"] = result.status
         elif result.status == Status.BACKEND_ERROR:
             entry["error"] = result.detail
         else:
             entry["reply"] = result.reply
-        self._fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        self.entries.append(entry)
+        append_line(self.path, json.dumps(entry, separators=(",", ":")))
 
-    def close(self, remove: bool) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        if remove:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+    def drop_unanswered_tail(self) -> int:
+        """Drop the frames after the last reply (no reply, or not sent; the counts of those asked move to
+        ``carry``), so a rerun asks them again; returns how many were dropped."""
+        n = 0
+        while self.entries and ("error" in self.entries[-1] or "skip" in self.entries[-1]):
+            e = self.entries.pop()
+            a = int(e.get("a", 1))
+            if a > 0:
+                self.carry.add(FaultRecord(1, a, a - 1, Counter(e.get("f") or {}), Counter(), float(e.get("t", 0.0))))
+            n += 1
+        if n:
+            self._rewrite()
+        return n
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
 
 
 class _Backends:
     """Backend per sequence: shared per server (openai, ncc) or one per sequence (oracle)."""
 
-    def __init__(self, settings: EvalSettings) -> None:
+    def __init__(self, settings: EvalSettings, max_connections: int | None = None) -> None:
         self.settings = settings
         self.shared: list[Backend] = []
         self.active: Counter[int] = Counter()
@@ -211,6 +270,8 @@ class _Backends:
         name, opts = settings.backend, settings.backend_options
         if self.spec.needs_server:
             urls = settings.servers or (None,)
+            if max_connections is not None:
+                opts = {"max_connections": max(1, max_connections // len(urls)), **opts}
             self.shared = [make_backend(name, base_url=u, model=settings.model, **opts) for u in urls]
         elif not self.spec.needs_ground_truth:
             self.shared = [make_backend(name, **opts)]
@@ -251,6 +312,14 @@ class _Progress:
         self.bar.close()
 
 
+def _read_record(out: Path, name: str) -> FaultRecord:
+    path = out / RECORDS / f"{name}.json"
+    try:
+        return FaultRecord.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return FaultRecord()  # finished before records were kept, or never started
+
+
 async def _run_sequence(
     seq: Sequence, settings: EvalSettings, backends: _Backends, pool: ThreadPoolExecutor, progress: _Progress
 ) -> SequenceOutcome:
@@ -261,6 +330,7 @@ async def _run_sequence(
     outcome = SequenceOutcome(seq.name, len(frames), "done")
     if has_result(out / RESULTS, seq.name):
         outcome.status = "skipped"
+        outcome.record = _read_record(out, seq.name)
         progress.update(max(0, len(frames) - 1))
         return outcome
     if len(frames) == 0:
@@ -275,7 +345,10 @@ async def _run_sequence(
     backend, slot = backends.acquire(seq)
     outcome.server = getattr(backend, "base_url", backend.name)
     tracker = Tracker(backend, settings.params, name=seq.name)
+    guard = FaultGuard(settings.faults, outcome.server)
     replay = _ReplayLog(out / PARTIAL / f"{seq.name}.jsonl")
+    record = outcome.record
+    record.add(replay.carry)
     t0 = time.perf_counter()
     loop = asyncio.get_running_loop()
     try:
@@ -290,11 +363,12 @@ async def _run_sequence(
         presence = [presence_score(Status.INIT)]
         for i, frame in enumerate(frames[1:], start=1):
             entry = replay.entries[i - 1] if i <= len(replay.entries) else None
+            asked = False
             if frame is None or (entry is not None and "skip" in entry):
                 reason = Status.MISSING_FRAME if frame is None else Status(entry["skip"])  # type: ignore[index]
                 result = tracker.skip_frame(reason, f"{seq.name} frame {i + 1}: {reason}")
                 if entry is None:
-                    replay.append(result)
+                    await loop.run_in_executor(pool, replay.append, result)
                 else:
                     outcome.replayed += 1
                 times.append(0.0)
@@ -304,15 +378,14 @@ async def _run_sequence(
                 except ValueError as exc:  # the file broke since the logged run: a data fallback now
                     result = tracker.skip_frame(*frame_fault(frame, exc))
                 else:
-                    reply: Reply | BackendError = (
-                        BackendError(entry["error"], kind="replayed") if "error" in entry else Reply(entry.get("reply") or "")
-                    )
-                    result = tracker.apply_reply(request, reply)
+                    result = tracker.apply_reply(request, _ReplayLog.reply_of(entry))
                 times.append(float(entry.get("t", 0.0)))
                 outcome.replayed += 1
             else:
                 try:
-                    result = await tracker.track_async(frame, executor=pool)
+                    result = await asyncio.wait_for(tracker.track_async(frame, executor=pool), max(guard.time_left(), 1e-3))
+                except asyncio.TimeoutError:
+                    raise guard.stopped("request cancelled at the time limit") from None
                 except ValueError as exc:  # a corrupt or undecodable frame: keep the last box, go on
                     if tracker.pending:  # raised after the frame was decoded: not a data problem
                         raise
@@ -320,31 +393,39 @@ async def _run_sequence(
                     log.warning("%s (%s); the last box is kept", result.detail, result.status)
                 else:
                     outcome.requests += 1
-                replay.append(result)
+                    asked = True
+                await loop.run_in_executor(pool, replay.append, result)  # file I/O off the event loop
                 times.append(result.timing.total_s)
+            record.add_frame(result, seconds=times[-1])
+            if asked:
+                guard.observe(result)
             boxes.append(tuple(result.box_xywh_orig))
             presence.append(result.object_presence_score)
             progress.update(1, fault=result.fault)
         scores = np.array(presence) if settings.params.visibility_aware else None
-        await loop.run_in_executor(pool, _write_results, out, seq.name, np.array(boxes), np.array(times), scores)
-        replay.close(remove=True)
+        await loop.run_in_executor(pool, _write_results, out, outcome, np.array(boxes), np.array(times), scores)
+        replay.remove()
+    except SequenceStopped as exc:  # the server gave no reply for too long: no result, a rerun resumes
+        replay.drop_unanswered_tail()
+        log.error("%s: stopped: %s", seq.name, exc)
+        outcome.status, outcome.error, outcome.stopped = "failed", f"stopped: {exc}", True
+        _write_record(out, outcome)
     except BackendError as exc:  # fatal: every request would fail the same way
-        replay.close(remove=False)
         raise EvalAborted(f"{seq.name}: {exc}") from exc
     except EvalAborted:
-        replay.close(remove=False)
         raise
     except Exception as exc:  # a broken sequence (unreadable frame, bad box): record it, go on
-        replay.close(remove=False)
         log.error("%s: %s: %s", seq.name, type(exc).__name__, exc)
         outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+        _write_record(out, outcome)
     finally:
         backends.release(slot)
-    outcome.faults = {str(k): v for k, v in sorted(tracker.counts.items()) if k in FAULT_STATUSES}
-    outcome.absent = tracker.counts.get(Status.ABSENT, 0)
-    outcome.redetections = tracker.redetections
     outcome.seconds = time.perf_counter() - t0
     return outcome
+
+
+def _write_record(out: Path, outcome: SequenceOutcome) -> None:
+    atomic_write_text(out / RECORDS / f"{outcome.name}.json", json.dumps(outcome.to_json(), indent=1) + "\n")
 
 
 def _fingerprint(settings: EvalSettings) -> dict:
@@ -355,7 +436,8 @@ def _fingerprint(settings: EvalSettings) -> dict:
         "init": settings.init,
         "max_frames": settings.max_frames,
         "params": asdict(settings.params),
-        "backend_options": {k: repr(v) for k, v in sorted(settings.backend_options.items())},
+        # the API key is no setting of the results (and never written to a file)
+        "backend_options": {k: repr(v) for k, v in sorted(settings.backend_options.items()) if k != "api_key"},
     }
 
 
@@ -377,7 +459,10 @@ def _check_fingerprint(settings: EvalSettings) -> None:
     atomic_write_text(path, json.dumps(mine, indent=2, sort_keys=True) + "\n")
 
 
-def _write_results(out: Path, name: str, boxes: np.ndarray, times: np.ndarray, presence: np.ndarray | None) -> None:
+def _write_results(out: Path, outcome: SequenceOutcome, boxes: np.ndarray, times: np.ndarray,
+                   presence: np.ndarray | None = None) -> None:
+    name = outcome.name
+    _write_record(out, outcome)
     write_result(out / RESULTS_PYTRACKING, name, boxes, times, layout="pytracking", presence=presence)
     write_result(out / RESULTS, name, boxes, times, layout="got10k", presence=presence)  # last: it marks "done"
 
@@ -389,11 +474,13 @@ async def evaluate_async(sequences: Seq[Sequence], settings: EvalSettings) -> Ev
     out = settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
     _check_fingerprint(settings)
-    backends = _Backends(settings)
+    fd_limit = raise_open_file_limit()
+    backends = _Backends(settings, max_connections=max(8, fd_limit - _FD_RESERVE) if fd_limit else None)
     threads = settings.threads or 2 * (os.cpu_count() or 1)
     total = sum(max(0, len(s.frames[: settings.max_frames] if settings.max_frames else s.frames) - 1) for s in sequences)
     progress = _Progress(total, settings.progress)
     gate = asyncio.Semaphore(settings.concurrency)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
 
     async def one(seq: Sequence) -> SequenceOutcome:
@@ -413,29 +500,55 @@ async def evaluate_async(sequences: Seq[Sequence], settings: EvalSettings) -> Ev
             progress.close()
             await backends.aclose()
     seconds = time.perf_counter() - t0
-    run = EvalRun(list(outcomes), seconds, sum(o.requests for o in outcomes))
-    _write_run_json(settings, run)
+    total = FaultRecord()
+    for o in outcomes:
+        total.add(o.record)
+    run = EvalRun(list(outcomes), seconds, sum(o.requests for o in outcomes), total)
+    _write_run_json(settings, run, started)
     return run
 
 
-def _write_run_json(settings: EvalSettings, run: EvalRun) -> None:
-    params = asdict(settings.params)
+def _previous_invocations(path: Path) -> list[dict]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    runs = doc.get("invocations") if isinstance(doc, dict) else None
+    return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+
+
+def _write_run_json(settings: EvalSettings, run: EvalRun, started: str) -> None:
+    path = settings.out_dir / "run.json"
+    status = Counter(o.status for o in run.outcomes)
+    invocations = _previous_invocations(path) + [{
+        "started": started,
+        "seconds": round(run.seconds, 3),
+        "frames_requested": run.frames_tracked,
+        "fps": round(run.fps, 3),
+        "done": status["done"],
+        "skipped": status["skipped"],
+        "failed": status["failed"],
+        "bad_data": status[STATUS_BAD_DATA],
+    }]
+    seconds = sum(float(r.get("seconds", 0.0)) for r in invocations)
+    frames = sum(int(r.get("frames_requested", 0)) for r in invocations)
     doc = {
         "backend": settings.backend,
         "servers": list(settings.servers),
         "model": settings.model,
         "concurrency": settings.concurrency,
         "init": settings.init,
-        "params": params,
-        "seconds": run.seconds,
-        "frames_requested": run.frames_tracked,
-        "fps": run.fps,
-        "fallbacks": dict(sum((Counter(o.faults) for o in run.outcomes), Counter())),
-        "absent_frames": sum(o.absent for o in run.outcomes),
-        "redetections": sum(o.redetections for o in run.outcomes),
-        "sequences": [asdict(o) for o in run.outcomes],
+        "params": asdict(settings.params),
+        "fault_policy": asdict(settings.faults),
+        "seconds": round(seconds, 3),
+        "frames_requested": frames,
+        "fps": round(frames / seconds, 3) if seconds > 0 else 0.0,
+        "totals": {"sequences": len(run.outcomes), "failed": status["failed"], **run.record.to_json()},
+        "fallbacks": dict(sorted(run.record.fallbacks.items())),
+        "sequences": [o.to_json() for o in run.outcomes],
+        "invocations": invocations,
     }
-    atomic_write_text(settings.out_dir / "run.json", json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
 
 
 def evaluate(sequences: Seq[Sequence], settings: EvalSettings) -> EvalRun:

@@ -1,31 +1,49 @@
-"""A small keep-alive HTTP/1.1 client for talking to model servers: async (asyncio streams) and sync.
+"""HTTP transport to model servers: a small keep-alive HTTP/1.1 client on asyncio streams, and a private
+event loop for sync callers.
 
-Why not a general client library: r1track keeps hundreds of requests in flight from one process, and the
-common async clients spend time quadratic in the number of open connections choosing one for each request
-(httpx/httpcore measured here: 640 requests/s with 8 in flight, 135 with 256; these streams: ~7,000-10,000).
-This module does exactly what a chat-completions client needs and no more:
+Why not a general client library: r1track keeps hundreds of requests in flight from one process, and a
+frame's client-side cost is part of what limits a run. aiohttp was measured here as the replacement (the
+issue that hardened this module asked for it unless it cost more than 10 % of ``r1track eval``'s speed):
+against a local server at 256 in flight it spent 170-200 us of CPU per request where this client spends
+70-80 us, and ``benchmarks/eval_throughput.py`` (256 in flight, the same r1track otherwise) ran 11 %, 42 % and
+17 % slower with it in three A/B pairs on the busy 2-core development machine (212 vs 189, 219 vs 126 and
+202 vs 168 frames/s, aiohttp 3.14). httpx/httpcore measured 640
+requests/s with 8 in flight and 135 with 256 (connection selection grows with the pool). So this module
+does exactly what a chat-completions client needs, with the contract the backends rely on:
 
 * one origin per client (``http`` or ``https``), persistent connections reused LIFO, at most
-  ``max_connections`` open (further requests wait for a free one);
-* ``Content-Length`` request bodies; ``Content-Length``, chunked or read-to-close response bodies;
-* a connect timeout and a read timeout (for the whole response), raising :class:`RequestTimeout`;
-  connection failures raise :class:`ConnectFailed`, a connection dropped mid-response raises
-  :class:`ConnectionDropped`; all are :class:`TransportError`;
-* a pooled connection that the server closed while idle is noticed before it is reused and replaced;
-  a request is never sent twice here (retry policy belongs to the caller).
+  ``max_connections`` open (further requests wait for a free one, and that wait is not charged to their
+  timeout); a pooled connection the server closed while idle is noticed before reuse and replaced;
+* **one deadline per request**: writing the request (``drain``, so a server that stops reading cannot
+  hang it) and reading the whole response sit under ``read_timeout_s`` together; connecting is bounded by
+  ``connect_timeout_s``. Raises :class:`RequestTimeout`;
+* **capped bodies**: a body over ``max_body_bytes`` (default 1 MiB; a chat completion is a few hundred
+  bytes) is a :class:`ResponseTooLarge` fault, noticed from ``Content-Length`` or while reading
+  (chunked, read-to-close), never buffered beyond the cap;
+* **strict framing**: a status line that is not ``HTTP/1.x NNN``, a header line without a colon or over
+  8190 bytes, more than 100 header lines, a ``Content-Length`` that is not a number, a bad chunk size:
+  :class:`MalformedResponse`;
+* **every failure is a** :class:`TransportError` **with a** ``kind`` for counting: ``connection``
+  (refused, reset, closed mid-response: :class:`ConnectFailed`, :class:`ConnectionDropped`),
+  ``timeout``, ``malformed``, ``too-large``. All are retryable by the caller; nothing else escapes (no
+  ``ValueError`` from a broken server). A request is never sent twice here (retries are the caller's).
+
+:class:`BackgroundLoop` runs coroutines on a private event loop in a daemon thread: the sync face of the
+same transport (``OpenAIBackend.complete`` runs its async path there), so sync and async callers share
+one client and one retry loop. It is created on first use and recreated after a ``fork`` (PyTracking's
+worker processes).
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
-import select
+import os
 import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Awaitable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -34,13 +52,24 @@ __all__ = [
     "ConnectFailed",
     "RequestTimeout",
     "ConnectionDropped",
+    "MalformedResponse",
+    "ResponseTooLarge",
     "AsyncHTTPClient",
-    "SyncHTTPClient",
+    "BackgroundLoop",
+    "DEFAULT_MAX_BODY_BYTES",
 ]
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+"""Largest response body accepted (1 MiB)."""
+
+T = TypeVar("T")
+_deadline = getattr(asyncio, "timeout", None)
 
 
 class TransportError(Exception):
-    """No HTTP response was obtained."""
+    """No usable HTTP response was obtained. ``kind`` names the fault class for counting."""
+
+    kind = "connection"
 
 
 class ConnectFailed(TransportError):
@@ -48,17 +77,33 @@ class ConnectFailed(TransportError):
 
 
 class RequestTimeout(TransportError):
-    """Connecting or receiving the response took longer than its timeout."""
+    """Connecting, sending or receiving the response took longer than its timeout."""
+
+    kind = "timeout"
 
 
 class ConnectionDropped(TransportError):
-    """The server closed the connection before the response was complete."""
+    """The server closed or reset the connection before the response was complete."""
+
+
+class MalformedResponse(TransportError):
+    """The server's bytes are not a valid HTTP/1.1 response."""
+
+    kind = "malformed"
+
+
+class ResponseTooLarge(TransportError):
+    """The response body exceeds the client's ``max_body_bytes``."""
+
+    kind = "too-large"
 
 
 @dataclass
 class Response:
+    """A complete HTTP response. ``headers``: lower-case names."""
+
     status: int
-    headers: dict[str, str]  # lower-case names
+    headers: dict[str, str]
     body: bytes
 
     @property
@@ -70,11 +115,15 @@ class Response:
 
 
 def _origin(base_url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL; ValueError otherwise."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {base_url!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, parts.hostname, port
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+_MAX_LINE = 8190  # longest status or header line accepted (as common servers and clients limit them)
+_MAX_HEADERS = 100
 
 
 def _request_head(method: str, target: str, host: str, headers: Mapping[str, str], length: int) -> bytes:
@@ -101,6 +150,21 @@ class _Conn:
             pass
 
 
+async def _line(reader: asyncio.StreamReader, what: str) -> bytes:
+    """One CRLF-terminated line of at most _MAX_LINE bytes; b"" at EOF."""
+    try:
+        line = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise ConnectionDropped(f"connection closed in the {what}") from None
+        return b""
+    except asyncio.LimitOverrunError:
+        raise MalformedResponse(f"{what} line longer than {_MAX_LINE} bytes") from None
+    if len(line) > _MAX_LINE + 2:
+        raise MalformedResponse(f"{what} line longer than {_MAX_LINE} bytes")
+    return line
+
+
 class AsyncHTTPClient:
     """Keep-alive client for one origin (see the module docstring). Belongs to the event loop it is
     first used in. ``headers`` are sent with every request."""
@@ -113,22 +177,25 @@ class AsyncHTTPClient:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 120.0,
         max_connections: int = 1024,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
+        if connect_timeout_s <= 0 or read_timeout_s <= 0 or max_connections < 1 or max_body_bytes < 1:
+            raise ValueError("timeouts, max_connections and max_body_bytes must be positive")
         self.scheme, self.host, self.port = _origin(base_url)
         self.host_header = self.host if self.port in (80, 443) else f"{self.host}:{self.port}"
         self.headers = dict(headers or {})
-        self.connect_timeout_s = connect_timeout_s
-        self.read_timeout_s = read_timeout_s
-        self.max_connections = max_connections
+        self.connect_timeout_s = float(connect_timeout_s)
+        self.read_timeout_s = float(read_timeout_s)
+        self.max_connections = int(max_connections)
+        self.max_body_bytes = int(max_body_bytes)
         self._idle: list[_Conn] = []
         self._slots: asyncio.Semaphore | None = None
         self._ssl = ssl.create_default_context() if self.scheme == "https" else None
-        self.opened = 0  # connections opened so far (tests check reuse)
 
     async def _connect(self) -> _Conn:
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=self._ssl, limit=1 << 20), self.connect_timeout_s
+                asyncio.open_connection(self.host, self.port, ssl=self._ssl, limit=_MAX_LINE + 2), self.connect_timeout_s
             )
         except asyncio.TimeoutError:
             raise RequestTimeout(f"connect to {self.host}:{self.port} timed out after {self.connect_timeout_s:g} s") from None
@@ -140,54 +207,80 @@ class AsyncHTTPClient:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # pragma: no cover
                 pass
-        self.opened += 1
         return _Conn(reader, writer)
+
+    async def _capped(self, r: asyncio.StreamReader, n: int, total: int) -> bytes:
+        """``n`` more body bytes, of ``total`` so far; :class:`ResponseTooLarge` beyond the cap."""
+        if total > self.max_body_bytes:
+            raise ResponseTooLarge(f"response body of {total} bytes or more exceeds the {self.max_body_bytes}-byte limit")
+        return await r.readexactly(n)
 
     async def _read_response(self, conn: _Conn) -> tuple[Response, bool]:
         r = conn.reader
-        status_line = await r.readline()
+        status_line = await _line(r, "status")
         if not status_line:
             raise ConnectionDropped("server closed the connection without answering")
         parts = status_line.decode("latin-1").split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise ConnectionDropped(f"not an HTTP response: {status_line[:80]!r}")
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
+            raise MalformedResponse(f"not an HTTP/1.1 status line: {status_line[:80]!r}")
         status = int(parts[1])
         headers: dict[str, str] = {}
-        while True:
-            line = await r.readline()
+        for _ in range(_MAX_HEADERS + 1):
+            line = await _line(r, "header")
             if not line:
                 raise ConnectionDropped("connection closed in the response headers")
             if line in (b"\r\n", b"\n"):
                 break
-            name, _, value = line.decode("latin-1").partition(":")
+            name, colon, value = line.decode("latin-1").partition(":")
+            if not colon or not name.strip():
+                raise MalformedResponse(f"bad header line {line[:80]!r}")
             headers[name.strip().lower()] = value.strip()
+        else:
+            raise MalformedResponse(f"more than {_MAX_HEADERS} header lines")
         keep = parts[0] != "HTTP/1.0" and headers.get("connection", "").lower() != "close"
         if headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
+            chunks, size = [], 0
             while True:
-                size_line = await r.readline()
+                size_line = await _line(r, "chunk size")
                 try:
-                    size = int(size_line.split(b";")[0].strip(), 16)
+                    n = int(size_line.split(b";")[0].strip(), 16)
                 except ValueError:
-                    raise ConnectionDropped(f"bad chunk size {size_line[:40]!r}") from None
-                if size == 0:
-                    while (await r.readline()) not in (b"\r\n", b"\n", b""):
+                    raise MalformedResponse(f"bad chunk size {size_line[:40]!r}") from None
+                if n == 0:
+                    while (await _line(r, "trailer")) not in (b"\r\n", b"\n", b""):
                         pass
                     break
-                chunks.append(await r.readexactly(size))
+                size += n
+                chunks.append(await self._capped(r, n, size))
                 await r.readexactly(2)
             body = b"".join(chunks)
         elif "content-length" in headers:
-            body = await r.readexactly(int(headers["content-length"]))
+            value = headers["content-length"]
+            if not value.isdigit():
+                raise MalformedResponse(f"bad Content-Length {value[:40]!r}")
+            body = await self._capped(r, int(value), int(value))
         elif status in (204, 304) or 100 <= status < 200:
             body = b""
         else:
-            body = await r.read()
+            body = await r.read(self.max_body_bytes + 1)
+            while len(body) <= self.max_body_bytes:
+                more = await r.read(self.max_body_bytes + 1 - len(body))
+                if not more:
+                    break
+                body += more
+            if len(body) > self.max_body_bytes:
+                raise ResponseTooLarge(f"response body exceeds the {self.max_body_bytes}-byte limit")
             keep = False
         return Response(status, headers, body), keep
 
+    async def _exchange(self, conn: _Conn, data: bytes) -> tuple[Response, bool]:
+        conn.writer.write(data)
+        await conn.writer.drain()
+        return await self._read_response(conn)
+
     async def request(self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None) -> Response:
-        """Send one request (``path`` includes the query) and return the whole response."""
+        """Send one request (``path`` includes the query) and return the whole response; raises a
+        :class:`TransportError` when none could be had."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_connections)
         head = _request_head(method, path, self.host_header, {**self.headers, **(headers or {})}, len(body))
@@ -203,12 +296,14 @@ class AsyncHTTPClient:
                 conn = await self._connect()
             keep = False
             try:
-                conn.writer.write(head + body)
-                await conn.writer.drain()
-                resp, keep = await asyncio.wait_for(self._read_response(conn), self.read_timeout_s)
+                if _deadline is not None:  # Python >= 3.11: no extra task per request
+                    async with _deadline(self.read_timeout_s):
+                        resp, keep = await self._exchange(conn, head + body)
+                else:
+                    resp, keep = await asyncio.wait_for(self._exchange(conn, head + body), self.read_timeout_s)
             except asyncio.TimeoutError:
-                raise RequestTimeout(f"no response within {self.read_timeout_s:g} s") from None
-            except ConnectionDropped:
+                raise RequestTimeout(f"no complete response within {self.read_timeout_s:g} s") from None
+            except TransportError:
                 raise
             except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
                 raise ConnectionDropped(f"connection lost: {type(exc).__name__}: {exc or 'no detail'}") from None
@@ -220,74 +315,55 @@ class AsyncHTTPClient:
             return resp
 
     async def aclose(self) -> None:
+        """Close every idle connection (idempotent)."""
         while self._idle:
             self._idle.pop().close()
 
 
-class SyncHTTPClient:
-    """The same for synchronous callers: one persistent ``http.client`` connection per thread."""
+class BackgroundLoop:
+    """An event loop in a daemon thread for sync callers (see the module docstring)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        connect_timeout_s: float = 10.0,
-        read_timeout_s: float = 120.0,
-    ) -> None:
-        self.scheme, self.host, self.port = _origin(base_url)
-        self.headers = dict(headers or {})
-        self.connect_timeout_s = connect_timeout_s
-        self.read_timeout_s = read_timeout_s
-        self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
+    def __init__(self, name: str = "r1track-io") -> None:
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
         self._lock = threading.Lock()
-        self.opened = 0
 
-    def _new(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        conn = cls(self.host, self.port, timeout=self.connect_timeout_s)
-        try:
-            conn.connect()
-        except socket.timeout:
-            raise RequestTimeout(f"connect to {self.host}:{self.port} timed out after {self.connect_timeout_s:g} s") from None
-        except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
-        conn.sock.settimeout(self.read_timeout_s)
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The running private loop (None before first use)."""
+        return self._loop if self._pid == os.getpid() else None
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            self._all.append(conn)
-            self.opened += 1
-        return conn
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
+                thread.start()
+                self._loop, self._thread, self._pid = loop, thread, os.getpid()
+            return self._loop
 
-    def request(self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None) -> Response:
-        all_headers = {**self.headers, **(headers or {})}
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and (conn.sock is None or select.select([conn.sock], [], [], 0)[0]):
-            conn.close()  # closed by the server while idle (readable = EOF), or by us
-            conn = None
-        if conn is None:
-            conn = self._local.conn = self._new()
+    def run(self, coro: Awaitable[T]) -> T:
+        """Run ``coro`` on the private loop and return its result (blocking). Interrupting the
+        caller (Ctrl-C) cancels the coroutine."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("BackgroundLoop.run called from its own loop thread")
+        future = asyncio.run_coroutine_threadsafe(coro, self._ensure())  # type: ignore[arg-type]
         try:
-            conn.request(method, path, body=body, headers=all_headers)
-            r = conn.getresponse()
-            data = r.read()
-        except socket.timeout:
-            conn.close()
-            self._local.conn = None
-            raise RequestTimeout(f"no response within {self.read_timeout_s:g} s") from None
-        except (http.client.HTTPException, OSError) as exc:
-            conn.close()
-            self._local.conn = None
-            raise ConnectionDropped(f"connection lost: {type(exc).__name__}: {exc or 'no detail'}") from None
-        if r.will_close:
-            conn.close()
-            self._local.conn = None
-        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop the loop thread (idempotent); coroutines still running are abandoned."""
         with self._lock:
-            for c in self._all:
-                c.close()
-            self._all.clear()
-        self._local = threading.local()
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is not None and self._pid == os.getpid():
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(5)
+                if not loop.is_running():
+                    loop.close()

@@ -334,8 +334,10 @@ class TrackResult:
     ``reply``: the raw reply text (None when the backend gave none). ``box_xyxy_model``: the
     answer as parsed, in the search crop's pixels (None if none). ``search_window_xyxy_orig``: the
     search crop's window in original pixels (the template's on the init frame). ``search_factor``: the factor used for this frame.
-    ``attempts``: HTTP attempts made. ``object_presence_score``: 1.0 accepted box, 0.0 absent answer, 0.5
-    fallback (:func:`presence_score`). ``redetect``: the search covered the whole frame (re-detection).
+    ``attempts``: HTTP attempts made. ``faults``: transport faults met by kind, retried ones included
+    (from :attr:`Reply.faults <r1track.backends.Reply>` or the backend error). ``object_presence_score``: 1.0
+    accepted box, 0.0 absent answer, 0.5 fallback (:func:`presence_score`). ``redetect``: the search covered the
+    whole frame (re-detection).
     """
 
     frame_index: int
@@ -348,6 +350,7 @@ class TrackResult:
     search_factor: float
     timing: FrameTiming
     attempts: int = 1
+    faults: dict[str, int] = field(default_factory=dict)
     redetect: bool = False
 
     @property
@@ -756,10 +759,10 @@ class Tracker:
             if reply.fatal:
                 raise reply
             return self._finish(request, Status.BACKEND_ERROR, f"{reply.kind}: {reply}", None, None, t0,
-                                prepare_s, request_s, reply.attempts)
+                                prepare_s, request_s, reply.attempts, faults=reply.faults)
         status, detail, box_model, box_orig = self._check(request, reply.text)
         return self._finish(request, status, detail, reply.text, box_model, t0, prepare_s, request_s, reply.attempts,
-                            box_orig)
+                            box_orig, faults=reply.faults)
 
     def _check(self, request: FrameRequest, text: str) -> tuple[Status, str, BoxXYXY | None, BoxXYXY | None]:
         """(status, detail, answer box in the crop, accepted box in the original frame)."""
@@ -794,6 +797,7 @@ class Tracker:
     def _finish(
         self, request: FrameRequest, status: Status, detail: str, reply: str | None, box_model: BoxXYXY | None,
         t0: float, prepare_s: float, request_s: float, attempts: int, box_orig: BoxXYXY | None = None,
+        faults: dict[str, int] | None = None,
     ) -> TrackResult:
         st = self._require_state()
         p = self.params
@@ -825,6 +829,7 @@ class Tracker:
             search_factor=factor,
             timing=FrameTiming(prepare_s, request_s, _timer() - t0),
             attempts=attempts,
+            faults=dict(faults or {}),
             redetect=request.redetect,
         )
 

@@ -24,6 +24,7 @@ from ..boxes import BoxXYXY, scale_xyxy
 from ..crop import CropTransform
 from ..models import DEFAULT_FAMILY, ModelFamily, get_family
 from ..prompts import DEFAULT_THINK_LAYOUT, render_answer, render_chat_content, render_grounding_content
+from ..redact import redact
 
 __all__ = [
     "KIND_TRACK",
@@ -156,27 +157,33 @@ class FrameRequest:
 class Reply:
     """A backend's answer. ``text``: what the model wrote (parsed by the tracker).
     ``latency_s``: wall time of the call including retries. ``attempts``: HTTP attempts (1 for
-    local backends). ``finish_reason`` / ``usage``: as the server reported them, when it did."""
+    local backends). ``finish_reason`` / ``usage``: as the server reported them, when it did.
+    ``faults``: transport faults by kind met on the way (attempts that a retry then made good)."""
 
     text: str
     latency_s: float = 0.0
     attempts: int = 1
     finish_reason: str | None = None
     usage: dict | None = None
+    faults: dict[str, int] = field(default_factory=dict)
 
 
 class BackendError(Exception):
-    """No reply could be had. ``kind``: ``timeout``, ``connection``, ``http-5xx``, ``http-429``,
-    ``bad-response``, ``client-error``, ``unsupported``. ``fatal``: retrying or moving to the next
-    frame cannot help (the server rejected the request itself: bad model name, too many images,
-    bad API key); the tracker re-raises these. The message names the URL, never the API key."""
+    """No reply could be had. ``kind``: ``timeout``, ``connection``, ``malformed``, ``too-large``,
+    ``http-5xx``, ``http-429``, ``bad-response``, ``client-error``, ``unsupported``. ``fatal``: retrying
+    or moving to the next frame cannot help (the server rejected the request itself: bad model name,
+    too many images, bad API key); the tracker re-raises these. ``attempts``: HTTP attempts made;
+    ``faults``: every fault met by kind, the last one included. The message names the URL and passes
+    through :func:`r1track.redact.redact`, so it never holds the API key."""
 
-    def __init__(self, message: str, *, kind: str, url: str = "", attempts: int = 1, fatal: bool = False):
-        super().__init__(message)
+    def __init__(self, message: str, *, kind: str, url: str = "", attempts: int = 1, fatal: bool = False,
+                 faults: dict[str, int] | None = None):
+        super().__init__(redact(message))
         self.kind = kind
         self.url = url
         self.attempts = attempts
         self.fatal = fatal
+        self.faults = dict(faults) if faults is not None else {}
 
 
 class Backend:

@@ -1,14 +1,22 @@
 """The ``openai`` backend: any OpenAI-compatible chat-completions server (vLLM serving Qwen2.5-VL).
 
-* One persistent keep-alive client per backend (:mod:`r1track.httpclient`: connection pooling on
-  asyncio streams, cheap with hundreds of connections), shared by every tracker that uses the backend;
-  an async client for :meth:`OpenAIBackend.complete_async`, so one process keeps hundreds of requests
-  in flight, and a sync one for :meth:`OpenAIBackend.complete`. Both are created on first use, never at
-  import or construction (PyTracking spawns worker processes).
-* Timeouts (connect / read), retries with exponential backoff and jitter on connection errors,
-  timeouts, HTTP 5xx, 408 and 429 (``Retry-After`` honoured) and unreadable 200 bodies; after the last attempt a
-  :class:`~r1track.backends.BackendError` naming the URL. Other 4xx answers (unknown model, too many
-  images, bad key) are fatal at once: every frame would fail the same way.
+* One persistent keep-alive client per backend and event loop (:mod:`r1track.httpclient`),
+  shared by every tracker that uses the backend. :meth:`OpenAIBackend.complete_async` uses the caller's
+  loop, so one process keeps hundreds of requests in flight; :meth:`OpenAIBackend.complete` runs the
+  very same coroutine on the backend's private background loop. There is one retry loop
+  (:meth:`OpenAIBackend._call`) for chat requests and the model lookup alike. Clients are created on
+  first use, never at import or construction (PyTracking spawns worker processes).
+* Timeouts (connect; send + whole response), retries with exponential backoff and jitter, bounded by
+  ``backoff_max_s`` (``Retry-After`` honoured up to that bound), on every transport fault (refused,
+  reset, timeout, malformed HTTP, oversized body), HTTP 5xx, 408 and 429, and unreadable 200 bodies;
+  after the last attempt a :class:`~r1track.backends.BackendError` naming the URL and carrying every
+  fault met by kind. Other 4xx answers (unknown model, too many images, bad key) are fatal at once:
+  every frame would fail the same way.
+* The model name, when not given, is asked once per backend (``GET /v1/models``; one backend per
+  server in ``r1track eval``) through the same retry loop; only a definite answer is fatal (a 4xx
+  other than 408/429, or a list without models). Its faults are counted in ``lookup_stats``.
+* Every error message and reply text passes through :func:`r1track.redact.redact`: a server that
+  echoes the ``Authorization`` header cannot leak the key into logs or files.
 * Images go as base64 JPEG data URLs in the order template, (memory), search, then the text
   (:func:`r1track.prompts.render_chat_content`), so vLLM's prefix and encoder caches reuse the
   template across a video's frames. Each image's data URL is cached on its
@@ -32,16 +40,17 @@ import json
 import logging
 import os
 import random
-import threading
 import time
+import weakref
 from collections import Counter
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 from PIL import Image
 
 from ..crop import encode_jpeg
-from ..httpclient import AsyncHTTPClient, RequestTimeout, Response, SyncHTTPClient, TransportError
+from ..httpclient import DEFAULT_MAX_BODY_BYTES, AsyncHTTPClient, BackgroundLoop, Response, TransportError
+from ..redact import redact, register_secret
 
 from .base import Backend, BackendError, FrameRequest, Reply, RequestImage
 
@@ -63,6 +72,9 @@ ENV_API_KEY = "R1TRACK_API_KEY"
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_DETAIL_CHARS = 300  # of an error body, quoted in messages (after redaction)
+
+T = TypeVar("T")
 
 
 def encode_data_url(image: Image.Image, quality: int = 95) -> str:
@@ -81,21 +93,34 @@ def normalize_base_url(url: str) -> str:
     return url if parts.path not in ("", "/") else url + "/v1"
 
 
+def _close_background(background: BackgroundLoop, clients: dict) -> None:
+    loop = background.loop
+    entry = clients.pop(loop, None) if loop is not None else None
+    if entry is not None:
+        try:
+            background.run(entry[0].aclose())
+        except Exception:  # a loop already broken, or called from the loop thread itself (garbage collection)
+            pass
+    background.stop()
+
+
 class OpenAIBackend(Backend):
     """Client of an OpenAI-compatible server (see the module docstring).
 
     ``base_url``: e.g. ``http://127.0.0.1:8000/v1``. ``model``: the served model name (vLLM
     ``--served-model-name``); None asks the server (``GET /v1/models``, first entry).
-    ``api_key``: bearer token (vLLM ``--api-key``). ``timeout_s``: read timeout per attempt;
-    ``connect_timeout_s``: connect timeout. ``retries``: extra attempts after the first;
-    ``backoff_s`` / ``backoff_max_s``: first and largest pause between attempts (doubling, with
-    jitter). ``max_connections``: connection pool size (requests beyond it queue in the client).
-    ``jpeg_quality``: quality of the JPEGs sent (95, as OpenCV encodes by default).
-    ``extra_body``: extra top-level request fields (e.g. ``{"top_k": 20}``).
+    ``api_key``: bearer token (vLLM ``--api-key``). ``timeout_s``: limit per attempt for sending the
+    request and receiving the whole response; ``connect_timeout_s``: connect timeout. ``retries``:
+    extra attempts after the first; ``backoff_s`` / ``backoff_max_s``: first and largest pause between
+    attempts (doubling, with jitter). ``max_connections``: connection pool size (requests beyond it
+    queue in the client). ``max_body_bytes``: largest reply accepted (1 MiB). ``jpeg_quality``:
+    quality of the JPEGs sent (95, as OpenCV encodes by default). ``extra_body``: extra top-level
+    request fields (e.g. ``{"top_k": 20}``).
 
-    ``stats`` counts ``requests``, ``attempts``, ``retries``, ``replies``, ``failures`` (gave up)
-    and each fault by kind (``timeout``, ``connection``, ``http-500``, ``http-429``,
-    ``bad-response``, ``client-error``), whether or not a retry then succeeded.
+    ``stats`` counts, for chat requests, ``requests``, ``attempts``, ``retries``, ``replies``,
+    ``failures`` (gave up) and each fault by kind (``timeout``, ``connection``, ``malformed``,
+    ``too-large``, ``http-500``, ``http-429``, ``bad-response``, ``client-error``), whether or not a
+    retry then succeeded; ``lookup_stats`` the same for the model lookup.
     """
 
     name = "openai"
@@ -111,8 +136,9 @@ class OpenAIBackend(Backend):
         connect_timeout_s: float = 10.0,
         retries: int = 3,
         backoff_s: float = 0.5,
-        backoff_max_s: float = 10.0,
+        backoff_max_s: float = 4.0,
         max_connections: int = 1024,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         jpeg_quality: int = 95,
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
@@ -122,6 +148,7 @@ class OpenAIBackend(Backend):
         self._path = urlsplit(self.base_url).path.rstrip("/")
         self.model = model or os.environ.get(ENV_MODEL) or None
         self._api_key = api_key or os.environ.get(ENV_API_KEY) or os.environ.get("OPENAI_API_KEY") or None
+        register_secret(self._api_key)
         if retries < 0 or timeout_s <= 0 or connect_timeout_s <= 0 or backoff_s < 0 or backoff_max_s < 0:
             raise ValueError("retries, timeouts and backoff must be non-negative (timeouts positive)")
         if not 1 <= jpeg_quality <= 100:
@@ -132,94 +159,107 @@ class OpenAIBackend(Backend):
         self.backoff_s = float(backoff_s)
         self.backoff_max_s = float(backoff_max_s)
         self.max_connections = int(max_connections)
+        self.max_body_bytes = int(max_body_bytes)
         self.jpeg_quality = int(jpeg_quality)
         self.extra_body = dict(extra_body or {})
         self.stats: Counter[str] = Counter()
-        self._client: SyncHTTPClient | None = None
-        self._aclient: AsyncHTTPClient | None = None
-        self._aclient_loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
+        self.lookup_stats: Counter[str] = Counter()
+        self._background = BackgroundLoop(f"r1track-openai-{self.base_url}")
+        self._clients: dict[asyncio.AbstractEventLoop, tuple[AsyncHTTPClient, asyncio.Lock]] = {}
         self._rng = random.Random()
+        # a backend dropped or alive at exit without close() still closes the sync path's connections
+        weakref.finalize(self, _close_background, self._background, self._clients)
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, api_key={'set' if self._api_key else 'unset'})"
 
     # ------------------------------------------------------------------ clients
-    def _client_kwargs(self) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        return dict(headers=headers, connect_timeout_s=self.connect_timeout_s, read_timeout_s=self.timeout_s)
-
-    @property
-    def client(self) -> SyncHTTPClient:
-        """The persistent sync client (created on first use)."""
-        with self._lock:
-            if self._client is None:
-                self._client = SyncHTTPClient(self.base_url, **self._client_kwargs())
-            return self._client
-
-    def _async_client(self) -> AsyncHTTPClient:
+    def _loop_client(self) -> tuple[AsyncHTTPClient, asyncio.Lock]:
+        """The client (and model-lookup lock) of the running event loop: the caller's loop on the async
+        path, the private background loop on the sync path. A client belongs to one loop; clients of
+        loops that have since closed are dropped."""
         loop = asyncio.get_running_loop()
-        if self._aclient is None or self._aclient_loop is not loop:
-            # an async client belongs to one event loop; a new loop (a new asyncio.run) gets a new client
-            self._aclient = AsyncHTTPClient(self.base_url, max_connections=self.max_connections, **self._client_kwargs())
-            self._aclient_loop = loop
-        return self._aclient
+        entry = self._clients.get(loop)
+        if entry is None:
+            for old in [k for k in self._clients if k.is_closed()]:
+                del self._clients[old]
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            if self._api_key:
+                headers["Authorization"] = f"Bearer {self._api_key}"
+            client = AsyncHTTPClient(self.base_url, headers=headers, connect_timeout_s=self.connect_timeout_s,
+                                     read_timeout_s=self.timeout_s, max_connections=self.max_connections,
+                                     max_body_bytes=self.max_body_bytes)
+            entry = self._clients[loop] = (client, asyncio.Lock())
+        return entry
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-        self._aclient = None  # an async client can only be closed inside its loop: use aclose()
+        """Close the sync path's connections and stop its background loop (idempotent; a later call
+        starts a new one)."""
+        _close_background(self._background, self._clients)
 
     async def aclose(self) -> None:
-        if self._aclient is not None and self._aclient_loop is asyncio.get_running_loop():
-            await self._aclient.aclose()
-        self._aclient = None
-        self.close()
+        """Close the running loop's connections, then the sync path's."""
+        entry = self._clients.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[0].aclose()
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
 
     # ------------------------------------------------------------------ model name
-    def _models_from(self, resp: Response) -> str:
+    def _listing_from(self, resp: Response) -> tuple[dict | None, BackendError | None, float | None]:
+        """The ``GET /v1/models`` answer as JSON when it lists a model; else the error (fatal for a
+        definite answer: a 4xx other than 408/429, or a list without models)."""
+        url = self.base_url + "/models"
         if resp.status != 200:
-            raise BackendError(f"{self.base_url}/models: HTTP {resp.status}: {resp.text[:200]}", kind="client-error",
-                               url=self.base_url + "/models", fatal=True)
+            return None, *self._status_error(resp, url)
         try:
-            return str(resp.json()["data"][0]["id"])
-        except Exception:
-            raise BackendError(f"{self.base_url}/models lists no model; pass the served model name", kind="bad-response",
-                               url=self.base_url + "/models", fatal=True) from None
+            listing = resp.json()
+            models = listing["data"]
+            if not isinstance(models, list):
+                raise TypeError("data is not a list")
+        except Exception as exc:
+            return None, BackendError(f"{url}: unreadable model list ({type(exc).__name__}): "
+                                      f"{resp.text[:_DETAIL_CHARS]!r}", kind="bad-response", url=url), None
+        if not models or not isinstance(models[0], dict) or "id" not in models[0]:
+            return None, BackendError(f"{url} lists no model; pass the served model name", kind="client-error",
+                                      url=url, fatal=True), None
+        return listing, None, None
+
+    def _models_from(self, resp: Response) -> tuple[str | None, BackendError | None, float | None]:
+        listing, err, retry_after = self._listing_from(resp)
+        return (str(listing["data"][0]["id"]) if listing is not None else None), err, retry_after
 
     def resolve_model(self) -> str:
-        """The model name, asking the server once when none was given."""
-        if self.model is None:
-            try:
-                self.model = self._models_from(self.client.request("GET", self._path + "/models"))
-            except TransportError as exc:
-                raise BackendError(f"{self.base_url}/models: {type(exc).__name__}: {exc}", kind="connection",
-                                   url=self.base_url + "/models", fatal=True) from None
-        return self.model
+        """The model name, asking the server once when none was given (blocking)."""
+        return self.model if self.model is not None else self._background.run(self.resolve_model_async())
 
     def model_listing(self) -> dict:
         """The server's ``GET /v1/models`` answer as JSON (vLLM lists each served name as ``id`` and the path
-        or hub name it loaded as ``root``); :class:`BackendError` (fatal) when it cannot be had."""
-        try:
-            resp = self.client.request("GET", self._path + "/models")
-        except TransportError as exc:
-            raise BackendError(f"{self.base_url}/models: {type(exc).__name__}: {exc}", kind="connection",
-                               url=self.base_url + "/models", fatal=True) from None
-        self._models_from(resp)  # raises on an error status or an empty listing
-        return resp.json()
+        or hub name it loaded as ``root``), asked through the same retry loop as chat requests (faults counted
+        in ``lookup_stats``); :class:`BackendError` when it cannot be had (fatal for a definite answer)."""
+        listing, _, _ = self._background.run(self._call("GET", "/models", b"", self._listing_from, self.lookup_stats))
+        return listing
 
     async def resolve_model_async(self) -> str:
-        if self.model is None:
-            try:
-                self.model = self._models_from(await self._async_client().request("GET", self._path + "/models"))
-            except TransportError as exc:
-                raise BackendError(f"{self.base_url}/models: {type(exc).__name__}: {exc}", kind="connection",
-                                   url=self.base_url + "/models", fatal=True) from None
+        """The model name, asking the server when none was given: once per backend (concurrent callers
+        wait for the one lookup), retried like chat requests. Raises :class:`BackendError` (fatal
+        only for a definite answer)."""
+        await self._lookup_model()
+        assert self.model is not None
         return self.model
+
+    async def _lookup_model(self) -> Counter[str]:
+        """Ask the model name when unknown; returns the faults this caller's lookup met (empty when the
+        name was known or another caller looked it up), so they are counted with the caller's frame."""
+        if self.model is not None:
+            return Counter()
+        _, lock = self._loop_client()
+        async with lock:
+            if self.model is not None:
+                return Counter()
+            model, _, faults = await self._call("GET", "/models", b"", self._models_from, self.lookup_stats)
+            self.model = model
+            log.info("%s serves model %r", self.base_url, model)
+            return faults
 
     # ------------------------------------------------------------------ request body
     def image_url(self, image: RequestImage) -> str:
@@ -262,36 +302,35 @@ class OpenAIBackend(Backend):
         return request.payload
 
     # ------------------------------------------------------------------ one attempt
-    def _outcome(self, resp: Response) -> tuple[Reply | None, BackendError | None, float | None]:
-        """(reply, None, _) on success; (None, error, retry_after) otherwise (error.fatal: stop)."""
+    def _status_error(self, resp: Response, url: str) -> tuple[BackendError, float | None]:
+        """The error for a non-200 answer (fatal for 4xx other than 408/429) and its Retry-After."""
         code = resp.status
-        if code == 200:
-            try:
-                data = resp.json()
-                choice = data["choices"][0]
-                text = choice["message"].get("content") or ""
-                if not isinstance(text, str):
-                    raise TypeError("content is not a string")
-            except Exception as exc:
-                return None, BackendError(f"{self.url}: unreadable reply ({type(exc).__name__}): {resp.text[:200]!r}",
-                                          kind="bad-response", url=self.url), None
-            return Reply(text, finish_reason=choice.get("finish_reason"), usage=data.get("usage")), None, None
-        detail = resp.text[:300].strip()
+        detail = redact(resp.text[:_DETAIL_CHARS].strip())
         if code in _RETRY_STATUS or code >= 500:
-            kind = "http-429" if code == 429 else f"http-{code}"
             retry_after = None
             if code in (429, 503):
                 try:
                     retry_after = float(resp.headers.get("retry-after", ""))
                 except ValueError:
                     retry_after = None
-            return None, BackendError(f"{self.url}: HTTP {code}: {detail}", kind=kind, url=self.url), retry_after
-        return None, BackendError(f"{self.url}: HTTP {code} (request rejected; not retried): {detail}",
-                                  kind="client-error", url=self.url, fatal=True), None
+            return BackendError(f"{url}: HTTP {code}: {detail}", kind=f"http-{code}", url=url), retry_after
+        return BackendError(f"{url}: HTTP {code} (request rejected; not retried): {detail}", kind="client-error",
+                            url=url, fatal=True), None
 
-    def _transport_error(self, exc: TransportError) -> BackendError:
-        kind = "timeout" if isinstance(exc, RequestTimeout) else "connection"
-        return BackendError(f"{self.url}: {type(exc).__name__}: {exc or 'no detail'}", kind=kind, url=self.url)
+    def _chat_from(self, resp: Response) -> tuple[Reply | None, BackendError | None, float | None]:
+        """(reply, None, _) on success; (None, error, retry_after) otherwise."""
+        if resp.status != 200:
+            return None, *self._status_error(resp, self.url)
+        try:
+            data = resp.json()
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            if not isinstance(text, str):
+                raise TypeError("content is not a string")
+        except Exception as exc:
+            return None, BackendError(f"{self.url}: unreadable reply ({type(exc).__name__}): "
+                                      f"{resp.text[:_DETAIL_CHARS]!r}", kind="bad-response", url=self.url), None
+        return Reply(redact(text), finish_reason=choice.get("finish_reason"), usage=data.get("usage")), None, None
 
     def _pause(self, attempt: int, retry_after: float | None) -> float:
         base = min(self.backoff_max_s, self.backoff_s * (2 ** (attempt - 1)))
@@ -300,66 +339,57 @@ class OpenAIBackend(Backend):
             pause = max(pause, min(retry_after, self.backoff_max_s))
         return pause
 
-    def _give_up(self, err: BackendError, attempts: int) -> BackendError:
-        self.stats["failures"] += 1
-        if err.fatal:
-            err.attempts = attempts
-            return err
-        return BackendError(f"{self.url}: no reply after {attempts} attempt(s); last: {err}", kind=err.kind,
-                            url=self.url, attempts=attempts)
-
-    def _record(self, err: BackendError, attempt: int) -> bool:
-        """Count the fault; True when another attempt should follow."""
-        self.stats[err.kind] += 1
-        retry = not err.fatal and attempt <= self.retries
-        if retry:
-            self.stats["retries"] += 1
+    async def _call(
+        self, method: str, route: str, payload: bytes,
+        read: Callable[[Response], tuple[T | None, BackendError | None, float | None]], stats: Counter[str],
+    ) -> tuple[T, int, Counter[str]]:
+        """The one retry loop: send until ``read`` accepts a response, a fatal error, or the retries
+        run out. Returns (value, attempts, faults met by kind); raises :class:`BackendError` carrying
+        the attempts and faults."""
+        client, _ = self._loop_client()
+        stats["requests"] += 1
+        faults: Counter[str] = Counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            stats["attempts"] += 1
+            retry_after = None
+            try:
+                value, err, retry_after = read(await client.request(method, self._path + route, payload))
+            except TransportError as exc:
+                value, err = None, BackendError(f"{self.base_url}{route}: {type(exc).__name__}: {exc or 'no detail'}",
+                                                kind=exc.kind, url=self.base_url + route)
+            if err is None:
+                stats["replies"] += 1
+                return value, attempt, faults  # type: ignore[return-value]
+            faults[err.kind] += 1
+            stats[err.kind] += 1
+            if err.fatal or attempt > self.retries:
+                stats["failures"] += 1
+                if err.fatal:
+                    err.attempts, err.faults = attempt, dict(faults)
+                    raise err
+                raise BackendError(f"{err.url}: no reply after {attempt} attempt(s); last: {err}", kind=err.kind,
+                                   url=err.url, attempts=attempt, faults=dict(faults))
+            stats["retries"] += 1
             log.debug("%s (attempt %d of %d), retrying", err, attempt, self.retries + 1)
-        return retry
+            await asyncio.sleep(self._pause(attempt, retry_after))
 
     # ------------------------------------------------------------------ calls
-    def complete(self, request: FrameRequest) -> Reply:
-        model = self.resolve_model()
-        payload = self._payload(request, model)
-        client = self.client
-        self.stats["requests"] += 1
-        t0 = time.perf_counter()
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats["attempts"] += 1
-            retry_after = None
-            try:
-                reply, err, retry_after = self._outcome(client.request("POST", self._path + "/chat/completions", payload))
-            except TransportError as exc:
-                reply, err = None, self._transport_error(exc)
-            if reply is not None:
-                self.stats["replies"] += 1
-                return Reply(reply.text, time.perf_counter() - t0, attempt, reply.finish_reason, reply.usage)
-            assert err is not None
-            if not self._record(err, attempt):
-                raise self._give_up(err, attempt)
-            time.sleep(self._pause(attempt, retry_after))
-
     async def complete_async(self, request: FrameRequest) -> Reply:
-        model = await self.resolve_model_async()
-        payload = self._payload(request, model)
-        client = self._async_client()
-        self.stats["requests"] += 1
+        """Answer ``request``; faults of a model lookup this call made are counted in its reply (or error)."""
         t0 = time.perf_counter()
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats["attempts"] += 1
-            retry_after = None
-            try:
-                reply, err, retry_after = self._outcome(await client.request("POST", self._path + "/chat/completions", payload))
-            except TransportError as exc:
-                reply, err = None, self._transport_error(exc)
-            if reply is not None:
-                self.stats["replies"] += 1
-                return Reply(reply.text, time.perf_counter() - t0, attempt, reply.finish_reason, reply.usage)
-            assert err is not None
-            if not self._record(err, attempt):
-                raise self._give_up(err, attempt)
-            await asyncio.sleep(self._pause(attempt, retry_after))
+        faults = await self._lookup_model()
+        payload = self._payload(request, self.model)  # type: ignore[arg-type]
+        try:
+            reply, attempts, chat_faults = await self._call("POST", "/chat/completions", payload, self._chat_from,
+                                                            self.stats)
+        except BackendError as err:
+            err.faults = dict(faults + Counter(err.faults))
+            raise
+        faults.update(chat_faults)
+        return Reply(reply.text, time.perf_counter() - t0, attempts, reply.finish_reason, reply.usage, dict(faults))
+
+    def complete(self, request: FrameRequest) -> Reply:
+        """:meth:`complete_async` run on the backend's background loop (blocking)."""
+        return self._background.run(self.complete_async(request))

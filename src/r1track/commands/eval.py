@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..faults import FaultPolicy
+
 DESCRIPTION = """\
 Track every sequence of a dataset with a backend, write the results (got10k and PyTracking layouts, full
 precision) and, when the dataset has ground truth for every frame, score them.
@@ -34,6 +36,11 @@ Settings: --model NAME of a published checkpoint picks its preset (printed at st
 
 The run is resumable: run the same command again and finished sequences are skipped, cut-off ones are
 replayed from their logs without asking the model again.
+
+A server that gives no reply (down, dying, unreachable) stops each sequence after --max-consecutive-faults
+frames in a row or --max-fault-seconds without a reply: the sequence is reported failed, gets no result
+file, and the exit status is 1; rerun the same command once the server is back. Every retry, fault (by
+kind) and fallback frame (by reason) is counted in run.json and in the summary at the end.
 """
 
 
@@ -93,16 +100,15 @@ def load_sequences(dataset: str, root: str, split: str | None, names: str | None
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from collections import Counter
-
     from ..backends import get_backend_spec
     from ..cli import CommandError
     from ..data.sequences import DatasetError
     from ..evaluate import EvalAborted, EvalSettings, evaluate, has_ground_truth
+    from ..faults import format_summary
     from ..scoring import format_table, score_results, write_report
     from ..tracker import SKIP_STATUSES
     from .report import report_path
-    from .tracking import backend_options, resolve_settings
+    from .tracking import backend_options, fault_policy, resolve_settings
 
     try:
         seqs, kind, split = load_sequences(args.dataset, args.root, args.split, args.sequences)
@@ -128,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         settings = EvalSettings(
             out_dir=out, backend=backend, servers=tuple(args.server), model=args.model, concurrency=args.concurrency,
             params=params, init=args.init, backend_options=options, max_frames=args.max_frames,
-            progress=not args.no_progress,
+            progress=not args.no_progress, faults=fault_policy(args),
         )
         print(f"tracking {len(seqs)} sequences of {args.root} ({kind}{' ' + split if split else ''}) with {backend} -> {out}",
               file=sys.stderr)
@@ -141,20 +147,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"{tracked} sequences tracked, {skipped} already done, {len(result.failed)} failed, "
           f"{len(bad)} not trackable as stored; {result.frames_tracked} frames asked in {result.seconds:.1f} s "
           f"({result.fps:.1f} frames/s)")
-    data_faults = {k: v for k, v in sum((Counter(o.faults) for o in result.outcomes), Counter()).items() if k in SKIP_STATUSES}
+    data_faults = {k: v for k, v in result.record.fallbacks.items() if k in SKIP_STATUSES}
     if data_faults:
         print(f"frames not sent (the last box kept): {dict(sorted(data_faults.items()))}; per sequence in {out / 'run.json'}")
-    absent, redetections = sum(o.absent for o in result.outcomes), sum(o.redetections for o in result.outcomes)
-    if absent or redetections:
-        print(f"absent answers (the last box kept, not faults): {absent}; re-detections that found the target: "
-              f"{redetections}")
     for o in bad:
         print(f"  NOT TRACKED {o.error}")
     for o in result.failed:
         print(f"  FAILED {o.name}: {o.error}")
     print(f"results: {out / 'results'} (got10k layout), {out / 'results_pytracking'} (PyTracking layout); run log {out / 'run.json'}")
-    if result.failed:
-        print("rerun the same command to retry the failed sequences")
+    print(format_summary(result.record))
     if bad:
         print("a rerun skips the sequences not trackable as stored the same way: fix or remove their files first")
     status = 1 if result.failed or bad else 0
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"not scored: --max-frames {args.max_frames} tracked only part of each sequence")
         if compare:
             print("--compare: this run has no report to compare (--max-frames)")
-        return status
+        return _closing(status, result)
     if done and all(has_ground_truth(s) for s in done) and not (kind == "got10k" and split == "test"):
         protocol, why = choose_protocol(done, kind, split)
         report = score_results(done, out / "results", protocol=protocol, tracker=args.name or resolved.tag,
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
             from .report import compare_runs
 
             compare_runs([report, *compare], out / "report" / "comparison")
-        return status
+        return _closing(status, result)
     if compare:
         print("--compare: this run has no report to compare (no ground truth for every frame, or --max-frames)")
     if kind in ("got10k", "trackingnet"):
@@ -187,6 +188,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"no ground truth to score against: build the server zip with 'r1track pack {server} {out / 'results'} --dataset {args.root}'")
     else:
         print("not scored: some sequences have no ground truth for every frame")
+    return _closing(status, result)
+
+
+def _closing(status: int, result) -> int:
+    """The run's last lines: the failed sequences, how many and why (naming the servers that gave no reply)."""
+    from .tracking import failure_lines
+
+    lines = failure_lines(result.failed)
+    if lines:
+        print("\n".join(lines))
     return status
 
 

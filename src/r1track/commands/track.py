@@ -17,6 +17,9 @@ grounding answer; needs a model backend). Backends, presets and tracker settings
 A box that misses the first frame or is more than twice its size is refused. A missing frame (a gap in the
 file numbering) or an undecodable one keeps the last box (status missing_frame / unreadable_frame /
 image_too_large in frames.jsonl) and is left out of the annotated video.
+
+When the server gives no reply for --max-consecutive-faults frames in a row (or --max-fault-seconds), the
+run stops with exit status 1 and writes no output files: boxes made by repeating the last one are no track.
 """
 
 
@@ -100,12 +103,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..backends import BackendError, get_backend_spec, make_backend
     from ..cli import CommandError
+    from ..faults import FaultGuard, FaultRecord, SequenceStopped, format_summary
     from ..fsutil import atomic_output
     from ..progress import progress_bar
     from ..results import format_number
     from ..tracker import SKIP_STATUSES, Status, Tracker, TrackerInitError
     from ..video import AnnotatedWriter, annotate, count_frames
-    from .tracking import backend_options, resolve_settings
+    from .tracking import backend_options, fault_policy, resolve_settings
 
     init_box = parse_box(args.init) if args.init else None
     try:
@@ -122,20 +126,26 @@ def run(args: argparse.Namespace) -> int:
     _check_first(first, init_box, args.video)
     print(f"settings: {resolved.message}", file=sys.stderr)
     out = Path(args.out)
+    policy = fault_policy(args)
     opts = backend_options(args, spec.name)
     if spec.needs_server:
         opts.update(base_url=args.server[0] if args.server else None, model=args.model)
     backend = make_backend(spec.name, **opts)
     tracker = Tracker(backend, resolved.params, name=Path(args.video).name)
+    guard = FaultGuard(policy, getattr(backend, "base_url", backend.label))
+    record = FaultRecord()
     writer = AnnotatedWriter(out / args.annotated, fps=args.fps)
     boxes, rows = [], []
     try:
         with progress_bar(count_frames(args.video), "tracking") as bar:
             for k, (frame, r) in enumerate(_pairs(itertools.chain([first], frames), tracker, init_box, args.text), start=1):
+                record.add_frame(r)
+                if r.status is not Status.INIT:
+                    guard.observe(r)
                 boxes.append(tuple(r.box_xywh_orig))
                 row = {"frame": k, "status": r.status, "reply": r.reply, "seconds": r.timing.total_s}
                 if r.status is not Status.INIT:
-                    row["detail"] = r.detail
+                    row.update(detail=r.detail, attempts=r.attempts, faults=r.faults)
                 if tracker.params.visibility_aware:
                     row["object_presence_score"] = r.object_presence_score
                     row["redetect"] = r.redetect
@@ -146,6 +156,12 @@ def run(args: argparse.Namespace) -> int:
                     colour = (255, 255, 0) if r.status is Status.INIT else (0, 255, 0) if r.ok else (255, 64, 64)
                     writer.add(annotate(frame, r.box_xywh_orig, label=f"{k} {r.status}", colour=colour, max_side=args.max_side))
                 bar.update(1)
+    except SequenceStopped as exc:
+        writer.abort()
+        print(format_summary(record), file=sys.stderr)
+        print(f"r1track track: STOPPED at frame {len(boxes) + 1}, no output files written: {exc}\n"
+              "run it again once the server answers", file=sys.stderr)
+        return 1
     except (TrackerInitError, BackendError, ValueError, RuntimeError) as exc:
         writer.abort()
         raise CommandError(str(exc)) from None
@@ -159,9 +175,8 @@ def run(args: argparse.Namespace) -> int:
     with atomic_output(out / "frames.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     video_path = writer.close()
-    fallbacks = {k: v for k, v in tracker.counts.items() if k != Status.OK}
-    print(f"tracked {len(boxes)} frames with {backend.label}; "
-          f"fallbacks: {fallbacks or 'none'}", file=sys.stderr)
+    print(f"tracked {len(boxes)} frames with {backend.label}", file=sys.stderr)
+    print(format_summary(record), file=sys.stderr)
     print(f"boxes: {out / 'boxes.txt'}\nper frame: {out / 'frames.jsonl'}\nannotated: {video_path}")
     return 0
 

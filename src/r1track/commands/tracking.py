@@ -1,5 +1,5 @@
-"""Command-line options shared by the commands that track (``eval``, ``track``): presets, backend and every
-tracker setting.
+"""Command-line options shared by the commands that track (``eval``, ``track``): presets, backend, the
+dead-server limits (:class:`r1track.faults.FaultPolicy`) and every tracker setting.
 
 The tracker flags are generated from ``dataclasses.fields(TrackerParams)``: the flag name, type, default and
 help all come from the dataclass, so a new setting appears here by itself. Every flag defaults to "not
@@ -14,8 +14,10 @@ import dataclasses
 import typing
 from typing import Any
 
+from ..faults import FaultPolicy
+
 __all__ = ["add_tracker_arguments", "tracker_overrides", "add_backend_arguments", "backend_options", "resolve_settings",
-           "served_family"]
+           "served_family", "fault_policy", "failure_lines"]
 
 
 def _flag(name: str) -> str:
@@ -75,6 +77,38 @@ def add_backend_arguments(p: argparse.ArgumentParser, *, ground_truth: bool = Tr
                    "published checkpoint's name (e.g. WangBiao/R1-Track-GRPO-5k) also picks its preset")
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt (default 120)")
     g.add_argument("--retries", type=int, default=3, help="retries per request on connection errors, 5xx and 429 (default 3)")
+    d = FaultPolicy()
+    g.add_argument("--max-consecutive-faults", type=int, default=d.max_consecutive_faults, metavar="N",
+                   help=f"stop a sequence (failed, no result) after N frames in a row without a reply "
+                        f"(default {d.max_consecutive_faults})")
+    g.add_argument("--max-fault-seconds", type=float, default=d.max_fault_seconds, metavar="S",
+                   help=f"... or S seconds since its last reply (default {d.max_fault_seconds:g})")
+
+
+def fault_policy(args: argparse.Namespace) -> FaultPolicy:
+    """The --max-consecutive-faults / --max-fault-seconds policy; CommandError when invalid."""
+    from ..cli import CommandError
+
+    try:
+        return FaultPolicy(args.max_consecutive_faults, args.max_fault_seconds)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def failure_lines(failed: list, what: str = "sequence") -> list[str]:
+    """The closing lines for failed sequences (:class:`r1track.evaluate.SequenceOutcome`): how many, and
+    why (those stopped for want of replies name their servers)."""
+    if not failed:
+        return []
+    stopped = [o for o in failed if o.stopped]
+    servers = sorted({o.server for o in stopped})
+    lines = [f"{len(failed)} {what}(s) FAILED (no result files written):"]
+    if stopped:
+        lines.append(f"  {len(stopped)} stopped because the server gave no reply: {', '.join(servers)}")
+    if len(failed) > len(stopped):
+        lines.append(f"  {len(failed) - len(stopped)} failed on errors (listed above)")
+    lines.append("rerun the same command to resume them (finished sequences are kept)")
+    return lines
 
 
 def backend_options(args: argparse.Namespace, backend: str) -> dict:

@@ -3,8 +3,8 @@
 Runs in worker processes. Pixels come from :mod:`r1track.crop` only: :func:`~r1track.crop.load_for_window`
 decodes each frame at the coarsest JPEG DCT scale (1, 1/2, 1/4, 1/8) that still gives the crop at
 least one decoded pixel per crop pixel, and only down to the window's last row, :func:`~r1track.crop.render_crop` cuts, pads and resizes.
-Boxes are mapped with the transform of the pixels actually produced, so they stay exact when the
-decode grid snaps the window.
+Boxes are mapped with the transform of the pixels produced, which is always the planned window's (a reduced
+decode samples that window between its pixels).
 
 A frame that cannot be decoded, or whose header says it is too large to decode
 (:func:`~r1track.data.checks.read_image_header`, checked before decoding), makes the whole sample a

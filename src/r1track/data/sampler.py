@@ -42,7 +42,7 @@ ROLES = {2: ("template", "search"), 3: ("template", "memory", "search")}
 @dataclass(frozen=True)
 class CropPlan:
     """One image of a sample: the frame, its ground-truth box (xywh, original pixels) and the
-    planned window (the renderer may snap it to the JPEG decode grid; see ``r1track.crop``)."""
+    planned window (the renderer cuts exactly this window, however it decodes the frame; see ``r1track.crop``)."""
 
     role: str
     frame: str

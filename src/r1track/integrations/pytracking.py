@@ -17,18 +17,27 @@ and truncates saved boxes to integers. So this adapter:
   environment (``R1TRACK_BASE_URL``, ``R1TRACK_MODEL``, ``R1TRACK_API_KEY``) overriding the
   parameter file;
 * logs every fallback frame as a warning with the sequence name, frame and reason, counts them per
-  sequence and per process (:data:`TOTALS`), and logs fatal errors with the sequence name before
-  PyTracking swallows them;
+  sequence and per process (:data:`TOTALS`, :data:`RECORD`), and logs fatal errors with the sequence
+  name before PyTracking swallows them;
+* stops a sequence whose server gives no reply (:mod:`r1track.faults`; ``max_consecutive_faults`` and
+  ``max_fault_seconds`` from the parameter file): ``track`` raises :class:`~r1track.faults.SequenceStopped`
+  naming the server, so PyTracking writes no result file for it instead of one that repeats the last box;
+* logs the per-process summary (requests, retries, faults by kind, fallbacks by reason, stopped
+  sequences) when the process ends, in every worker: at a normal exit (``multiprocessing``'s
+  finalizers, which its workers run too) and when ``Pool.terminate`` sends a worker ``SIGTERM``
+  (a handler installed only in ``multiprocessing`` children whose ``SIGTERM`` is still the default);
 * returns full-precision boxes (PyTracking's own writer truncates them; ``r1track eval`` does not).
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import itertools
 import logging
+import multiprocessing
+import multiprocessing.util
 import os
+import signal
 import sys
 import threading
 from collections import Counter
@@ -36,6 +45,7 @@ from typing import Any
 
 from ..backends import Backend, BackendError, backend_names, get_backend_spec, make_backend
 from ..backends.openai import ENV_BASE_URL, ENV_MODEL
+from ..faults import FaultGuard, FaultPolicy, FaultRecord, SequenceStopped, format_summary
 from ..tracker import FAMILY_DEFAULTED, FAULT_STATUSES, Status, Tracker, TrackerParams
 
 __all__ = [
@@ -44,14 +54,19 @@ __all__ = [
     "preset_parameters",
     "tracker_params_from",
     "backend_from",
+    "fault_policy_from",
     "sequence_name",
     "TOTALS",
+    "RECORD",
+    "summary",
 ]
 
 log = logging.getLogger("r1track.pytracking")
 
 TOTALS: Counter[str] = Counter()
-"""Per process: ``sequences``, ``frames``, ``faults``, ``fatal`` and each fallback status."""
+"""Per process: ``sequences``, ``frames``, ``faults``, ``fatal``, ``stopped`` and each fallback status."""
+RECORD = FaultRecord()
+"""Per process: requests, attempts, retries, faults by kind, fallbacks by reason."""
 
 _BACKENDS: dict[tuple, Backend] = {}
 _BACKENDS_LOCK = threading.Lock()
@@ -101,7 +116,8 @@ def preset_parameters(name: str) -> Any:
     every :class:`TrackerParams` field (those the model family fills -- crop size, pixel bounds -- as None
     where the preset keeps the family's values, so ``params.model_family = "qwen3-vl"`` alone switches them),
     ``backend``, ``server_url`` (``http://127.0.0.1:8000/v1``; the
-    environment overrides it), ``model`` (None: the server's first model), ``timeout_s`` 120, ``retries`` 3
+    environment overrides it), ``model`` (None: the server's first model), ``timeout_s`` 120, ``retries`` 3,
+    the dead-server limits ``max_consecutive_faults`` / ``max_fault_seconds`` (:class:`~r1track.faults.FaultPolicy`)
     and ``multiobj_mode = "parallel"``. ValueError on an unknown preset."""
     from pytracking.utils import TrackerParams as PyTrackingParams
 
@@ -120,6 +136,9 @@ def preset_parameters(name: str) -> Any:
     params.model = None
     params.timeout_s = 120.0
     params.retries = 3
+    policy = FaultPolicy()  # a server that gives no reply this long stops the sequence (it raises, no result file)
+    params.max_consecutive_faults = policy.max_consecutive_faults
+    params.max_fault_seconds = policy.max_fault_seconds
     params.multiobj_mode = "parallel"
     return params
 
@@ -152,14 +171,49 @@ def sequence_name(info: dict | None) -> str:
     return f"sequence-{next(_UNNAMED)}"
 
 
-def _log_summary() -> None:  # pragma: no cover - runs at interpreter exit
-    if TOTALS["sequences"]:
-        log.warning(
-            "r1track: %d sequence(s), %d frame(s) tracked, %d fallback frame(s) %s, %d fatal error(s)",
-            TOTALS["sequences"], TOTALS["frames"], TOTALS["faults"],
-            dict((k, v) for k, v in TOTALS.items() if k not in ("sequences", "frames", "faults", "fatal")),
-            TOTALS["fatal"],
-        )
+def fault_policy_from(params: Any) -> FaultPolicy:
+    """``max_consecutive_faults`` / ``max_fault_seconds`` of the parameter object (defaults otherwise)."""
+    d = FaultPolicy()
+    return FaultPolicy(_get(params, "max_consecutive_faults", None) or d.max_consecutive_faults,
+                       _get(params, "max_fault_seconds", None) or d.max_fault_seconds)
+
+
+def summary() -> str:
+    """This process's summary: sequences, stopped ones and errors, then :func:`r1track.faults.format_summary`."""
+    return (f"r1track (pid {os.getpid()}): {TOTALS['sequences']} sequence(s), {TOTALS['frames']} frame(s) tracked, "
+            f"{TOTALS['stopped']} stopped for want of replies (no result files), {TOTALS['fatal']} other error(s)\n"
+            + format_summary(RECORD))
+
+
+_SUMMARY_LOGGED = False
+
+
+def _log_summary() -> None:
+    global _SUMMARY_LOGGED
+    if TOTALS["sequences"] and not _SUMMARY_LOGGED:
+        _SUMMARY_LOGGED = True
+        log.warning("%s", summary())
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:  # pragma: no cover - a Pool worker being terminated
+    _log_summary()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _register_summary() -> None:
+    """Log the summary when this process ends (see the module docstring); once per process."""
+    global _SUMMARY_REGISTERED
+    if _SUMMARY_REGISTERED:
+        return
+    _SUMMARY_REGISTERED = True
+    multiprocessing.util.Finalize(None, _log_summary, exitpriority=100)
+    if multiprocessing.parent_process() is not None and threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except (ValueError, OSError):  # pragma: no cover
+            pass
 
 
 class PyTrackingSession:
@@ -169,29 +223,31 @@ class PyTrackingSession:
         self.params = params
         self.name = ""
         self.tracker: Tracker | None = None
+        self.guard: FaultGuard | None = None
         self.counts: Counter[str] = Counter()
 
     def initialize(self, image: Any, info: dict) -> dict:
-        global _SUMMARY_REGISTERED
         self.name = sequence_name(info)
         box = info["init_bbox"]
         if isinstance(box, dict):  # multi-object dict reached a single-object tracker
             raise ValueError(f"r1track: {self.name}: init_bbox is a per-object dict; use multiobj_mode = 'parallel'")
         try:
-            self.tracker = Tracker(backend_from(self.params), tracker_params_from(self.params), name=self.name)
+            backend = backend_from(self.params)
+            self.tracker = Tracker(backend, tracker_params_from(self.params), name=self.name)
+            self.guard = FaultGuard(fault_policy_from(self.params), getattr(backend, "base_url", backend.label))
             result = self.tracker.initialize(image, [float(v) for v in box])
         except Exception as exc:
             TOTALS["fatal"] += 1
             log.error("r1track: %s: initialisation failed: %s", self.name, exc)
             raise
         TOTALS["sequences"] += 1
-        if not _SUMMARY_REGISTERED:
-            _SUMMARY_REGISTERED = True
-            atexit.register(_log_summary)
+        _register_summary()
         return {"target_bbox": [float(v) for v in result.box_xywh_orig]}
 
     def track(self, image: Any, info: dict | None = None) -> dict:
-        if self.tracker is None:
+        """The next frame's box; raises :class:`SequenceStopped` when the server gave no reply for too
+        long (PyTracking then writes no result for the sequence), and on fatal errors."""
+        if self.tracker is None or self.guard is None:
             raise RuntimeError("r1track: track() before initialize()")
         try:
             result = self.tracker.track(image)
@@ -204,6 +260,7 @@ class PyTrackingSession:
             log.error("r1track: %s frame %d: %s: %s", self.name, self.tracker.frame_index + 1, type(exc).__name__, exc)
             raise
         TOTALS["frames"] += 1
+        RECORD.add_frame(result)
         self.counts[result.status] += 1
         if result.status == Status.ABSENT:
             TOTALS[result.status] += 1
@@ -212,6 +269,13 @@ class PyTrackingSession:
             TOTALS[result.status] += 1
             log.warning("r1track: %s frame %d: %s (%s); kept the last box [fallback %d in this sequence]",
                         self.name, result.frame_index, result.status, result.detail, self.faults)
+        try:
+            self.guard.observe(result)
+        except SequenceStopped as exc:
+            TOTALS["stopped"] += 1
+            log.error("r1track: %s STOPPED at frame %d, no result for this sequence: %s", self.name,
+                      result.frame_index, exc)
+            raise
         out = {"target_bbox": [float(v) for v in result.box_xywh_orig], "r1track_status": result.status}
         if self.tracker.params.visibility_aware:  # PyTracking saves it as {seq}_object_presence_scores.txt
             out["object_presence_score"] = result.object_presence_score
