@@ -139,3 +139,16 @@ def test_trainer_adapters_score_absent_and_visible():
 def test_reward_total_with_absent_ground_truth(reply, gt, think_mode):
     scores = score_reply(reply, gt, None, RewardOptions(think=think_mode))
     assert tuple(scores) == SCORE_KEYS and all(math.isfinite(v) for v in scores.values())
+
+
+@given(st.one_of(st.none(), st.tuples(*[st.integers(0, 999)] * 4)), st.booleans())
+@settings(max_examples=examples(300))
+def test_target_answer_round_trips_through_the_parser(box, in_think):
+    text = render_target_answer(box)
+    parsed = parse_reply(think(text) if in_think else text)
+    if box is None:
+        assert parsed.absent and parsed.box_xyxy_model is None
+    else:
+        assert parsed.visible and parsed.ok
+        x1, y1, x2, y2 = box
+        assert tuple(parsed.box_xyxy_model) == (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
