@@ -85,7 +85,7 @@ def pytracking(tmp_path, monkeypatch):
     for backend in pytracking_adapter._BACKENDS.values():
         backend.close()
     pytracking_adapter._BACKENDS.clear()
-    pytracking_adapter._SUMMARY_LOGGED = True  # the per-process summary at exit is for real runs
+    pytracking_adapter._SUMMARY_STATE = 2  # the per-process summary at exit is for real runs
 
 
 @dataclass

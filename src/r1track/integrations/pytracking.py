@@ -185,17 +185,20 @@ def summary() -> str:
             + format_summary(RECORD))
 
 
-_SUMMARY_LOGGED = False
+_SUMMARY_STATE = 0  # 0: not logged, 1: being logged (at exit or on SIGTERM), 2: logged
 
 
 def _log_summary() -> None:
-    global _SUMMARY_LOGGED
-    if TOTALS["sequences"] and not _SUMMARY_LOGGED:
-        _SUMMARY_LOGGED = True
+    global _SUMMARY_STATE
+    if TOTALS["sequences"] and _SUMMARY_STATE == 0:
+        _SUMMARY_STATE = 1
         log.warning("%s", summary())
+        _SUMMARY_STATE = 2
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:  # pragma: no cover - a Pool worker being terminated
+    if _SUMMARY_STATE == 1:  # SIGTERM arrived while the exit-time summary was being written: the process is
+        return  # already ending; let that write finish rather than kill it half-way
     _log_summary()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
