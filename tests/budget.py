@@ -18,3 +18,9 @@ def examples(heavy: int) -> int:
     """``heavy`` under the heavy profile; scaled down by the active profile's ``max_examples`` otherwise."""
     scale = settings().max_examples / HEAVY_MAX_EXAMPLES
     return max(10, min(heavy, round(heavy * scale)))
+
+
+def frame_budget(fast: int) -> int | None:
+    """Frames per real sequence for tests that track whole sequences: every frame (None) under the heavy
+    profile, the first ``fast`` otherwise (every scene is still covered; FaceOcc1 alone has 894 frames)."""
+    return None if settings().max_examples >= HEAVY_MAX_EXAMPLES else fast

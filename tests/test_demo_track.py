@@ -114,3 +114,14 @@ def test_annotated_jpeg_frame_has_the_box_where_a_full_decode_puts_it(tmp_path, 
     assert abs(xs.min() - 400 * s) <= 1 and abs(ys.min() - 300 * s) <= 1
     assert abs(xs.max() - 880 * s) <= 2 and abs(ys.max() - 660 * s) <= 2
     assert np.abs(from_file.astype(int) - from_array.astype(int)).mean() < 4
+
+
+def test_track_with_the_vis_preset_records_presence(tmp_path, frame_folder):
+    folder, seq = frame_folder
+    x, y, w, h = seq.boxes_xywh_orig[0]
+    out = tmp_path / "vis"
+    assert main(["track", str(folder), "--init", f"{x},{y},{w},{h}", "--backend", "ncc", "--preset", "vis",
+                 "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    assert rows[0]["object_presence_score"] == 1.0 and all("redetect" in r for r in rows)
+    assert all(r["object_presence_score"] == (1.0 if r["status"] in ("ok", "init") else 0.5) for r in rows)

@@ -441,3 +441,21 @@ def test_launch_scripts_refuse_omegaconf_2_4(tmp_path, version, ok):
         assert (proc.returncode == 0) == ok, proc.stderr
         if not ok:
             assert proc.returncode == 2 and "pip install 'omegaconf<2.4'" in proc.stderr and version in proc.stderr
+
+
+def test_reward_file_scores_absent_and_visible_replies():
+    # the file EasyR1 loads by path, called as its batch reward manager calls it (string kwargs from YAML).
+    # Expected by hand (r1track.reward, Visibility): visible + exact box 1 + 0.5; absent + [] absent_reward 0.5;
+    # absent + box and visible + [] the failure score -1; think: absent + strict think [] = 0.5 + 0.05 format.
+    module = load_like_easyr1(REWARD_FILE)
+    inputs = [
+        {"response": "[0,0,10,10]", "response_length": 9, "ground_truth": "[0,0,10,10]"},
+        {"response": "[]", "response_length": 2, "ground_truth": "[]"},
+        {"response": "[0,0,10,10]", "response_length": 9, "ground_truth": "[]"},
+        {"response": "[]", "response_length": 2, "ground_truth": "[0,0,10,10]"},
+    ]
+    scores = module.compute_score(inputs, mode="no-think", absent_reward="0.5")
+    assert [s["overall"] for s in scores] == pytest.approx([1.5, 0.5, -1.0, -1.0])
+    assert all(list(s) == list(scores[0]) for s in scores)
+    think = [{"response": "<think>gone</think><answer>[]</answer>", "response_length": 200, "ground_truth": "[]"}]
+    assert module.compute_score(think, mode="think", absent_reward="0.5")[0]["overall"] == pytest.approx(0.55)

@@ -70,3 +70,34 @@ def test_got10k_bounding_shifts_boxes_off_the_left_edge_like_the_toolkit():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="predicted"):
         got10k_sequence_ious(np.zeros((3, 4)), np.zeros((4, 4)), None, (10, 10))
+
+
+def test_longterm_against_a_hand_computed_case():
+    from r1track.metrics import longterm_scores
+
+    # frame 1 is the given box (left out). Frames 2..5: visible T, T, F, T; IoU 1, 0.5, -, 0; presence 1, .5, 0, 1.
+    gt = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
+    pred = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 20], [50, 50, 5, 5], [30, 30, 10, 10]], float)
+    visible = np.array([True, True, True, False, True])
+    presence = np.array([1.0, 1.0, 0.5, 0.0, 1.0])
+    sc = longterm_scores({"s": (pred, gt, visible, presence)})
+    # tau 0:   P = (1 + .5 + 0 + 0) / 4 = .375, R = 1.5 / 3 = .5, F = 2*.375*.5/.875 = .428571...
+    # tau 0.5: P = 1.5 / 3 = .5, R = .5, F = .5
+    # tau 1:   P = 1 / 2 = .5, R = 1 / 3, F = 2*.5*(1/3)/(5/6) = .4
+    assert sc.thresholds.tolist() == [0.0, 0.5, 1.0]
+    assert sc.precision_curve == pytest.approx([0.375, 0.5, 0.5])
+    assert sc.recall_curve == pytest.approx([0.5, 0.5, 1 / 3])
+    assert sc.f_curve == pytest.approx([3 / 7, 0.5, 0.4])
+    assert (sc.f_score, sc.precision, sc.recall, sc.threshold) == pytest.approx((0.5, 0.5, 0.5, 0.5))
+
+
+def test_longterm_averages_sequences_and_skips_undefined_precision():
+    from r1track.metrics import longterm_scores
+
+    gt = np.array([[0, 0, 10, 10]] * 3, float)
+    a = (gt.copy(), gt, None, np.array([1.0, 1.0, 1.0]))  # perfect, always present: P = R = 1 at tau 0 and 1
+    b = (gt.copy(), gt, None, np.array([1.0, 0.0, 0.0]))  # perfect boxes but says absent: predicts only at tau 0
+    sc = longterm_scores({"a": a, "b": b})
+    # tau 0: P = (1 + 1) / 2, R = (1 + 1) / 2 -> F 1. tau 1: P = 1 (b left out), R = (1 + 0) / 2 = .5
+    assert sc.precision_curve == pytest.approx([1.0, 1.0]) and sc.recall_curve == pytest.approx([1.0, 0.5])
+    assert sc.f_score == pytest.approx(1.0) and sc.threshold == 0.0

@@ -311,3 +311,19 @@ def test_injected_faults_are_counted_and_the_key_never_logged(pytracking, crossi
     assert pytracking_adapter.RECORD.faults - before == expected_kinds(proxy.injected)
     assert secret.encode() in proxy.seen_headers[0] and secret not in caplog.text
     assert "Bearer ***" in caplog.text  # the echoed header reached the log, redacted
+
+
+def test_vis_preset_reports_object_presence_score(pytracking, crossing):
+    read = lambda p: np.asarray(Image.open(p).convert("RGB"))
+    cls = importlib.import_module("pytracking.tracker.r1track").get_tracker_class()
+    outs = {}
+    for preset in ("vis", "default"):
+        with OpenAIServer(script=[reply("[]")]) as server:  # then the fake server's template box
+            tracker = cls(load_params(preset, server_url=server.base_url))
+            tracker.initialize(read(crossing.frames[0]), {"init_bbox": list(crossing.init_bbox)})
+            outs[preset] = [tracker.track(read(p), {}) for p in crossing.frames[1:3]]
+    vis = outs["vis"]
+    assert vis[0]["r1track_status"] == "absent" and vis[0]["object_presence_score"] == 0.0
+    assert vis[1]["r1track_status"] == "ok" and vis[1]["object_presence_score"] == 1.0
+    assert vis[0]["target_bbox"] == pytest.approx(list(crossing.init_bbox))  # the last box is kept
+    assert all("object_presence_score" not in o for o in outs["default"])  # unchanged without a visibility prompt

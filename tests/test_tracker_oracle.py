@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from budget import frame_budget
 from PIL import Image
 
 from r1track.backends.oracle import OracleBackend
@@ -29,7 +30,7 @@ def run(seq, params=TrackerParams(), frames=None, load=lambda p: p):
     return tr, [tr.track(load(p)) for p in paths[1:]]
 
 
-FRAMES_PER_SEQUENCE = 200  # every scene, without FaceOcc1's 894 frames (the fast suite's budget)
+FRAMES_PER_SEQUENCE = frame_budget(200)  # every frame under the heavy profile (CI), else the first 200 of each
 
 
 def test_oracle_reaches_exact_geometry_on_real_sequences(realseq_dir):
@@ -38,7 +39,7 @@ def test_oracle_reaches_exact_geometry_on_real_sequences(realseq_dir):
     all_ious = []
     for seq in seqs:
         gt = seq.boxes_xywh_orig
-        n = min(len(seq), FRAMES_PER_SEQUENCE)
+        n = min(len(seq), FRAMES_PER_SEQUENCE or len(seq))
         tr, results = run(seq, frames=n)
         assert len(results) == n - 1
         ious, n_inside = [], 0

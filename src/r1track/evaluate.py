@@ -55,7 +55,7 @@ from .faults import FaultGuard, FaultPolicy, FaultRecord, SequenceStopped
 from .fsutil import append_line, atomic_write_text, raise_open_file_limit
 from .results import has_result, write_result
 from .progress import progress_bar
-from .tracker import SKIP_STATUSES, Status, Tracker, TrackerParams, TrackResult, frame_fault
+from .tracker import SKIP_STATUSES, Status, Tracker, TrackerParams, TrackResult, frame_fault, presence_score
 
 __all__ = ["EvalSettings", "SequenceOutcome", "EvalRun", "EvalAborted", "evaluate", "evaluate_async", "has_ground_truth"]
 
@@ -295,7 +295,7 @@ class _Backends:
             if not has_ground_truth(seq):
                 raise EvalAborted(f"{seq.name}: the {self.spec.name} backend needs ground truth for every frame")
             opts = dict(self.settings.backend_options)
-            return make_backend(self.spec.name, boxes_xywh_orig=seq.boxes_xywh_orig, **opts), -1
+            return make_backend(self.spec.name, boxes_xywh_orig=seq.boxes_xywh_orig, visible=seq.visible, **opts), -1
         k = min(range(len(self.shared)), key=lambda j: self.active[j])
         self.active[k] += 1
         return self.shared[k], k
@@ -377,6 +377,7 @@ async def _run_sequence(
             init = await tracker.initialize_async(frames[0], seq.boxes_xywh_orig[0], executor=pool)
         boxes = [tuple(init.box_xywh_orig)]
         times = [init.timing.total_s]
+        presence = [presence_score(Status.INIT)]
         for i, frame in enumerate(frames[1:], start=1):
             entry = replay.entries[i - 1] if i <= len(replay.entries) else None
             asked = False
@@ -416,8 +417,10 @@ async def _run_sequence(
             if asked:
                 guard.observe(result)
             boxes.append(tuple(result.box_xywh_orig))
+            presence.append(result.object_presence_score)
             progress.update(1, fault=result.fault)
-        await loop.run_in_executor(pool, _write_results, out, outcome, np.array(boxes), np.array(times))
+        scores = np.array(presence) if settings.params.visibility_aware else None
+        await loop.run_in_executor(pool, _write_results, out, outcome, np.array(boxes), np.array(times), scores)
         replay.remove()
     except SequenceStopped as exc:  # the server gave no reply for too long: no result, a rerun resumes
         replay.drop_unanswered_tail()
@@ -473,11 +476,12 @@ def _check_fingerprint(settings: EvalSettings) -> None:
     atomic_write_text(path, json.dumps(mine, indent=2, sort_keys=True) + "\n")
 
 
-def _write_results(out: Path, outcome: SequenceOutcome, boxes: np.ndarray, times: np.ndarray) -> None:
+def _write_results(out: Path, outcome: SequenceOutcome, boxes: np.ndarray, times: np.ndarray,
+                   presence: np.ndarray | None = None) -> None:
     name = outcome.name
     _write_record(out, outcome)
-    write_result(out / RESULTS_PYTRACKING, name, boxes, times, layout="pytracking")
-    write_result(out / RESULTS, name, boxes, times, layout="got10k")  # last: its presence marks "done"
+    write_result(out / RESULTS_PYTRACKING, name, boxes, times, layout="pytracking", presence=presence)
+    write_result(out / RESULTS, name, boxes, times, layout="got10k", presence=presence)  # last: it marks "done"
 
 
 def _frames_total(sequences: Seq[Sequence], settings: EvalSettings) -> int:

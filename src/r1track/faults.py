@@ -101,7 +101,9 @@ class FaultRecord:
     """Counts for one sequence or a whole run. ``requests``: frames asked of the backend;
     ``attempts``: HTTP attempts for them; ``retries``: attempts beyond the first; ``faults``: every
     fault met by kind, retried ones included; ``fallbacks``: frames that kept the last box, by reason;
-    ``seconds``: time spent on the frames (decode, request with retries, checks)."""
+    ``seconds``: time spent on the frames (decode, request with retries, checks); ``absent``: frames the model
+    answered "not visible" (they keep the last box too, but are answers, not faults); ``redetections``:
+    whole-frame searches that found the target again."""
 
     requests: int = 0
     attempts: int = 0
@@ -109,10 +111,13 @@ class FaultRecord:
     faults: Counter = field(default_factory=Counter)
     fallbacks: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    absent: int = 0
+    redetections: int = 0
 
     def add_frame(self, result: "TrackResult", *, seconds: float | None = None) -> None:
         """Count one tracked frame: a request when it was asked of the backend (``attempts`` > 0), a
-        fallback unless it is ok. ``seconds``: its time (default: the result's)."""
+        fallback unless it is ok or an absent answer (counted in ``absent``; accepted re-detections in
+    ``redetections``). ``seconds``: its time (default: the result's)."""
         from .tracker import Status
 
         if result.attempts > 0:
@@ -120,8 +125,12 @@ class FaultRecord:
             self.attempts += result.attempts
             self.retries += result.attempts - 1
             self.faults.update(result.faults)
-        if result.status not in (Status.OK, Status.INIT):
+        if result.status == Status.ABSENT:
+            self.absent += 1
+        elif result.status not in (Status.OK, Status.INIT):
             self.fallbacks[str(result.status)] += 1
+        if result.redetect and result.status == Status.OK:
+            self.redetections += 1
         self.seconds += result.timing.total_s if seconds is None else seconds
 
     def add(self, other: "FaultRecord", *, fallbacks: bool = True) -> None:
@@ -133,6 +142,8 @@ class FaultRecord:
         if fallbacks:
             self.fallbacks.update(other.fallbacks)
         self.seconds += other.seconds
+        self.absent += other.absent
+        self.redetections += other.redetections
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -142,6 +153,8 @@ class FaultRecord:
             "faults": dict(sorted(self.faults.items())),
             "fallbacks": dict(sorted(self.fallbacks.items())),
             "seconds": round(self.seconds, 6),
+            "absent": self.absent,
+            "redetections": self.redetections,
         }
 
     @classmethod
@@ -160,7 +173,7 @@ class FaultRecord:
             return Counter({str(k): int(n) for k, n in v.items() if isinstance(n, int) and not isinstance(n, bool)})
 
         return cls(number("requests", int), number("attempts", int), number("retries", int), counter("faults"),
-                   counter("fallbacks"), number("seconds", float))
+                   counter("fallbacks"), number("seconds", float), number("absent", int), number("redetections", int))
 
 
 def _counts(c: Mapping[str, int]) -> str:
@@ -172,4 +185,6 @@ def format_summary(record: FaultRecord) -> str:
     """Two lines for the end of a run: requests, retries and faults by kind; fallback frames by reason."""
     return (f"requests: {record.requests} frame(s) asked in {record.attempts} attempt(s), {record.retries} retried; "
             f"faults: {_counts(record.faults)}\n"
-            f"fallback frames (kept the last box): {_counts(record.fallbacks)}")
+            f"fallback frames (kept the last box): {_counts(record.fallbacks)}"
+            + (f"\nabsent answers (kept the last box, not faults): {record.absent}; re-detections that found the "
+               f"target: {record.redetections}" if record.absent or record.redetections else ""))

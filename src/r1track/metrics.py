@@ -14,10 +14,23 @@ Two protocols, never to be compared with each other:
   0, 0.05, ..., 1 of the share of frames with IoU > threshold; precision = share with centre error
   <= 20 px; normalised precision = share with centre error / (GT w, h) <= 0.2. Per sequence, then
   averaged over sequences.
+
+A third, for trackers that report a presence score per frame (``object_presence_score``):
+
+* **Long-term** (VOT-LT / LaSOT-style tracking precision and recall, Lukezic et al., "Now you see me",
+  2018): frames 2..N; a frame *predicts* at threshold tau when its presence score is >= tau; the target is
+  *visible* when its visibility label says so and its box is valid. Per sequence,
+  precision(tau) = sum of IoU over predicting frames / number of predicting frames (IoU 0 where the target is
+  not visible), recall(tau) = sum of IoU over visible predicting frames / number of visible frames. Both are
+  averaged over sequences (a sequence with no predicting frame at tau, or no visible frame, is left out of that
+  average), F(tau) = 2 P R / (P + R), and the tracker's F-score is the largest F over the thresholds (every
+  distinct presence score), reported with its precision, recall and threshold. Trackers without presence
+  scores are never scored this way, so their OTB / GOT-10k numbers stay as they were.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -36,6 +49,10 @@ __all__ = [
     "otb_sequence_curves",
     "OtbScores",
     "otb_scores",
+    "LongTermCurves",
+    "longterm_sequence_curves",
+    "LongTermScores",
+    "longterm_scores",
 ]
 
 GOT10K_THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -176,3 +193,75 @@ def otb_scores(curves: Mapping[str, OtbSequenceCurves]) -> OtbScores:
         for name, c in curves.items()
     }
     return OtbScores(float(succ.mean()), float(prec[20]), float(nprec[20]), succ, prec, nprec, per)
+
+
+@dataclass
+class LongTermCurves:
+    """One sequence's long-term curves at ``thresholds``: ``precision`` (NaN where no frame predicts) and
+    ``recall`` (NaN when the target is never visible)."""
+
+    thresholds: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+
+
+def longterm_sequence_curves(
+    pred_xywh: np.ndarray, gt_xywh: np.ndarray, visible: np.ndarray | None, presence: np.ndarray,
+    thresholds: np.ndarray,
+) -> LongTermCurves:
+    """Precision and recall of one sequence at each threshold (see the module docstring; frame 1 is left
+    out). ``visible``: (N,) visibility labels (None: every frame with a valid box is visible);
+    ``presence``: (N,) presence scores."""
+    pred, gt = _n4(pred_xywh, "pred"), _n4(gt_xywh, "gt")
+    conf = np.asarray(presence, dtype=np.float64).ravel()
+    if not (len(pred) == len(gt) == len(conf)):
+        raise ValueError(f"{len(pred)} boxes, {len(conf)} presence scores for {len(gt)} annotated frames")
+    thr = np.asarray(thresholds, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore"):
+        vis = np.isfinite(gt).all(axis=1) & (gt[:, 2] > 0) & (gt[:, 3] > 0)
+    if visible is not None:
+        vis &= np.asarray(visible, dtype=bool)
+    pred, gt, conf, vis = pred[1:], gt[1:], conf[1:], vis[1:]
+    iou = np.where(vis, iou_xywh_array(pred, gt), 0.0) if len(gt) else np.zeros(0)
+    predicting = conf[None, :] >= thr[:, None]  # (T, N)
+    n_pred = predicting.sum(axis=1)
+    hit = (predicting * iou[None, :]).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(n_pred > 0, hit / np.maximum(n_pred, 1), np.nan)
+    n_vis = int(vis.sum())
+    recall = hit / n_vis if n_vis else np.full(len(thr), np.nan)
+    return LongTermCurves(thr, precision, recall)
+
+
+@dataclass
+class LongTermScores:
+    """The long-term protocol's result: ``f_score`` and the ``precision``, ``recall`` and ``threshold`` where
+    it is reached; the averaged curves over ``thresholds``."""
+
+    f_score: float
+    precision: float
+    recall: float
+    threshold: float
+    thresholds: np.ndarray
+    precision_curve: np.ndarray
+    recall_curve: np.ndarray
+    f_curve: np.ndarray
+
+
+def longterm_scores(sequences: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]]) -> LongTermScores:
+    """Long-term scores over sequences, each ``(pred_xywh, gt_xywh, visible, presence)``; thresholds are every
+    distinct presence score (frames 2..N). ValueError when there is no sequence."""
+    if not sequences:
+        raise ValueError("no sequences to score")
+    scores = np.concatenate([np.asarray(v[3], dtype=np.float64).ravel()[1:] for v in sequences.values()])
+    thr = np.unique(scores[np.isfinite(scores)])
+    if len(thr) == 0:
+        thr = np.array([0.0])
+    curves = [longterm_sequence_curves(p, g, vis, conf, thr) for p, g, vis, conf in sequences.values()]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no sequence counts there
+        pr = np.nan_to_num(np.nanmean([c.precision for c in curves], axis=0), nan=0.0)
+        re = np.nan_to_num(np.nanmean([c.recall for c in curves], axis=0), nan=0.0)
+    f = np.where(pr + re > 0, 2 * pr * re / np.where(pr + re > 0, pr + re, 1.0), 0.0)
+    k = int(np.argmax(f))
+    return LongTermScores(float(f[k]), float(pr[k]), float(re[k]), float(thr[k]), thr, pr, re, f)

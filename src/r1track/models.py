@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .boxes import BoxXYXY
-from .prompts import GROUNDING_TEMPLATE, answer_regex
+from .prompts import GROUNDING_TEMPLATE, answer_regex, box_or_absent_regex
 from .qwen import check_crop_side as _check_side
 from .qwen import smart_resize
 
@@ -167,14 +167,16 @@ class ModelFamily:
         0.5 for absolute pixels, ``side / 2000`` on the 0-1000 grid."""
         return 0.5 if self.coords is Coords.ABSOLUTE else side / (2 * GRID)
 
-    def answer_regex(self, crop_side: int) -> str:
+    def answer_regex(self, crop_side: int, *, absent: bool = False) -> str:
         """Structured-output regex forcing ``[x1,y1,x2,y2]`` in this family's coordinates: absolute ->
         :func:`r1track.prompts.answer_regex` (as many digits as ``crop_side`` has); grid -> each value
-        ``1000`` or one to three digits (0..999), so nothing past the grid can be written."""
+        ``1000`` or one to three digits (0..999), so nothing past the grid can be written. ``absent=True``
+        (visibility-aware prompts) also admits the absent answer ``[]``."""
         if self.coords is Coords.ABSOLUTE:
-            return answer_regex(crop_side)
+            return answer_regex(crop_side, absent=absent)
         d = rf"(?:{GRID}|\d{{1,{len(str(GRID)) - 1}}})"
-        return rf"\[{d},{d},{d},{d}\]"
+        box = rf"\[{d},{d},{d},{d}\]"
+        return box_or_absent_regex(box) if absent else box
 
     def describe(self) -> dict[str, Any]:
         """The facts as plain data (for ``stats.json``, ``--help`` and the README table)."""

@@ -12,6 +12,10 @@ one, else after the last ``</think>``, else in the whole reply; markdown code fe
 
 Swapped corners are put in order and flagged. NaN, infinite or overflowing values, booleans and
 anything else yield no box and a reason.
+
+The absent answer :data:`r1track.prompts.ABSENT_ANSWER` (``[]``: an empty JSON list, optionally fenced or
+inside ``<answer>``) is not a failure: it reads as ``visible=False`` with reason ``"absent"`` and no box.
+Only the whole answer being ``[]`` counts (an empty list inside other text is just text).
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from dataclasses import dataclass
 
 from .boxes import BoxXYXY, normalize_xyxy
 
-__all__ = ["ParsedReply", "parse_reply", "strict_think_format", "is_bare_box_json"]
+__all__ = ["ParsedReply", "parse_reply", "strict_think_format", "is_bare_box_json", "is_bare_absent_json", "ABSENT_REASON"]
+
+ABSENT_REASON = "absent"
+"""``ParsedReply.reason`` of the absent answer."""
 
 _NUM = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _LIST_RE = re.compile(r"\[\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*,\s*(" + _NUM + r")\s*\]")
@@ -34,6 +41,7 @@ _POINTS_RE = re.compile(
 # A complete block holds no other "<answer>": with "<answer> tags</think><answer>[..]</answer>" the block is the
 # second one (a plain non-greedy match would start at the first tag and swallow "</think><answer>").
 _ANSWER_RE = re.compile(r"<answer>((?:(?!<answer>).)*?)</answer>", re.DOTALL)
+_EMPTY_LIST_RE = re.compile(r"\[\s*\]")
 _FENCE_RE = re.compile(r"```[ \t]*[A-Za-z0-9_+-]*[ \t]*\n?(.*?)```", re.DOTALL)
 # R1-Track's strict think format: one <think> block, then free text, then one <answer> block, nothing after.
 _STRICT_THINK_RE = re.compile(
@@ -54,6 +62,8 @@ class ParsedReply:
     ``think_format_ok``: the whole reply is exactly ``<think>...</think>...<answer>...</answer>``.
     ``answer_text``: the text inside the last complete ``<answer>...</answer>`` block (None when there is
     none), so callers can apply their own check to exactly what the answer says.
+    ``visible``: False when the reply is the absent answer ``[]`` (the model says the target is not in the
+    image; ``box_xyxy_model`` is then None and ``reason`` is :data:`ABSENT_REASON`), True otherwise.
     """
 
     box_xyxy_model: BoxXYXY | None
@@ -63,10 +73,17 @@ class ParsedReply:
     answer_tag: bool = False
     think_format_ok: bool = False
     answer_text: str | None = None
+    visible: bool = True
 
     @property
     def ok(self) -> bool:
+        """A box was read (False both for failures and for the absent answer: see ``visible``)."""
         return self.box_xyxy_model is not None
+
+    @property
+    def absent(self) -> bool:
+        """The reply is the absent answer."""
+        return not self.visible
 
 
 def strict_think_format(reply: str) -> bool:
@@ -105,7 +122,23 @@ def is_bare_box_json(text: object) -> bool:
     return True
 
 
+def is_bare_absent_json(text: object) -> bool:
+    """True when ``text`` is exactly the JSON empty list ``[]`` (JSON whitespace allowed around and inside
+    it): the absent answer's exact form, what the reward's format term asks for. Never raises."""
+    if not isinstance(text, str):
+        return False
+    try:
+        value = json.loads(text)
+    except Exception:
+        return False
+    return isinstance(value, list) and not value
+
+
 class _NoBox(Exception):
+    pass
+
+
+class _Absent(Exception):
     pass
 
 
@@ -155,6 +188,8 @@ def _search(candidate: str) -> tuple[tuple[float, float, float, float], str]:
     fences = _FENCE_RE.findall(text)
     if fences:
         text = fences[-1].strip()
+    if text[:1] == "[" and _EMPTY_LIST_RE.fullmatch(text):
+        raise _Absent()
     if text[:1] in ("[", "{"):
         try:
             found = _from_json(json.loads(text, parse_constant=_reject_constant))
@@ -198,6 +233,11 @@ def parse_reply(reply: object) -> ParsedReply:
         except _NoBox as exc:
             return ParsedReply(
                 None, str(exc), answer_tag=answer_tag, think_format_ok=think_ok, answer_text=answer_text
+            )
+        except _Absent:
+            return ParsedReply(
+                None, ABSENT_REASON, source="absent", answer_tag=answer_tag, think_format_ok=think_ok,
+                answer_text=answer_text, visible=False,
             )
         box, swapped = normalize_xyxy(raw)
         return ParsedReply(box, "ok", swapped, source, answer_tag, think_ok, answer_text)

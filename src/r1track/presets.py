@@ -68,6 +68,10 @@ PRESETS: dict[str, Preset] = {
                TrackerParams(prompt_version="r1track-v0", think=True, think_layout="instruction-first")),
         Preset("memory", "no think, 3 images (template, last confident crop, search); serve with "
                "--limit-mm-per-prompt '{\"image\":3}'", TrackerParams(memory=True)),
+        Preset("vis", "visibility-aware: r1track-vis-v1 prompt (the absent answer []), re-detection over the whole "
+               "frame after 3 absent or failed frames; for models trained with --absent-fraction (not the R1-Track "
+               "checkpoints, which never learnt to answer absent)",
+               TrackerParams(prompt_version="r1track-vis-v1", redetect_after=3)),
         Preset("ncc", "the classical baseline: normalised cross-correlation on the same crops, no model",
                TrackerParams(), backend="ncc"),
     )

@@ -18,7 +18,19 @@ Consumers:
 * LLaMA-Factory (ShareGPT) and EasyR1/verl: :func:`render_text` -> one ``<image>`` placeholder per
   image, in order, at the start, then the text.
 * OpenAI chat API (vLLM): :func:`render_chat_content` -> image parts in order, then one text part.
-* Answers (SFT targets, reward ground truth): :func:`render_answer`.
+* Answers (SFT targets, reward ground truth): :func:`render_answer`; the absent answer :data:`ABSENT_ANSWER`
+  (:func:`render_target_answer` picks one).
+
+The absent answer
+-----------------
+Prompt versions with ``absent=True`` (``r1track-vis-v1``) tell the model the target may be occluded or out of
+view and ask for :data:`ABSENT_ANSWER`, ``[]``, then. Why ``[]``: it is the empty case of both answer styles
+the families already use -- the bare list ``[x1,y1,x2,y2]`` r1track trains, and Qwen's native grounding
+answer, a JSON list of ``{"bbox_2d": ...}`` objects, where "no object found" is the empty list -- so it is
+valid JSON, two tokens, the same in pixel and 0-1000-grid families (one prompt text serves all three families,
+as ``r1track-v1`` does), and it cannot be mistaken for a box by any reader: :func:`r1track.parse.parse_reply`
+reads it as ``visible=False``. Words ("absent", "none") would need a second grammar in the structured-output
+regex and in the reward's format check; a sentinel box such as ``[0,0,0,0]`` would be a (degenerate) box.
 * EasyR1 ``data.format_prompt`` templates: :func:`easyr1_format_prompt` (the text of
   ``plugins/easyr1/format_prompt/*.jinja``).
 """
@@ -48,14 +60,20 @@ __all__ = [
     "render_text",
     "render_chat_content",
     "render_answer",
+    "ABSENT_ANSWER",
+    "render_target_answer",
     "render_grounding_prompt",
     "render_grounding_content",
     "answer_regex",
+    "box_or_absent_regex",
     "example_boxes",
     "easyr1_format_prompt",
 ]
 
 IMAGE_PLACEHOLDER = "<image>"
+
+ABSENT_ANSWER = "[]"
+"""The answer meaning "the target is not visible in the search image" (see the module docstring)."""
 
 THINK_WRAPPER = (
     "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. \n"
@@ -108,6 +126,8 @@ class PromptVersion:
     n_images: int
     template: str
     description: str
+    absent: bool = False
+    """The text tells the model it may answer :data:`ABSENT_ANSWER`."""
 
     @property
     def n_boxes(self) -> int:
@@ -148,6 +168,20 @@ PROMPTS: dict[str, PromptVersion] = {
                 "4. Return [x_min, y_min, x_max, y_max] coordinates of the target in <image_3>."
             ),
             description="r1track's own 3-image prompt: template, recent memory frame, search.",
+        ),
+        PromptVersion(
+            name="r1track-vis-v1",
+            n_images=2,
+            template=(
+                "Given two images, you need to:\n"
+                "1. Analyze and Identify the target object marked by bounding box {box0} in <image_1>;\n"
+                "2. Re-locate this target in <image_2>;\n"
+                "3. Return [x_min, y_min, x_max, y_max] coordinates of the target in <image_2>, "
+                "or [] if the target is not visible in <image_2> (fully occluded or out of view)."
+            ),
+            description="r1track's visibility-aware prompt: r1track-v1 plus the absent answer []; for models trained "
+                        "with --absent-fraction (every family).",
+            absent=True,
         ),
     )
 }
@@ -232,6 +266,12 @@ def render_answer(box_xyxy_model: Sequence[float]) -> str:
     return format_box(box_xyxy_model)
 
 
+def render_target_answer(box_xyxy_model: Sequence[float] | None) -> str:
+    """The expected reply for a search frame: :func:`render_answer` of the box, or :data:`ABSENT_ANSWER` when
+    ``box_xyxy_model`` is None (the target is not visible)."""
+    return ABSENT_ANSWER if box_xyxy_model is None else render_answer(box_xyxy_model)
+
+
 def render_grounding_prompt(text: str) -> str:
     """Qwen2.5-VL grounding request for text initialisation (one image, answer with ``bbox_2d``).
     Whitespace is collapsed and a leading article is dropped, since the template already says "the"
@@ -251,16 +291,23 @@ def render_grounding_content(text: str, image_url: str) -> list[dict]:
     return [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": render_grounding_prompt(text)}]
 
 
-def answer_regex(max_side: int) -> str:
+def answer_regex(max_side: int, *, absent: bool = False) -> str:
     """Regular expression for structured decoding of an answer (vLLM ``structured_outputs: {"regex": ...}``):
     ``[x1,y1,x2,y2]`` with non-negative integers of at most as many digits as ``max_side`` has (336 ->
     ``\\d{1,3}``), no spaces — the form :func:`render_answer` writes. It cannot force x1 < x2 or values
     inside the image, and decoding may emit leading zeros (``[012,...]``): parse with
-    :func:`r1track.parse.parse_reply` and check the box."""
+    :func:`r1track.parse.parse_reply` and check the box. ``absent=True`` also admits :data:`ABSENT_ANSWER`
+    (:func:`box_or_absent_regex`)."""
     if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side <= 0:
         raise ValueError(f"max_side must be a positive integer, got {max_side!r}")
     d = rf"\d{{1,{len(str(max_side))}}}"
-    return rf"\[{d},{d},{d},{d}\]"
+    box = rf"\[{d},{d},{d},{d}\]"
+    return box_or_absent_regex(box) if absent else box
+
+
+def box_or_absent_regex(box_regex: str) -> str:
+    """``box_regex`` or the absent answer ``[]``: ``(?:\\[\\]|<box_regex>)``."""
+    return rf"(?:\[\]|{box_regex})"
 
 
 def example_boxes(version: str) -> list[tuple[int, int, int, int]]:

@@ -7,6 +7,11 @@ Layouts:
 * ``pytracking``: ``{dir}/{seq}.txt`` (tab-separated) and ``{dir}/{seq}_time.txt`` — PyTracking's layout,
   readable by its analysis scripts.
 
+With presence scores (visibility-aware trackers, :attr:`r1track.tracker.TrackResult.object_presence_score`)
+each layout also holds ``{seq}_object_presence_scores.txt`` next to the times file (``{seq}/`` for got10k), one
+score per frame: the name PyTracking's own result writer (``pytracking/evaluation/running.py``) gives the
+``object_presence_score`` output. Trackers without presence scores write no such file.
+
 Numbers are written with Python's shortest round-trip representation, so reading gives back exactly
 the floats written. Every file is written atomically.
 """
@@ -21,7 +26,8 @@ import numpy as np
 from .data.sequences import DatasetError, read_boxes_file, read_text_file
 from .fsutil import atomic_write_text
 
-__all__ = ["LAYOUTS", "format_number", "result_paths", "write_result", "read_result", "has_result"]
+__all__ = ["LAYOUTS", "format_number", "result_paths", "presence_path", "write_result", "read_result", "read_presence",
+           "has_result"]
 
 LAYOUTS = ("got10k", "pytracking")
 
@@ -44,6 +50,12 @@ def result_paths(result_dir: str | os.PathLike, seq: str, layout: str = "got10k"
     raise ValueError(f"unknown result layout {layout!r}; known: {', '.join(LAYOUTS)}")
 
 
+def presence_path(result_dir: str | os.PathLike, seq: str, layout: str = "got10k") -> Path:
+    """The presence-score file of ``seq`` in ``layout`` (next to its times file)."""
+    time_path = result_paths(result_dir, seq, layout)[1]
+    return time_path.with_name(f"{seq}_object_presence_scores.txt")
+
+
 def write_result(
     result_dir: str | os.PathLike,
     seq: str,
@@ -51,9 +63,11 @@ def write_result(
     times_s: np.ndarray | None = None,
     *,
     layout: str = "got10k",
+    presence: np.ndarray | None = None,
 ) -> tuple[Path, Path]:
-    """Write one sequence's boxes (N, 4) and per-frame times (N,). The times file is written first and
-    the boxes file last, so a present boxes file means a complete result."""
+    """Write one sequence's boxes (N, 4), per-frame times (N,) and, when given, presence scores (N,). The
+    times and presence files are written first and the boxes file last, so a present boxes file means a
+    complete result."""
     boxes = np.asarray(boxes_xywh_orig, dtype=np.float64).reshape(-1, 4)
     times = np.zeros(len(boxes)) if times_s is None else np.asarray(times_s, dtype=np.float64).ravel()
     if len(times) != len(boxes):
@@ -61,6 +75,11 @@ def write_result(
     box_path, time_path = result_paths(result_dir, seq, layout)
     sep = "," if layout == "got10k" else "\t"
     atomic_write_text(time_path, "".join(f"{format_number(t)}\n" for t in times))
+    if presence is not None:
+        scores = np.asarray(presence, dtype=np.float64).ravel()
+        if len(scores) != len(boxes):
+            raise ValueError(f"{seq}: {len(scores)} presence scores for {len(boxes)} boxes")
+        atomic_write_text(presence_path(result_dir, seq, layout), "".join(f"{format_number(v)}\n" for v in scores))
     atomic_write_text(box_path, "".join(sep.join(format_number(v) for v in row) + "\n" for row in boxes))
     return box_path, time_path
 
@@ -82,3 +101,15 @@ def read_result(result_dir: str | os.PathLike, seq: str, layout: str = "got10k")
         except ValueError as exc:
             raise DatasetError(f"{time_path}: expected one number of seconds per line ({exc})") from None
     return boxes, times
+
+
+def read_presence(result_dir: str | os.PathLike, seq: str, layout: str = "got10k") -> np.ndarray | None:
+    """The sequence's presence scores (N,), or None when the tracker wrote none."""
+    path = presence_path(result_dir, seq, layout)
+    if not path.is_file():
+        return None
+    text = read_text_file(path, "presence scores")
+    try:
+        return np.array([float(x) for x in text.split()], dtype=np.float64)
+    except ValueError as exc:
+        raise DatasetError(f"{path}: expected one presence score per line ({exc})") from None

@@ -27,7 +27,8 @@ Keys
 ``iou``       IoU of that box, in [0, 1]; 0.0 when no box was read (so its mean is the rollouts' average overlap).
 ``length``    think mode: the over-length term ``(start - L) / (max_length - start)`` when L > start, else 0.0;
               always 0.0 in no-think mode or when the token count is unknown.
-``parsed``    1.0 when the parser read a box (in any form it knows), else 0.0.
+``parsed``    1.0 when the parser read an answer -- a box (in any form it knows) or the absent answer ``[]`` --,
+              else 0.0.
 
 The metric keys describe the reply whatever the gates say: a reply whose box is good but whose format is
 wrong shows ``iou`` high, ``format`` 0 and ``overall`` = ``failure_score``.
@@ -41,7 +42,30 @@ Gates and the total
 3. ``strict`` (the default) and ``format`` is 0;
 4. think mode, the token count is known, and it is below ``min_length`` (default 128).
 
-Gate names (:class:`Gate`): ``ground-truth``, ``no-box``, ``format``, ``too-short``.
+Gate names (:class:`Gate`): ``ground-truth``, ``visibility``, ``no-box``, ``format``, ``too-short``.
+
+Visibility (absent targets)
+---------------------------
+A ground truth that is the absent answer ``[]`` (:data:`r1track.prompts.ABSENT_ANSWER`, what the data builder
+writes for a search frame whose target is absent or fully covered; an empty list or array reads the same) means
+"the target is not visible". :func:`visibility_term` compares it with the reply:
+
+===================  ===========================  ==============================================================
+ground truth          reply                        overall
+===================  ===========================  ==============================================================
+box                   box                          today's score (shaping + format + length), unchanged
+box                   ``[]`` (absent)              ``failure_score`` (gate ``visibility``)
+``[]``                ``[]``                       ``absent_reward`` (default 1.0) + format + length terms
+``[]``                box                          ``failure_score`` (gate ``visibility``)
+either                nothing readable             ``failure_score`` (gate ``no-box``)
+===================  ===========================  ==============================================================
+
+then the usual gates apply to the absent answer too: ``strict`` wants exactly ``[]`` (no-think: the whole
+reply; think: inside the strict ``<think>..</think>..<answer>..</answer>`` form), think mode's minimum length
+holds. A correct absent answer reports ``accuracy`` = ``absent_reward`` and ``giou`` = ``iou`` = 1.0 (the
+answer agrees with the ground truth exactly), so ``iou`` stays the rollouts' average agreement; every other
+visibility mismatch reports ``giou`` -1 and ``iou`` 0. A reply ``[]`` against a visible target scored -1
+before this rule as well (no box), so the defaults change nothing for data without absent samples.
 
 Otherwise ``overall = accuracy + format_weight * format + length_weight * length``, with defaults
 ``format_weight`` 0.05 in think mode and 0.0 in no-think mode, ``length_weight`` 0.1,
@@ -78,6 +102,8 @@ Deliberate differences, where the reference is ill-defined or exploitable:
   ``[{"bbox_2d": [...]}]``): the reference's GIoU raised, its handler scored the overlap -1 but still added the
   format bonus and the length term (-0.95 for a 200-token reply, down to about -1.03 near 512 tokens); here the
   reply fails the format gate and scores -1 (no-think mode: -1 in both);
+* an absent ground truth ``[]`` (the reference never had one: its sampler ignores GOT-10k's and LaSOT's
+  visibility labels): scored by the visibility rule above;
 * arrays longer than four (the reference silently used the first four) and booleans as coordinates: not a box;
 * a zero-area ground truth (the reference divided by zero when the prediction was the same point or line):
   the ground truth is invalid, -1 for every reply;
@@ -101,7 +127,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .boxes import BoxXYXY, area_xyxy, giou_xyxy, iou_xyxy, is_finite_box, normalize_xyxy
-from .parse import ParsedReply, is_bare_box_json, parse_reply
+from .parse import ParsedReply, is_bare_absent_json, is_bare_box_json, parse_reply
 
 __all__ = [
     "Shaping",
@@ -110,6 +136,8 @@ __all__ = [
     "RewardOptions",
     "shape_r1track",
     "read_ground_truth",
+    "ground_truth_absent",
+    "visibility_term",
     "token_count",
     "overlap_term",
     "format_term",
@@ -136,6 +164,7 @@ class Gate(str, Enum):
     """Why a reply got ``failure_score``."""
 
     GROUND_TRUTH = "ground-truth"
+    VISIBILITY = "visibility"  # a box for an absent target, or the absent answer for a visible one
     NO_BOX = "no-box"
     FORMAT = "format"
     TOO_SHORT = "too-short"
@@ -190,6 +219,8 @@ class RewardOptions:
     length_penalty_start: float = 448.0
     max_length: float = 512.0
     failure_score: float = -1.0
+    absent_reward: float = 1.0
+    """The overlap term of a correct absent answer (ground truth ``[]``, reply ``[]``)."""
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -216,6 +247,7 @@ class RewardOptions:
                 f"({self.length_penalty_start:g})"
             )
         put("failure_score", _number("failure_score", self.failure_score))
+        put("absent_reward", _number("absent_reward", self.absent_reward))
 
 
 def shape_r1track(giou: float) -> float:
@@ -258,6 +290,21 @@ def read_ground_truth(ground_truth: object) -> BoxXYXY | None:
         return None
 
 
+def ground_truth_absent(ground_truth: object) -> bool:
+    """True when the ground truth says the target is not visible: the absent answer ``"[]"`` (string or UTF-8
+    bytes, JSON whitespace allowed) or an empty list, tuple or array. Never raises."""
+    try:
+        if isinstance(ground_truth, bytes):
+            ground_truth = ground_truth.decode("utf-8", errors="replace")
+        if isinstance(ground_truth, str):
+            return is_bare_absent_json(ground_truth)
+        if isinstance(ground_truth, (list, tuple, np.ndarray)):
+            return np.size(ground_truth) == 0
+    except Exception:
+        pass
+    return False
+
+
 def token_count(response_length: object) -> float | None:
     """A finite, non-negative token count, or None when missing or not a number."""
     if response_length is None or isinstance(response_length, (bool, str, bytes)):
@@ -298,12 +345,27 @@ def overlap_term(box: BoxXYXY, gt: BoxXYXY, shaping: Shaping) -> tuple[float, fl
 
 
 def format_term(reply: object, parsed: ParsedReply, think: bool) -> float:
-    """1.0 when the reply has the exact expected form (see the module docstring), else 0.0."""
-    if think:
-        well_formed = parsed.think_format_ok and is_bare_box_json(parsed.answer_text)
-    else:
-        well_formed = is_bare_box_json(reply)
+    """1.0 when the reply has the exact expected form (see the module docstring) -- a bare JSON box with
+    ordered corners, or exactly the absent answer ``[]`` -- else 0.0."""
+    answer = parsed.answer_text if think else reply
+    if think and not parsed.think_format_ok:
+        return 0.0
+    if parsed.absent:
+        return 1.0 if is_bare_absent_json(answer) else 0.0
+    well_formed = is_bare_box_json(answer)
     return 1.0 if well_formed and parsed.box_xyxy_model is not None and not parsed.swapped else 0.0
+
+
+def visibility_term(gt_absent: bool, parsed: ParsedReply, options: RewardOptions) -> tuple[float, float, float] | None:
+    """(accuracy, giou, iou) of a reply where visibility decides the score, or None when it does not (a
+    visible target and a box: the overlap term scores it). A correct absent answer gets
+    ``(absent_reward, 1, 1)``; a box for an absent target, the absent answer for a visible one, or nothing
+    readable for an absent target get ``(failure_score, -1, 0)``."""
+    if gt_absent and parsed.absent:
+        return options.absent_reward, 1.0, 1.0
+    if gt_absent or parsed.absent:
+        return options.failure_score, -1.0, 0.0
+    return None
 
 
 def length_term(n_tokens: float | None, options: RewardOptions) -> float:
@@ -315,12 +377,16 @@ def length_term(n_tokens: float | None, options: RewardOptions) -> float:
 
 
 def failed_gate(
-    gt: BoxXYXY | None, box: BoxXYXY | None, fmt: float, n_tokens: float | None, options: RewardOptions
+    gt: BoxXYXY | None, box: BoxXYXY | None, fmt: float, n_tokens: float | None, options: RewardOptions,
+    *, gt_absent: bool = False, reply_absent: bool = False,
 ) -> Gate | None:
-    """The first gate the reply fails, or None."""
-    if gt is None:
+    """The first gate the reply fails, or None. ``gt_absent``: the ground truth is the absent answer (then
+    ``gt`` is None); ``reply_absent``: the reply is the absent answer (then ``box`` is None)."""
+    if gt is None and not gt_absent:
         return Gate.GROUND_TRUTH
-    if box is None:
+    if (gt_absent and box is not None) or (not gt_absent and reply_absent):
+        return Gate.VISIBILITY
+    if box is None and not reply_absent:
         return Gate.NO_BOX
     if options.strict and fmt == 0.0:
         return Gate.FORMAT
@@ -330,17 +396,21 @@ def failed_gate(
 
 
 def _score(reply: object, ground_truth: object, response_length: object, options: RewardOptions) -> dict[str, float]:
-    gt = read_ground_truth(ground_truth)
+    gt_absent = ground_truth_absent(ground_truth)
+    gt = None if gt_absent else read_ground_truth(ground_truth)
     parsed = parse_reply(reply)
     box = parsed.box_xyxy_model
     fmt = format_term(reply, parsed, options.think)
     n_tokens = token_count(response_length) if options.think else None
     length = length_term(n_tokens, options)
-    if box is not None and gt is not None:
+    by_visibility = visibility_term(gt_absent, parsed, options)
+    if by_visibility is not None:
+        accuracy, giou, iou = by_visibility
+    elif box is not None and gt is not None:
         accuracy, giou, iou = overlap_term(box, gt, options.shaping)
     else:
         accuracy, giou, iou = options.failure_score, -1.0, 0.0
-    gate = failed_gate(gt, box, fmt, n_tokens, options)
+    gate = failed_gate(gt, box, fmt, n_tokens, options, gt_absent=gt_absent, reply_absent=parsed.absent)
     if gate is Gate.GROUND_TRUTH:
         _warn("ground-truth", f"unreadable or zero-area ground truth {str(ground_truth)[:80]!r}: scored as a failure")
     overall = (
@@ -355,7 +425,7 @@ def _score(reply: object, ground_truth: object, response_length: object, options
         "giou": giou,
         "iou": iou,
         "length": _bounded(length),
-        "parsed": 1.0 if box is not None else 0.0,
+        "parsed": 1.0 if box is not None or parsed.absent else 0.0,
     }
 
 

@@ -3,6 +3,8 @@ several runs' reports side by side (one table, one success / precision plot with
 
 ``score_results`` picks the protocol: ``got10k`` for GOT-10k splits with labels (the toolkit's rules), ``otb``
 for everything else (OTB / LaSOT / TrackingNet-style folders). See ``r1track.metrics`` for the exact rules.
+When every scored sequence has presence scores (a visibility-aware tracker), the report also holds the
+long-term protocol's F-score, precision, recall and threshold (``overall["lt_*"]``, ``curves["lt_*"]``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from PIL import Image
 
 from .data.sequences import Sequence
 from .fsutil import atomic_write_text
-from .metrics import GOT10K_THRESHOLDS, OTB_THRESHOLDS, got10k_scores, got10k_sequence_ious, otb_scores, otb_sequence_curves
+from .metrics import (
+    GOT10K_THRESHOLDS, OTB_THRESHOLDS, got10k_scores, got10k_sequence_ious, longterm_scores, otb_scores,
+    otb_sequence_curves,
+)
 from .plots import line_plot
-from .results import read_result
+from .results import read_presence, read_result
 
 __all__ = [
     "PROTOCOL_NAMES", "Report", "score_results", "write_report", "format_table", "read_report", "format_comparison",
@@ -90,6 +95,22 @@ def _image_size(seq: Sequence) -> tuple[int, int]:
         return im.size
 
 
+LONGTERM_KEYS = ("lt_f_score", "lt_precision", "lt_recall", "lt_threshold")
+"""The long-term keys of ``Report.overall`` (present only for trackers with presence scores)."""
+
+
+def _add_longterm(report: Report, scored: list[Sequence], results: dict, result_dir: str | os.PathLike, layout: str) -> Report:
+    """``report`` with the long-term scores added when every scored sequence has presence scores."""
+    presence = {s.name: read_presence(result_dir, s.name, layout) for s in scored}
+    if any(v is None for v in presence.values()):
+        return report
+    lt = longterm_scores({s.name: (results[s.name][0], s.boxes_xywh_orig, s.visible, presence[s.name]) for s in scored})
+    report.overall.update(zip(LONGTERM_KEYS, (lt.f_score, lt.precision, lt.recall, lt.threshold)))
+    report.curves.update(lt_thresholds=lt.thresholds.tolist(), lt_precision=lt.precision_curve.tolist(),
+                         lt_recall=lt.recall_curve.tolist(), lt_f=lt.f_curve.tolist())
+    return report
+
+
 def score_results(
     sequences: Iterable[Sequence],
     result_dir: str | os.PathLike,
@@ -133,14 +154,14 @@ def score_results(
             if times is not None:
                 all_times.append(times)
         overall = got10k_scores(np.concatenate(all_ious), np.concatenate(all_times) if all_times else None)
-        return Report(
+        return _add_longterm(Report(
             protocol, tracker, dataset,
             {"ao": overall.ao, "sr50": overall.sr50, "sr75": overall.sr75, "fps": overall.speed_fps, "sequences": float(len(scored))},
             per,
             {"thresholds": GOT10K_THRESHOLDS.tolist(), "success": overall.success_curve.tolist()},
             missing,
             baseline,
-        )
+        ), scored, results, result_dir, layout)
     if protocol != "otb":
         raise ValueError(f"unknown protocol {protocol!r}; known: got10k, otb")
     curves = {}
@@ -153,7 +174,7 @@ def score_results(
     for name, row in sc.per_sequence.items():
         per[name] = dict(row, fps=seq_fps[name], frames=float(curves[name].n_frames))
     fps = [v for v in seq_fps.values() if v > 0]
-    return Report(
+    return _add_longterm(Report(
         protocol, tracker, dataset,
         {"auc": sc.auc, "precision20": sc.precision20, "norm_precision20": sc.norm_precision20,
          "fps": float(np.mean(fps)) if fps else -1.0, "sequences": float(len(scored))},
@@ -161,7 +182,7 @@ def score_results(
         {"thresholds": OTB_THRESHOLDS.tolist(), "success": sc.success_curve.tolist(), "precision": sc.precision_curve.tolist()},
         missing,
         baseline,
-    )
+    ), scored, results, result_dir, layout)
 
 
 def format_table(report: Report) -> str:
@@ -176,6 +197,10 @@ def format_table(report: Report) -> str:
         lines.append(f"{name:<{width}}  " + "  ".join(f"{row.get(k, float('nan')):>16.4f}" for k in keys))
     over = dict(report.overall, frames=sum(r.get("frames", 0) for r in report.per_sequence.values()))
     lines.append(f"{'overall':<{width}}  " + "  ".join(f"{over.get(k, float('nan')):>16.4f}" for k in keys))
+    if "lt_f_score" in report.overall:
+        o = report.overall
+        lines.append(f"long-term (presence scores): F-score {o['lt_f_score']:.4f}, precision {o['lt_precision']:.4f}, "
+                     f"recall {o['lt_recall']:.4f} at presence >= {o['lt_threshold']:g}")
     return "\n".join(lines) + "\n"
 
 

@@ -5,6 +5,11 @@ passing occluder, over a textured background. Ground truth is pixel-exact: the o
 on whole pixels and ``groundtruth.txt`` holds exactly that rectangle (0-based xywh, original
 pixels). Labels follow GOT-10k: ``cover.label`` = visible eighths rounded up (0 = hidden),
 ``absence.label`` = 1 when hidden, ``cut_by_image.label`` = 0 (the object stays in the image).
+With ``out_of_view`` the object also vanishes for a span late in the sequence (it is not drawn: the target has
+left the view; ``absence`` 1, ``cover`` 0, the box row keeps the position on its path) and comes back elsewhere:
+from the span on, its path is mirrored through the image centre. Long-term tracking and absent-target samples
+thus get a second kind of invisible stretch, one a tracker can only recover from by searching far from where the
+target was last seen.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from PIL import Image
 
 from .fsutil import atomic_write_text
 
-__all__ = ["SyntheticSequence", "make_sequence", "write_got10k_sequence", "write_got10k_split"]
+__all__ = ["SyntheticSequence", "make_sequence", "out_of_view_span", "write_got10k_sequence", "write_got10k_split"]
 
 
 @dataclass
@@ -68,14 +73,20 @@ def make_sequence(
     size: tuple[int, int] = (320, 240),
     seed: int = 0,
     full_occlusion: bool = False,
+    out_of_view: bool = False,
+    object_scale: tuple[float, float] = (0.14, 0.26),
 ) -> SyntheticSequence:
     """Generate one sequence. ``size`` = (width, height). With ``full_occlusion`` the occluder hides
-    the object completely for a few frames in the middle (absence = 1, cover = 0 there)."""
+    the object completely for a few frames in the middle (absence = 1, cover = 0 there). With ``out_of_view``
+    the object is gone for ``max(2, n_frames // 8)`` frames starting at 70 % of the sequence
+    (:func:`out_of_view_span`) and moves on along its path mirrored through the image centre. Neither option
+    changes the random draws, so the frames before the span stay the same. ``object_scale``: the object's width
+    is U(lo, hi) x the image's shorter side."""
     rng = np.random.default_rng(seed)
     width, height = size
     background = _smooth_texture(rng, height, width, cells=24, lo=40, hi=200)
     base = min(width, height)
-    w0 = rng.uniform(0.14, 0.26) * base
+    w0 = rng.uniform(*object_scale) * base
     h0 = w0 * math.exp(rng.uniform(-0.6, 0.6))
     obj_tex = _object_texture(rng, int(h0 * 2.2) + 2, int(w0 * 2.2) + 2)
     # Smooth trajectory: centre on a Lissajous-like path, scale breathing, inside the image.
@@ -92,6 +103,11 @@ def make_sequence(
     occ_h = hs.max() * (1.6 if full_occlusion else 1.2)
     occ_tex = _smooth_texture(rng, int(occ_h) + 2, int(occ_w) + 2, cells=6, lo=90, hi=160)
     mid = n_frames // 2
+    gone = out_of_view_span(n_frames) if out_of_view else range(0)
+    if out_of_view:  # it comes back on the far side: the path mirrored through the image centre
+        after = np.arange(n_frames) >= gone.start
+        cx = np.where(after, width - cx, cx)
+        cy = np.where(after, height - cy, cy)
     frames: list[np.ndarray] = []
     boxes = np.zeros((n_frames, 4), dtype=np.float64)
     cover = np.zeros(n_frames, dtype=np.int64)
@@ -103,8 +119,11 @@ def make_sequence(
         y = int(round(cy[i] - h / 2))
         x = min(max(x, 0), width - w)
         y = min(max(y, 0), height - h)
-        frame[y : y + h, x : x + w] = np.asarray(Image.fromarray(obj_tex).resize((w, h), Image.Resampling.NEAREST))
         boxes[i] = (x, y, w, h)
+        if i in gone:  # out of view: nothing drawn
+            frames.append(frame)
+            continue
+        frame[y : y + h, x : x + w] = np.asarray(Image.fromarray(obj_tex).resize((w, h), Image.Resampling.NEAREST))
         visible = np.ones((h, w), dtype=bool)
         # Occluder centred on the object around the middle frames, sliding left to right.
         offset = (i - mid) / max(1, n_frames // 6)
@@ -127,6 +146,12 @@ def make_sequence(
     cover[0] = 8 if cover[0] == 0 else cover[0]
     absence = (cover == 0).astype(np.int64)
     return SyntheticSequence(name, frames, boxes, cover, absence, occluders)
+
+
+def out_of_view_span(n_frames: int) -> range:
+    """Frames (0-based) where an ``out_of_view`` sequence has no target: ``max(2, n // 8)`` frames from 70 %."""
+    start = max(1, int(0.7 * n_frames))
+    return range(start, min(n_frames, start + max(2, n_frames // 8)))
 
 
 def write_got10k_sequence(seq: SyntheticSequence, folder: str | os.PathLike, *, quality: int = 92) -> Path:
@@ -167,17 +192,22 @@ def write_got10k_split(
     size: tuple[int, int] = (320, 240),
     seed: int = 0,
     full_occlusion_every: int = 0,
+    out_of_view_every: int = 0,
+    object_scale: tuple[float, float] = (0.14, 0.26),
 ) -> list[str]:
     """Write ``n_sequences`` synthetic sequences as ``<root>/<split>/GOT-10k_<Split>_%06d`` plus
     ``list.txt``; returns the sequence names. Every ``full_occlusion_every``-th sequence (0 = none)
-    has a fully hidden stretch."""
+    has a fully hidden stretch, every ``out_of_view_every``-th one (0 = none) an out-of-view stretch;
+    ``object_scale`` as in :func:`make_sequence`."""
     split_dir = Path(root) / split
     split_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for k in range(n_sequences):
         name = f"GOT-10k_{split.capitalize()}_{k + 1:06d}"
         full = bool(full_occlusion_every) and (k % full_occlusion_every == full_occlusion_every - 1)
-        seq = make_sequence(name, n_frames=n_frames, size=size, seed=seed * 1000 + k, full_occlusion=full)
+        gone = bool(out_of_view_every) and (k % out_of_view_every == out_of_view_every - 1)
+        seq = make_sequence(name, n_frames=n_frames, size=size, seed=seed * 1000 + k, full_occlusion=full,
+                            out_of_view=gone, object_scale=object_scale)
         write_got10k_sequence(seq, split_dir / name)
         names.append(name)
     atomic_write_text(split_dir / "list.txt", "".join(n + "\n" for n in names))

@@ -32,6 +32,18 @@ outside the crop, a degenerate box, an implausible scale change, a transport fau
 accepted box *in original-frame pixels*; the next search crop is centred on it and widened by
 ``widen_step`` per consecutive failure up to ``max_search_factor``; the first good answer resets the
 factor. Every fallback frame is counted by reason in :attr:`Tracker.counts`.
+
+Visibility (prompts with an absent answer, e.g. ``r1track-vis-v1``): a reply ``[]`` says the target is not
+in the search crop. The frame gets status :attr:`Status.ABSENT` -- counted in :attr:`Tracker.counts` but not a
+fault (:data:`FAULT_STATUSES` leaves it out) --, keeps the last box and widens the next search as a fallback
+does. Every result carries ``object_presence_score`` (PyTracking's key): 1.0 for an accepted box (and the
+first frame), 0.0 for an absent answer, 0.5 for a fallback frame (the box shown is the last accepted one,
+nothing was learnt about the target). With ``redetect_after`` = N > 0, once N consecutive frames were absent
+or failed, each next search is a **re-detection**: one square crop covering the whole frame (side = the
+frame's longer side, centred, the rest letterboxed black, resized to ``redetect_crop_size``), asked with the
+same prompt and template; its answer passes the same checks (inside the crop, not in the padding, plausible
+size) and, once accepted, tracking returns to local search. ``result.redetect`` marks those frames and
+:attr:`Tracker.redetections` counts the accepted ones.
 """
 
 from __future__ import annotations
@@ -52,7 +64,7 @@ from PIL import Image
 
 from .backends.base import KIND_GROUND, KIND_TRACK, Backend, BackendError, FrameRequest, Reply, RequestImage, Sampling
 from .boxes import BoxXYWH, BoxXYXY, area_xyxy, clip_xyxy, is_finite_box, xywh_to_xyxy, xyxy_to_xywh
-from .crop import ImageSource, load_for_window, load_image, plan_window, render_crop
+from .crop import CropWindow, ImageSource, load_for_window, load_image, plan_window, render_crop
 from .models import DEFAULT_FAMILY, FAMILIES, ModelFamily, get_family
 from .parse import parse_reply
 from .prompts import DEFAULT_THINK_LAYOUT, DEFAULT_VERSION, check_think_layout, get_prompt
@@ -68,6 +80,8 @@ __all__ = [
     "FAULT_STATUSES",
     "SKIP_STATUSES",
     "frame_fault",
+    "presence_score",
+    "full_frame_window",
     "FAMILY_DEFAULTED",
 ]
 
@@ -92,13 +106,30 @@ class Status(str, Enum):
     MISSING_FRAME = "missing_frame"  # no file with this frame number (a gap in the numbering)
     UNREADABLE_FRAME = "unreadable_frame"  # the file cannot be decoded
     IMAGE_TOO_LARGE = "image_too_large"  # over the pixel limit, refused from the header before decoding
+    # Not a fault: the model answered that the target is not visible (visibility-aware prompts)
+    ABSENT = "absent"
 
     __str__ = str.__str__
     __format__ = str.__format__
 
 
-FAULT_STATUSES = tuple(s for s in Status if s not in (Status.OK, Status.INIT))
-"""Every fallback reason: the frame kept the last accepted box."""
+FAULT_STATUSES = tuple(s for s in Status if s not in (Status.OK, Status.INIT, Status.ABSENT))
+"""Every fallback reason: the frame kept the last accepted box (an absent answer keeps it too but is an answer,
+not a fault)."""
+
+PRESENCE_OK = 1.0
+"""``object_presence_score`` of an accepted box (and of the first frame)."""
+PRESENCE_ABSENT = 0.0
+"""``object_presence_score`` of an absent answer."""
+PRESENCE_FALLBACK = 0.5
+"""``object_presence_score`` of a fallback frame: nothing new is known about the target."""
+
+
+def presence_score(status: Status) -> float:
+    """The ``object_presence_score`` a frame of ``status`` reports (see the module docstring)."""
+    if status in (Status.OK, Status.INIT):
+        return PRESENCE_OK
+    return PRESENCE_ABSENT if status == Status.ABSENT else PRESENCE_FALLBACK
 
 SKIP_STATUSES = (Status.MISSING_FRAME, Status.UNREADABLE_FRAME, Status.IMAGE_TOO_LARGE)
 """Fallback reasons of frames that were never sent to the backend (no file, or a file that cannot be decoded)."""
@@ -119,13 +150,14 @@ def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
-FAMILY_DEFAULTED = ("crop_size", "model_min_pixels", "model_max_pixels", "grounding_max_pixels")
+FAMILY_DEFAULTED = ("crop_size", "model_min_pixels", "model_max_pixels", "grounding_max_pixels", "redetect_crop_size")
 """The :class:`TrackerParams` fields a model family fills when they are left None."""
 
 
 def _family_defaults(family: ModelFamily) -> tuple[tuple[str, int], ...]:
     """(field, the family's value) for each of :data:`FAMILY_DEFAULTED`."""
-    values = (family.default_crop_side, family.min_pixels, family.max_pixels, family.grounding_max_pixels)
+    values = (family.default_crop_side, family.min_pixels, family.max_pixels, family.grounding_max_pixels,
+              max(family.data_crop_sides))
     return tuple(zip(FAMILY_DEFAULTED, values))
 
 
@@ -180,6 +212,10 @@ class TrackerParams:
     # Failure policy
     widen_step: float = _setting(1.0, "the search factor grows by this per consecutive failure ...")
     max_search_factor: float = _setting(8.0, "... up to this; back to search_factor on a good answer")
+    redetect_after: int = _setting(0, "after this many consecutive absent or failed frames, search the whole frame "
+                                   "(one square letterboxed crop) until the target is found again; 0: never")
+    redetect_crop_size: int | None = _setting(None, "crop side of a re-detection search (default: the family's "
+                                              "largest training crop side, 504 for qwen2.5-vl, 512 for qwen3)")
     # Memory frame (3 images: template, last confident search crop, search)
     memory: bool = _setting(False, "3 images per request: template, last confident crop, search (the server "
                             "needs --limit-mm-per-prompt '{\"image\":3}')")
@@ -198,6 +234,10 @@ class TrackerParams:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
         family.check_crop_side(self.crop_size, min_pixels=self.model_min_pixels, max_pixels=self.model_max_pixels)
+        family.check_crop_side(self.redetect_crop_size, min_pixels=self.model_min_pixels,
+                               max_pixels=self.model_max_pixels)
+        if isinstance(self.redetect_after, bool) or not isinstance(self.redetect_after, int) or self.redetect_after < 0:
+            raise ValueError(f"redetect_after must be an integer >= 0, got {self.redetect_after!r}")
         check_think_layout(self.think_layout)
         if get_prompt(self.prompt_version).n_images != 2:
             raise ValueError(f"prompt_version {self.prompt_version!r} is not a 2-image (template, search) prompt")
@@ -245,8 +285,16 @@ class TrackerParams:
 
     def sampling(self) -> Sampling:
         """The :class:`Sampling` every tracking request of these params carries."""
-        regex = self.family.answer_regex(self.crop_size) if self.structured_output and not self.think else None
+        regex = None
+        if self.structured_output and not self.think:
+            side = max(self.crop_size, self.redetect_crop_size if self.redetect_after else 0)
+            regex = self.family.answer_regex(side, absent=self.visibility_aware)
         return Sampling(self.temperature, self.top_p, self.effective_max_tokens, regex, self.seed)
+
+    @property
+    def visibility_aware(self) -> bool:
+        """Whether the tracking prompt offers the absent answer (then results carry presence scores)."""
+        return get_prompt(self.memory_prompt_version if self.memory else self.prompt_version).absent
 
     def search_factor_after(self, failures: int) -> float:
         """Search factor after ``failures`` consecutive failures (widened, capped)."""
@@ -287,7 +335,9 @@ class TrackResult:
     answer as parsed, in the search crop's pixels (None if none). ``search_window_xyxy_orig``: the
     search crop's window in original pixels (the template's on the init frame). ``search_factor``: the factor used for this frame.
     ``attempts``: HTTP attempts made. ``faults``: transport faults met by kind, retried ones included
-    (from :attr:`Reply.faults <r1track.backends.Reply>` or the backend error).
+    (from :attr:`Reply.faults <r1track.backends.Reply>` or the backend error). ``object_presence_score``: 1.0
+    accepted box, 0.0 absent answer, 0.5 fallback (:func:`presence_score`). ``redetect``: the search covered the
+    whole frame (re-detection).
     """
 
     frame_index: int
@@ -301,6 +351,12 @@ class TrackResult:
     timing: FrameTiming
     attempts: int = 1
     faults: dict[str, int] = field(default_factory=dict)
+    redetect: bool = False
+
+    @property
+    def object_presence_score(self) -> float:
+        """PyTracking's confidence that the target is in the frame (see :func:`presence_score`)."""
+        return presence_score(self.status)
 
     @property
     def ok(self) -> bool:
@@ -385,6 +441,8 @@ class Tracker:
         self.params = params if params is not None else TrackerParams()
         self.name = name
         self.counts: Counter[str] = Counter()
+        self.redetections = 0
+        """Re-detections accepted (the target found again by a whole-frame search)."""
         self._sampling = self.params.sampling()
         self._state: _State | None = None
         self._pending: FrameRequest | None = None
@@ -410,8 +468,8 @@ class Tracker:
 
     @property
     def faults(self) -> int:
-        """Number of tracked frames that fell back (any reason)."""
-        return sum(n for status, n in self.counts.items() if status != Status.OK)
+        """Number of tracked frames that fell back (any reason; absent answers are not faults)."""
+        return sum(n for status, n in self.counts.items() if status in FAULT_STATUSES)
 
     def _require_state(self) -> _State:
         if self._state is None:
@@ -556,6 +614,7 @@ class Tracker:
         self._state = _State(box, template, box_xyxy_model, template, box_xyxy_model, crop.transform.window_xyxy_orig())
         self._pending = None
         self.counts = Counter()
+        self.redetections = 0
         return box
 
     def build_grounding_request(self, image: ImageSource, text: str) -> FrameRequest:
@@ -646,8 +705,13 @@ class Tracker:
             raise RuntimeError(f"{self.name or 'tracker'}: a request is pending; apply its reply first")
         p = self.params
         factor = p.search_factor_after(st.failures)
-        window = plan_window(st.box_xywh_orig, factor, p.crop_size, check_side=False)  # checked in TrackerParams
-        decoded = load_for_window(image, window)
+        redetect = 0 < p.redetect_after <= st.failures
+        if redetect:  # the whole frame: one square, letterboxed crop
+            decoded = load_image(image)
+            window = full_frame_window(decoded.orig_size, p.redetect_crop_size)
+        else:
+            window = plan_window(st.box_xywh_orig, factor, p.crop_size, check_side=False)  # checked in TrackerParams
+            decoded = load_for_window(image, window)
         crop = render_crop(decoded, window)
         search = RequestImage(crop.image, "search")
         prior = crop.transform.xyxy_orig_to_crop(xywh_to_xyxy(st.box_xywh_orig))
@@ -673,6 +737,7 @@ class Tracker:
             search_transform=crop.transform,
             prior_box_xyxy_model=prior,
             family=p.family,
+            redetect=redetect,
         )
         if prepare:
             self.backend.prepare(request)
@@ -703,6 +768,8 @@ class Tracker:
         """(status, detail, answer box in the crop, accepted box in the original frame)."""
         p = self.params
         parsed = parse_reply(text)
+        if parsed.absent:
+            return Status.ABSENT, "the model answered that the target is not visible", None, None
         if not parsed.ok:
             return Status.NO_BOX, parsed.reason, None, None
         box_model = request.family.decode_xyxy(parsed.box_xyxy_model, request.model_size)  # answer -> crop pixels
@@ -740,6 +807,7 @@ class Tracker:
             st.box_xywh_orig = xyxy_to_xywh(box_orig)
             st.failures = 0
             st.good_answers += 1
+            self.redetections += int(request.redetect)
             if p.memory and st.good_answers % p.memory_update_every == 0:
                 search = request.images[-1]
                 st.memory = RequestImage(search.image, "memory", search.cache)  # same pixels, same cached encodings
@@ -762,4 +830,14 @@ class Tracker:
             timing=FrameTiming(prepare_s, request_s, _timer() - t0),
             attempts=attempts,
             faults=dict(faults or {}),
+            redetect=request.redetect,
         )
+
+
+def full_frame_window(image_size: tuple[int, int], out_side: int) -> CropWindow:
+    """The re-detection window: a square of the frame's longer side covering the whole ``image_size`` (width,
+    height; original pixels), centred, so the shorter side is letterboxed with black on both ends; resized to
+    ``out_side``."""
+    w, h = (int(v) for v in image_size)
+    side = max(w, h, 1)
+    return CropWindow(x0=(w - side) // 2, y0=(h - side) // 2, side=side, out_side=out_side)

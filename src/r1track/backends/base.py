@@ -88,6 +88,7 @@ class FrameRequest:
     ``payload``: a backend's prepared form of the request (for instance serialised JSON), filled by
     :meth:`Backend.prepare` and reused on retries. ``family``: the model family; prompt boxes and answers
     are written in its coordinates (:meth:`answer_text`), every box field here stays in model-input pixels.
+    ``redetect``: the search crop covers the whole frame (the tracker's re-detection).
     """
 
     kind: str
@@ -106,6 +107,7 @@ class FrameRequest:
     prior_box_xyxy_model: BoxXYXY | None = None
     payload: Any = field(default=None, repr=False)
     family: ModelFamily = field(default_factory=lambda: get_family(DEFAULT_FAMILY))
+    redetect: bool = False
 
     def chat_content(self, image_urls: Sequence[str]) -> list[dict]:
         """OpenAI chat ``content``: the images (one URL per image, in order), then the text —

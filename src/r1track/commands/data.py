@@ -93,7 +93,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", default=None, help="output folder (default: datasets_info/r1track)")
     b.add_argument("--format", dest="formats", type=_names, default=("llamafactory",),
                    help="comma-separated: llamafactory, easyr1, verl (default: llamafactory)")
-    b.add_argument("--profile", default="r1track", help="r1track (default) or r1track-5k")
+    b.add_argument("--profile", default="r1track", help="r1track (default), r1track-5k or r1track-vis (absent-target samples)")
     b.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     b.add_argument("--workers", type=int, default=1, help="render processes (default 1)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing output folder (atomically)")
@@ -123,6 +123,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "of 32 in 256..512 for qwen3-vl / qwen3.5 (default: 336 / 384)")
     g.add_argument("--balance", type=_names, default=None, help="aspect,scale | aspect | scale | none")
     g.add_argument("--val-fraction", type=float, default=None, help="share of sequences held out for val")
+    g.add_argument("--absent-fraction", type=float, default=None,
+                   help="share of samples whose search frame has the target absent or fully covered (GOT-10k, LaSOT "
+                        "labels), answered [] (default 0; profile r1track-vis: 0.2); switches the prompt to "
+                        "r1track-vis-v1 unless --prompt is given")
+    g.add_argument("--absent-from-empty-boxes", action="store_true", default=None,
+                   help="generic folders: a NaN or zero-size box line means the target is absent (for absent samples)")
     t = b.add_argument_group("text and pixels")
     t.add_argument("--prompt", default=None, help="prompt version (r1track prompts show)")
     t.add_argument("--think", action="store_true", default=None, help="add the think instruction to the prompt")
@@ -138,12 +144,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace):
     from ..data.profiles import get_profile
     from ..models import DEFAULT_FAMILY, infer_family
+    from ..prompts import get_prompt
 
     cfg = get_profile(args.profile)
     n_images = 3 if args.triples else None
     prompt = args.prompt
     if n_images == 3 and prompt is None and cfg.prompt != "r1track-mem-v1":
         prompt = "r1track-mem-v1"
+    if args.absent_fraction and prompt is None and not get_prompt(cfg.prompt).absent:
+        prompt = "r1track-vis-v1"  # the prompt that offers the absent answer
     num_samples = args.num_samples
     max_gap = args.max_gap
     changes = dict(
@@ -159,6 +168,8 @@ def _config(args: argparse.Namespace):
         crop_sides=args.crop_sizes,
         balance=args.balance,
         val_fraction=args.val_fraction,
+        absent_fraction=args.absent_fraction,
+        absent_from_empty_boxes=args.absent_from_empty_boxes,
         prompt=prompt,
         think=args.think,
         think_layout=args.think_layout,

@@ -63,6 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", choices=["box", "text"], default="box", help="initialise from the first box or the description (LaSOT)")
     p.add_argument("--max-frames", type=int, help="only the first N frames of each sequence (quick checks)")
     p.add_argument("--oracle-noise", type=float, default=0.0, help="oracle: Gaussian noise in model pixels")
+    p.add_argument("--oracle-failures", default=None, metavar="miss=R,jump=R,jitter=PX",
+                   help="oracle: SIMULATED model mistakes -- says [] (visibility prompts) or answers a wrong place "
+                        "when the target is invisible or out of the crop, misses (rate), jumps to a wrong place "
+                        "(rate), jitter in model pixels (r1track.backends.oracle.FailureModel)")
     p.add_argument("--name", help="tracker name in reports and plots (default: the checkpoint or preset, as in the run folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--compare", action="append", default=[], metavar="RUN",
@@ -122,6 +126,13 @@ def run(args: argparse.Namespace) -> int:
     options = backend_options(args, backend, params)
     if backend == "oracle":
         options["noise_px"] = args.oracle_noise
+        if args.oracle_failures is not None:
+            from ..backends.oracle import FailureModel
+
+            try:
+                options["failures"] = FailureModel.parse(args.oracle_failures)
+            except ValueError as exc:
+                raise CommandError(f"--oracle-failures: {exc}") from None
     try:
         settings = EvalSettings(
             out_dir=out, backend=backend, servers=tuple(args.server), model=args.model, concurrency=args.concurrency,

@@ -8,7 +8,8 @@ DESCRIPTION = """\
 Track one target through one video (a folder of frames, or a video file with PyAV installed) and write:
 
   OUT/boxes.txt     x,y,w,h per frame (original pixels, full precision; frame 1 = the initial box)
-  OUT/frames.jsonl  per frame: status (ok or the fallback reason), the model's reply, seconds
+  OUT/frames.jsonl  per frame: status (ok, absent or the fallback reason), the model's reply, seconds (and,
+                    with a visibility prompt, object_presence_score and redetect)
   OUT/track.gif     the frames with the box drawn (--annotated NAME.mp4 for MP4, needs PyAV)
 
 Start from a box (--init x,y,w,h, 0-based pixels of the first frame) or from a description (--text, Qwen's
@@ -151,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
                 row = {"frame": k, "status": r.status, "reply": r.reply, "seconds": r.timing.total_s}
                 if r.status is not Status.INIT:
                     row.update(detail=r.detail, attempts=r.attempts, faults=r.faults)
+                if tracker.params.visibility_aware:
+                    row["object_presence_score"] = r.object_presence_score
+                    row["redetect"] = r.redetect
                 rows.append(row)
                 if r.status in SKIP_STATUSES:  # a missing or undecodable frame has no picture to annotate
                     print(f"r1track track: {r.detail} ({r.status}); the last box is kept", file=sys.stderr)

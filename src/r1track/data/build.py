@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import __version__
 from ..models import get_family
-from ..prompts import format_box, render_answer, render_text
+from ..prompts import ABSENT_ANSWER, format_box, render_answer, render_text
 from .balance import bin_labels, histogram, spread
 from .checks import SEQUENCE_REASONS, CheckedSequence, Issue, check_sequence
 from .profiles import SamplerConfig
@@ -171,13 +171,13 @@ def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSampl
     family = get_family(cfg.model_family)
     side = plan.crops[0].window.out_side
     boxes = [family.encode_xyxy(b, (side, side)) for b in result.boxes_xyxy_crop]
-    for b in boxes:
+    for b in boxes[:-1] if plan.absent else boxes:
         x1, y1, x2, y2 = json.loads(format_box(b))
         if x2 <= x1 or y2 <= y1:
             return "degenerate_box"
     prompt_boxes = boxes[:-1]
     user_text = render_text(cfg.prompt, think=cfg.think, boxes_xyxy_model=prompt_boxes, think_layout=cfg.think_layout)
-    answer = render_answer(boxes[-1])
+    answer = ABSENT_ANSWER if plan.absent else render_answer(boxes[-1])
     width = 6
     names = tuple(f"{index:0{width}d}_{c.role}.jpg" for c in plan.crops)
     extra = {
@@ -200,6 +200,7 @@ def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSampl
         "answer": answer,
         "images": list(names),
         "model_family": family.name,
+        **({"absent": True} if plan.absent else {}),
     }
     return BuiltSample(plan.split, index, names, result.jpegs, user_text, answer, extra)
 
@@ -284,6 +285,7 @@ def build(
         written_plans: list[SamplePlan] = []
         dropped: Counter = Counter()
         crop_sides: Counter = Counter()
+        absent_written = {"train": 0, "val": 0}
         clipped = 0
         with open(tmp / "samples.jsonl", "w", encoding="utf-8") as manifest:
             for result in _progress(results, total=len(plans), desc="rendering", unit="sample", enabled=progress):
@@ -299,10 +301,13 @@ def build(
                     w.add(sample)
                 manifest.write(json.dumps(sample.extra, ensure_ascii=False) + "\n")
                 written[sample.split] += 1
-                if sample.split == "train":
-                    written_plans.append(result.plan)
                 crop_sides[str(result.plan.crops[0].window.out_side)] += 1
-                clipped += int(tuple(result.boxes_xyxy_crop[-1]) != tuple(result.boxes_xyxy_crop_raw[-1]))
+                if result.plan.absent:  # no target box: left out of the histograms and the clipping count
+                    absent_written[sample.split] += 1
+                else:
+                    if sample.split == "train":
+                        written_plans.append(result.plan)
+                    clipped += int(tuple(result.boxes_xyxy_crop[-1]) != tuple(result.boxes_xyxy_crop_raw[-1]))
                 if _after_sample is not None:
                     _after_sample(sum(written.values()))
         if pool is not None:
@@ -346,6 +351,8 @@ def build(
                 "written": written,
                 "dropped": dict(sorted(dropped.items())),
                 "answer_boxes_clipped": clipped,
+                **({"absent": {"candidates": {"train": train.absent_candidates, "val": val.absent_candidates},
+                               "written": absent_written}} if cfg.absent_fraction > 0 else {}),
             },
             "crop_sides": dict(sorted(crop_sides.items(), key=lambda kv: int(kv[0]))),
             "histograms": {

@@ -1,6 +1,6 @@
 """Sampler settings and the named profiles of ``r1track data build``.
 
-Two profiles:
+Three profiles:
 
 * ``r1track`` (default, ours): pairs from visible frames at most ``max_gap`` frames apart, template
   before search; template crop centred on the target at the tracker's template factor; search crop
@@ -10,6 +10,16 @@ Two profiles:
   two random frames per video in random temporal order, each cropped on its own with area factor
   U(2, 8) and a centre shift of U(-0.2, 0.2) x crop side, 336 px, black padding, prompt
   ``r1track-v0``. README ("Training data") lists every place where r1track differs.
+* ``r1track-vis``: ``r1track`` plus absent-target samples (``absent_fraction`` 0.2) and the visibility-aware
+  prompt ``r1track-vis-v1``, whose answer for an absent target is ``[]``.
+
+Absent samples (``absent_fraction`` F > 0, pairs only): a share F of the set has a search frame whose target is
+absent or fully covered by the dataset's labels (GOT-10k ``absence.label`` / ``cover.label`` 0, LaSOT
+``full_occlusion.txt`` / ``out_of_view.txt``; generic folders only with ``absent_from_empty_boxes``, where a
+NaN or zero-size box line then means absent), the template a usable frame before it within ``max_gap``, and the
+search window centred on the last box seen before the search frame (where a tracker that just lost the target
+would look), with the usual search jitter. The answer is ``[]``. Templates are always visible. F = 0 (the
+default) plans exactly what it planned before, byte for byte.
 
 All factors are area factors in the sense of :func:`r1track.crop.plan_window`: window side =
 ``ceil(sqrt(w * h) * factor)`` original pixels.
@@ -22,7 +32,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..models import DEFAULT_FAMILY, get_family
-from ..prompts import DEFAULT_THINK_LAYOUT, check_think_layout, get_prompt
+from ..prompts import DEFAULT_THINK_LAYOUT, PROMPTS, check_think_layout, get_prompt
 from ..tracker import TrackerParams
 
 __all__ = [
@@ -33,6 +43,7 @@ __all__ = [
     "SUPPORTED_CROP_SIDES",
     "BALANCE_DIMENSIONS",
     "SamplerConfig",
+    "LABELLED_DATASETS",
     "PROFILES",
     "DEFAULT_PROFILE",
     "get_profile",
@@ -54,6 +65,11 @@ example configs (``image_min_pixels`` / ``image_max_pixels``) are checked agains
 
 BALANCE_DIMENSIONS = ("aspect", "scale")
 
+LABELLED_DATASETS = ("got10k", "lasot")
+"""Datasets whose visibility labels say when a target is absent (for absent samples)."""
+
+_ABSENT_FIELDS = ("absent_fraction", "absent_from_empty_boxes")
+
 
 @dataclass(frozen=True)
 class SamplerConfig:
@@ -72,6 +88,8 @@ class SamplerConfig:
     its coordinates and crop sides follow its rule. ``crop_sides``: each sample draws one side (all its
     images share it); empty = the family's default side (336 or 384). ``balance``: subset of
     ("aspect", "scale"). ``val_fraction``: share of sequences held out for the val split.
+    ``absent_fraction``: share of absent-target samples (module docstring; needs a prompt with the absent
+    answer). ``absent_from_empty_boxes``: in generic folders, a NaN or zero-size box line means absent.
     """
 
     name: str
@@ -96,6 +114,8 @@ class SamplerConfig:
     jpeg_quality: int = 95
     val_fraction: float = 0.02
     model_family: str = DEFAULT_FAMILY
+    absent_fraction: float = 0.0
+    absent_from_empty_boxes: bool = False
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -146,6 +166,14 @@ class SamplerConfig:
         bad = [b for b in self.balance if b not in BALANCE_DIMENSIONS]
         if bad:
             raise ValueError(f"unknown balance dimension(s) {bad}; known: {', '.join(BALANCE_DIMENSIONS)}")
+        if not (0.0 <= self.absent_fraction < 1.0):
+            raise ValueError(f"absent fraction must be in [0, 1), got {self.absent_fraction}")
+        if self.absent_fraction > 0 and self.n_images != 2:
+            raise ValueError("absent samples are made for pairs only (no triples)")
+        if self.absent_fraction > 0 and not p.absent:
+            absent_prompts = ", ".join(k for k, v in PROMPTS.items() if v.absent)
+            raise ValueError(f"absent samples need a prompt that offers the absent answer [] ({absent_prompts}; "
+                             f"profile r1track-vis), not {self.prompt!r}")
         if not (0.0 <= self.val_fraction < 1.0):
             raise ValueError(f"val fraction must be in [0, 1), got {self.val_fraction}")
         if not (1 <= self.jpeg_quality <= 100):
@@ -166,8 +194,13 @@ class SamplerConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """The settings (for ``stats.json``); the absent-sample settings only when they are used, so a build
+        without absent samples writes the same ``stats.json`` as before they existed."""
         d = dataclasses.asdict(self)
         d.pop("description")
+        if self.absent_fraction == 0 and not self.absent_from_empty_boxes:
+            for name in _ABSENT_FIELDS:
+                d.pop(name)
         return d
 
 
@@ -196,6 +229,13 @@ PROFILES: dict[str, SamplerConfig] = {
             description="reference R1-Track-5k recipe: two random frames per video, independent crops with area "
             "factor U(2,8) and centre shift U(-0.2,0.2) x side, 336 px (the family's default side), r1track-v0 prompt, "
             "black padding; with --think, the reference think-GRPO layout (instruction, images, task)",
+        ),
+        SamplerConfig(
+            name="r1track-vis",
+            prompt="r1track-vis-v1",
+            absent_fraction=0.2,
+            description="r1track plus 20 % absent-target samples (search frame absent or fully covered by the "
+            "GOT-10k / LaSOT labels, answer []), r1track-vis-v1 prompt; for visibility-aware tracking (preset vis)",
         ),
     )
 }

@@ -13,21 +13,28 @@ Rules (see :class:`~r1track.data.profiles.SamplerConfig` for the knobs):
   from its candidates; with balancing, search frames are drawn from all candidates with weights
   1 / (candidates in the same aspect/scale cell) (Efraimidis-Spirakis keys), at most
   ``max_per_sequence`` per sequence;
-* partners are drawn uniformly among the frames that qualify; then each image gets its window.
+* partners are drawn uniformly among the frames that qualify; then each image gets its window;
+* with ``absent_fraction`` F > 0 (pairs), ``round(n * F / (1 - F))`` absent samples join the ``n`` visible
+  ones (fewer when the data has fewer absent candidates): search frames drawn uniformly among the frames whose
+  target is absent (:func:`absent_frames`) that have a usable template within ``max_gap`` before them, the
+  search window centred on the last usable box before the search frame, and their places in the sample order
+  drawn at random (the visible samples keep their order). They are planned after the visible samples from the same generator, so the visible plan
+  is unchanged, and F = 0 draws nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..crop import CropJitter, CropWindow, plan_window
 from .balance import aspect_log2, balance_weights, histogram, scale_log2
 from .checks import CheckedSequence
-from .profiles import SamplerConfig
+from .profiles import LABELLED_DATASETS, SamplerConfig
 
-__all__ = ["CropPlan", "SamplePlan", "SplitPlan", "split_sequences", "search_candidates", "plan_split", "search_values", "ROLES"]
+__all__ = ["CropPlan", "SamplePlan", "SplitPlan", "split_sequences", "search_candidates", "absent_frames",
+           "absent_candidates", "plan_split", "search_values", "ROLES"]
 
 ROLES = {2: ("template", "search"), 3: ("template", "memory", "search")}
 
@@ -54,6 +61,9 @@ class SamplePlan:
     sequence: str
     image_size: tuple[int, int]
     crops: tuple[CropPlan, ...]
+    absent: bool = False
+    """The target is not visible in the search frame; the search crop's ``box_xywh_orig`` is then the last box
+    seen before it (the one its window is centred on) and the answer is ``[]``."""
 
     @property
     def search(self) -> CropPlan:
@@ -72,6 +82,7 @@ class SplitPlan:
     candidates: int
     no_candidates: list[str] = field(default_factory=list)
     before: dict[str, list[int]] = field(default_factory=dict)
+    absent_candidates: int = 0
 
 
 def split_sequences(
@@ -119,6 +130,70 @@ def search_candidates(usable: np.ndarray, cfg: SamplerConfig) -> np.ndarray:
     prev = np.concatenate([[-1], last[:-1]])
     ok = (prev >= 0) & (prev >= s - cfg.memory_max_gap) & (_count(c, s - gap, prev - 1) > 0)
     return np.flatnonzero(u & ok)
+
+
+def absent_frames(cs: CheckedSequence, cfg: SamplerConfig) -> np.ndarray:
+    """(N,) bool: frames whose target is absent by the dataset's labels (:data:`LABELLED_DATASETS`: present
+    file, not visible) or, with ``absent_from_empty_boxes`` in a generic folder, whose box line is NaN or has
+    no size."""
+    present = np.array([f is not None for f in cs.frames], dtype=bool)
+    if cs.seq.dataset.split("-")[0] in LABELLED_DATASETS:  # got10k-<split>, lasot
+        return present & ~np.asarray(cs.seq.visible, dtype=bool)
+    if cfg.absent_from_empty_boxes and cs.seq.dataset == "generic":
+        b = np.asarray(cs.seq.boxes_xywh_orig, dtype=np.float64).reshape(-1, 4)
+        with np.errstate(invalid="ignore"):
+            good = np.isfinite(b).all(axis=1) & (b[:, 2] > 0) & (b[:, 3] > 0)
+        return present & ~good
+    return np.zeros(len(cs.frames), dtype=bool)
+
+
+def absent_candidates(cs: CheckedSequence, cfg: SamplerConfig) -> np.ndarray:
+    """Indices of absent frames with a usable template frame at most ``max_gap`` before them."""
+    u = np.asarray(cs.usable, dtype=bool)
+    n = len(u)
+    s = np.arange(n)
+    gap = cfg.max_gap if cfg.max_gap is not None else n
+    ok = _count(_prefix(u), s - gap, s - 1) > 0
+    return np.flatnonzero(absent_frames(cs, cfg)[:n] & ok)
+
+
+def _plan_absent(
+    checked: list[CheckedSequence], cfg: SamplerConfig, rng: np.random.Generator, n_visible: int
+) -> tuple[list[tuple[CheckedSequence, list[CropPlan]]], int]:
+    """(absent samples as (sequence, crops), number of candidates); see the module docstring."""
+    pool = [(cs, int(s)) for cs in checked for s in absent_candidates(cs, cfg)]
+    n_want = int(round(n_visible * cfg.absent_fraction / (1.0 - cfg.absent_fraction)))
+    k = min(n_want, len(pool))
+    out = []
+    for j in (rng.choice(len(pool), size=k, replace=False) if k else []):
+        cs, s = pool[int(j)]
+        u = np.asarray(cs.usable, dtype=bool)
+        gap = cfg.max_gap if cfg.max_gap is not None else len(u)
+        lo = max(0, s - gap)
+        templates = np.flatnonzero(u[lo:s]) + lo
+        t = int(rng.choice(templates))
+        last = int(np.flatnonzero(u[:s])[-1])  # the last box seen before the target went
+        side = int(cfg.crop_sides[int(rng.integers(len(cfg.crop_sides)))]) if len(cfg.crop_sides) > 1 else int(cfg.crop_sides[0])
+        crops = []
+        for role, f, box_row in (("template", t, t), ("search", s, last)):
+            box = tuple(float(v) for v in cs.seq.boxes_xywh_orig[box_row])
+            crops.append(CropPlan(role, str(cs.frames[f]), f, box, _window(cfg, role, box, side, rng)))  # type: ignore[arg-type]
+        out.append((cs, crops))
+    return out, len(pool)
+
+
+def _window(cfg: SamplerConfig, role: str, box: tuple[float, float, float, float], side: int, rng: np.random.Generator) -> CropWindow:
+    """The planned window of one image (template or search/memory), drawing its factor and jitter from ``rng``."""
+    if role == "template":
+        factor = _factor(rng, cfg.template_factor)
+        c = cfg.template_center_jitter
+        jitter = CropJitter(center=c) if c > 0 else None
+    else:
+        factor = _factor(rng, cfg.search_factor)
+        c, sc = cfg.search_center_jitter, tuple(cfg.search_scale_jitter)
+        jitter = CropJitter(center=c, scale=sc) if (c > 0 or sc != (1.0, 1.0)) else None
+    # side checked against the model family's rule by SamplerConfig
+    return plan_window(box, factor, side, jitter=jitter, rng=rng if jitter else None, check_side=False)
 
 
 def _partners(u: np.ndarray, s: int, cfg: SamplerConfig, rng: np.random.Generator) -> list[int]:
@@ -209,25 +284,26 @@ def plan_split(
         crops = []
         for role, f in zip(roles, idx):
             box = tuple(float(v) for v in cs.seq.boxes_xywh_orig[f])
-            if role == "template":
-                factor = _factor(rng, cfg.template_factor)
-                c = cfg.template_center_jitter
-                jitter = CropJitter(center=c) if c > 0 else None
-            else:
-                factor = _factor(rng, cfg.search_factor)
-                c, sc = cfg.search_center_jitter, tuple(cfg.search_scale_jitter)
-                jitter = CropJitter(center=c, scale=sc) if (c > 0 or sc != (1.0, 1.0)) else None
-            # side checked against the model family's rule by SamplerConfig
-            window = plan_window(box, factor, side, jitter=jitter, rng=rng if jitter else None, check_side=False)
-            crops.append(CropPlan(role, str(cs.frames[f]), f, box, window))  # type: ignore[arg-type]
+            crops.append(CropPlan(role, str(cs.frames[f]), f, box, _window(cfg, role, box, side, rng)))  # type: ignore[arg-type]
         samples.append(
             SamplePlan(split, len(samples), cs.seq.dataset, cs.seq.name, cs.image_size, tuple(crops))
         )
-    return SplitPlan(split, samples, len(checked), int(len(frames_a)), no_cand, before)
+    n_absent_candidates = 0
+    if cfg.absent_fraction > 0:
+        absent, n_absent_candidates = _plan_absent(checked, cfg, rng, len(samples))
+        total = len(samples) + len(absent)
+        at = rng.choice(total, size=len(absent), replace=False) if absent else np.zeros(0, dtype=np.int64)
+        merged: list[SamplePlan | None] = [None] * total
+        for k, (cs, crops) in zip(at, absent):
+            merged[int(k)] = SamplePlan(split, 0, cs.seq.dataset, cs.seq.name, cs.image_size, tuple(crops), absent=True)
+        visible = iter(samples)  # the visible samples keep their order in the free places
+        samples = [replace(p if p is not None else next(visible), index=i) for i, p in enumerate(merged)]
+    return SplitPlan(split, samples, len(checked), int(len(frames_a)), no_cand, before, n_absent_candidates)
 
 
 def search_values(samples: list[SamplePlan]) -> dict[str, np.ndarray]:
-    """aspect / scale values of the search targets of ``samples`` (for the "after" histograms)."""
+    """aspect / scale values of the search targets of ``samples`` (for the "after" histograms; pass visible
+    samples only: an absent sample's search box is the last one seen)."""
     boxes = np.array([s.search.box_xywh_orig for s in samples], dtype=np.float64).reshape(-1, 4)
     sizes = np.array([s.image_size for s in samples], dtype=np.float64).reshape(-1, 2)
     return {"aspect": aspect_log2(boxes), "scale": scale_log2(boxes, sizes)}

@@ -46,7 +46,7 @@ from typing import Any
 from ..backends import Backend, BackendError, backend_names, get_backend_spec, make_backend
 from ..backends.openai import ENV_BASE_URL, ENV_MODEL
 from ..faults import FaultGuard, FaultPolicy, FaultRecord, SequenceStopped, format_summary
-from ..tracker import FAMILY_DEFAULTED, Status, Tracker, TrackerParams
+from ..tracker import FAMILY_DEFAULTED, FAULT_STATUSES, Status, Tracker, TrackerParams
 
 ENV_BACKEND = "R1TRACK_BACKEND"
 """Overrides the parameter file's ``backend`` (``R1TRACK_BACKEND=vllm`` with ``R1TRACK_MODEL=<checkpoint>``: the
@@ -284,7 +284,9 @@ class PyTrackingSession:
         TOTALS["frames"] += 1
         RECORD.add_frame(result)
         self.counts[result.status] += 1
-        if result.status != Status.OK:
+        if result.status == Status.ABSENT:
+            TOTALS[result.status] += 1
+        elif result.status != Status.OK:
             TOTALS["faults"] += 1
             TOTALS[result.status] += 1
             log.warning("r1track: %s frame %d: %s (%s); kept the last box [fallback %d in this sequence]",
@@ -296,8 +298,11 @@ class PyTrackingSession:
             log.error("r1track: %s STOPPED at frame %d, no result for this sequence: %s", self.name,
                       result.frame_index, exc)
             raise
-        return {"target_bbox": [float(v) for v in result.box_xywh_orig], "r1track_status": result.status}
+        out = {"target_bbox": [float(v) for v in result.box_xywh_orig], "r1track_status": result.status}
+        if self.tracker.params.visibility_aware:  # PyTracking saves it as {seq}_object_presence_scores.txt
+            out["object_presence_score"] = result.object_presence_score
+        return out
 
     @property
     def faults(self) -> int:
-        return sum(n for s, n in self.counts.items() if s != Status.OK)
+        return sum(n for s, n in self.counts.items() if s in FAULT_STATUSES)
