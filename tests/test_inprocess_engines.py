@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = ROOT / "tests" / "upstream" / "engine_probe.py"
 RUN = ["-c", f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); sys.argv[0] = 'r1track'; "
              "from r1track.cli import main; sys.exit(main())"]
-TINY = ["--crop-size", "224", "--model-max-pixels", str(224 * 224)]
+TINY = ["--crop-size", "224", "--redetect-crop-size", "224", "--model-max-pixels", str(224 * 224)]
 VLLM = ["--enforce-eager", "--max-model-len", "2048", "--dtype", "bfloat16"]
 
 pytestmark = pytest.mark.slow

@@ -42,8 +42,8 @@ def build_requests(regex: bool) -> list:
     class Builder(Backend):  # builds requests only; never asked
         supports_grounding = True
 
-    params = TrackerParams(crop_size=CROP, model_max_pixels=CROP * CROP, structured_output=regex,
-                           grounding_max_pixels=CROP * CROP)
+    params = TrackerParams(crop_size=CROP, redetect_crop_size=CROP, model_max_pixels=CROP * CROP,
+                           structured_output=regex, grounding_max_pixels=CROP * CROP)
     requests = []
     for k in range(N_SEQUENCES):
         seq = make_sequence(f"probe{k}", n_frames=N_FRAMES + 1, seed=100 + k)
