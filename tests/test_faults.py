@@ -158,6 +158,7 @@ def test_track_stops_when_the_server_dies_and_redacts_echoed_keys(tmp_path, caps
     assert not (tmp_path / "dead" / "boxes.txt").exists() and not (tmp_path / "dead" / "track.gif").exists()
 
 
+@pytest.mark.slow  # a 512-sequence stress run in a subprocess (about 10 s): CI runs it, the fast suite does not
 def test_concurrency_512_under_an_open_file_limit_of_1024(tmp_path):
     root = tmp_path / "d"
     # replay logs held open per sequence (512) beside a socket per request (512) passed 1024 here

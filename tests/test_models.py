@@ -192,9 +192,9 @@ def OpenAIServer_(**kw):
     return OpenAIServer(**kw)
 
 
-@pytest.mark.parametrize("family,fast_frames", [("qwen3-vl", 200), ("qwen3.5", 120)])
+@pytest.mark.parametrize("family,fast_frames", [("qwen3-vl", 100), ("qwen3.5", 60)])
 def test_oracle_reaches_exact_geometry_in_every_family(realseq_dir, family, fast_frames):
-    """The six real sequences, every frame under the heavy profile (CI), the first 200 (qwen3-vl) or 120
+    """The six real sequences, every frame under the heavy profile (CI), the first 100 (qwen3-vl) or 60
     (qwen3.5: same factor and grid) frames of each otherwise (qwen2.5-vl: tests/test_tracker_oracle.py)."""
     frames = frame_budget(fast_frames)
     all_ious = []
