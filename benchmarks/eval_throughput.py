@@ -1,22 +1,32 @@
-"""Frames per second of `r1track eval` against a server that imitates vLLM, vs. the reference design.
+"""Frames per second of `r1track eval`: against the reference design, with the client as the bottleneck, and
+near a fast server's capacity, with one and with several client processes (``--workers``).
 
 The server (``python -m r1track.testing.openai_server``, its own process) answers every request after a
 fixed latency and processes at most ``capacity`` requests at once, so it can serve at most
-``capacity / latency`` frames/s, like a vLLM engine with a full batch. Both clients track the same
-synthetic sequences (GOT-10k layout, written once):
+``capacity / latency`` frames/s, like a vLLM engine with a full batch. Every scenario tracks the same
+synthetic sequences (GOT-10k layout, written once). Scenarios (``--scenario``, default all):
 
-* **r1track eval**: :func:`r1track.evaluate.evaluate` with hundreds of sequences in flight from one
-  event loop, keep-alive connections, the template encoded once per sequence, reduced JPEG decoding.
-* **reference design** (R1-Track's ``infer_script/r1track.py``, rewritten here from its description):
-  8 sequences in flight (a thread pool of 8), every frame fully decoded, template *and* search encoded
-  to base64 JPEG for every request, a new HTTP connection per request.
+* ``reference``: **r1track eval** (hundreds of sequences in flight from one event loop, keep-alive
+  connections, the template encoded once per sequence, reduced JPEG decoding) against the **reference
+  design** (R1-Track's ``infer_script/r1track.py``, rewritten here from its description: 8 sequences in
+  flight, every frame fully decoded, template *and* search encoded for every request, a new HTTP connection
+  per request) at ``--latency`` / ``--capacity`` (default 0.5 s, 128: 256 frames/s). The reference runs on
+  the first ``--reference-sequences`` sequences (its rate is steady after the first second).
+* ``client-bound``: the server in its cheapest mode (a fixed reply, request bodies not parsed, no latency,
+  no capacity limit), so the client alone sets the pace: frames/s, the client's CPU milliseconds per frame
+  and the cores it kept busy (all its processes and threads: decoding, cropping and encoding run in a thread
+  pool and release the GIL, so one process already uses more than one core) for each ``--workers`` count,
+  and the ratio to one worker.
+* ``high-capacity``: a server faster than one client core can feed (``--fast-latency`` 0.2 s x
+  ``--fast-capacity`` 128 = 640 frames/s): frames/s and share of the capacity per worker count.
 
-The reference needs minutes for the whole set at its rate, so it runs on the first
-``--reference-sequences`` sequences (the same frames, fewer of them; its rate is steady after the first
-second). Prints one table: frames/s, share of the server's capacity, ratio to the reference.
+Against a real server (a GPU machine with ``vllm serve``; see the README) ``--server URL --model NAME`` runs
+``r1track eval`` for each ``--workers`` count against it instead (its capacity is unknown: no share shown).
 
-    python benchmarks/eval_throughput.py                      # defaults: latency 0.5 s, capacity 128
-    python benchmarks/eval_throughput.py --latency 0.25 --capacity 64 --sequences 128
+    python benchmarks/eval_throughput.py                                  # every scenario, fake servers
+    python benchmarks/eval_throughput.py --scenario client-bound --workers 1,2
+    python benchmarks/eval_throughput.py --server http://127.0.0.1:8000/v1 --model WangBiao/R1-Track-GRPO-wo-Think-100k \
+        --workers 1,2,4 --data /data/GOT-10k
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -55,11 +67,13 @@ def free_port() -> int:
     return port
 
 
-def start_server(latency: float, capacity: int) -> tuple[subprocess.Popen, str]:
+def start_server(latency: float, capacity: int | None) -> tuple[subprocess.Popen, str]:
+    """The fake server in its cheapest mode (fixed reply, bodies not parsed); ``capacity`` None: unlimited."""
     port = free_port()
+    limit = ["--capacity", str(capacity)] if capacity else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "r1track.testing.openai_server", "--port", str(port), "--latency", str(latency),
-         "--capacity", str(capacity), "--reply", REPLY],
+         *limit, "--reply", REPLY],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 20
@@ -102,61 +116,148 @@ def reference_sequence(seq, port: int, params: TrackerParams) -> int:
     return len(seq.frames) - 1
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--latency", type=float, default=0.5, help="seconds per request at the server (default 0.5)")
-    ap.add_argument("--capacity", type=int, default=128, help="requests the server processes at once (default 128)")
-    ap.add_argument("--sequences", type=int, default=256, help="sequences (default 256)")
-    ap.add_argument("--frames", type=int, default=21, help="frames per sequence (default 21)")
-    ap.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
-    ap.add_argument("--concurrency", type=int, default=None, help="r1track's sequences in flight (default 2 x capacity)")
-    ap.add_argument("--reference-sequences", type=int, default=24, help="sequences for the reference design (default 24)")
-    args = ap.parse_args()
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    capacity_fps = args.capacity / args.latency
-    tmp = Path(tempfile.mkdtemp(prefix="r1track-bench-"))
+def client_cpu_s() -> float:
+    """CPU seconds of this process and of its children that ended (the eval workers; not the server, which
+    is still running when this is read)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds of a running process (Linux ``/proc``; None elsewhere)."""
     try:
-        print(f"writing {args.sequences} sequences x {args.frames} frames of {w}x{h} ...", file=sys.stderr)
-        write_got10k_split(tmp / "data", "val", n_sequences=args.sequences, n_frames=args.frames, size=(w, h), seed=1)
-        seqs = list(read_got10k(tmp / "data", "val"))
-        params = TrackerParams()
-        rows = []
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
-        proc, url = start_server(args.latency, args.capacity)
-        try:
-            conc = args.concurrency or 2 * args.capacity
-            t0 = time.perf_counter()
-            run = evaluate(seqs, EvalSettings(out_dir=tmp / "out", backend="openai", servers=(url,), model="fake-model",
-                                              concurrency=conc, params=params, progress=False))
-            dt = time.perf_counter() - t0
-            rows.append(("r1track eval", conc, run.frames_tracked, dt))
-        finally:
-            proc.terminate()
-            proc.wait()
 
-        proc, url = start_server(args.latency, args.capacity)
-        try:
-            port = int(url.rsplit(":", 1)[1].split("/")[0])
-            ref = seqs[: args.reference_sequences]
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(8) as pool:
-                frames = sum(pool.map(lambda s: reference_sequence(s, port, params), ref))
-            dt = time.perf_counter() - t0
-            rows.append(("reference design", 8, frames, dt))
-        finally:
-            proc.terminate()
-            proc.wait()
+def run_eval(seqs, out: Path, urls: tuple[str, ...], model: str | None, params: TrackerParams, concurrency: int,
+             workers: int, server_pid: int | None = None) -> dict:
+    """One ``r1track eval`` run: frames, wall seconds, client CPU seconds (and the server's, when known)."""
+    shutil.rmtree(out, ignore_errors=True)
+    srv0 = process_cpu_s(server_pid) if server_pid else None
+    cpu0, t0 = client_cpu_s(), time.perf_counter()
+    run = evaluate(seqs, EvalSettings(out_dir=out, backend="openai", servers=urls, model=model, concurrency=concurrency,
+                                      params=params, progress=False, workers=workers))
+    dt, cpu = time.perf_counter() - t0, client_cpu_s() - cpu0
+    srv1 = process_cpu_s(server_pid) if server_pid else None
+    failed = [o.name for o in run.outcomes if o.status != "done"]
+    if failed:
+        raise RuntimeError(f"sequences not done: {failed[:5]}")
+    return {"frames": run.frames_tracked, "seconds": dt, "cpu_s": cpu,
+            "server_cpu_s": (srv1 - srv0) if srv0 is not None and srv1 is not None else None}
+
+
+def scenario_reference(args, seqs, params, tmp) -> None:
+    capacity_fps = args.capacity / args.latency
+    rows = []
+    proc, url = start_server(args.latency, args.capacity)
+    try:
+        conc = args.concurrency or 2 * args.capacity
+        r = run_eval(seqs, tmp / "out", (url,), "fake-model", params, conc, 1)
+        rows.append(("r1track eval", conc, r["frames"], r["seconds"]))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
+        proc.terminate()
+        proc.wait()
+    proc, url = start_server(args.latency, args.capacity)
+    try:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        ref = seqs[: args.reference_sequences]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            frames = sum(pool.map(lambda s: reference_sequence(s, port, params), ref))
+        rows.append(("reference design", 8, frames, time.perf_counter() - t0))
+    finally:
+        proc.terminate()
+        proc.wait()
     ref_fps = rows[1][2] / rows[1][3]
-    print(f"\nserver: latency {args.latency:g} s, capacity {args.capacity} requests at once -> at most {capacity_fps:.0f} frames/s; "
-          f"frames {w}x{h}, crops {params.crop_size} px")
+    print(f"\n## reference: server latency {args.latency:g} s, capacity {args.capacity} requests at once -> at most "
+          f"{capacity_fps:.0f} frames/s")
     print("| design | in flight | frames | seconds | frames/s | share of capacity | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, conc, frames, dt in rows:
         fps = frames / dt
         print(f"| {name} | {conc} | {frames} | {dt:.1f} | {fps:.1f} | {fps / capacity_fps:.0%} | {fps / ref_fps:.1f}x |")
+
+
+def scenario_workers(title: str, args, seqs, params, tmp, latency: float, capacity: int | None,
+                     urls: tuple[str, ...] = (), model: str | None = "fake-model") -> None:
+    capacity_fps = capacity / latency if capacity and latency > 0 else None
+    rows = []
+    for workers in args.workers:
+        proc = None
+        if not urls:
+            proc, server_url = start_server(latency, capacity)
+        try:
+            r = run_eval(seqs, tmp / f"out-w{workers}", urls or (server_url,), model, params, args.concurrency or 512,
+                         workers, proc.pid if proc else None)
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait()
+        rows.append((workers, r))
+    base = rows[0][1]["frames"] / rows[0][1]["seconds"]
+    limit = f"at most {capacity_fps:.0f} frames/s" if capacity_fps else "a real server" if urls else "no capacity limit"
+    print(f"\n## {title}: {limit}; {os.cpu_count()} CPU cores")
+    print("| workers | frames | seconds | frames/s | vs 1 worker | client CPU ms/frame | client cores busy | "
+          "server CPU ms/frame | share of capacity |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for workers, r in rows:
+        fps = r["frames"] / r["seconds"]
+        srv = f"{1000 * r['server_cpu_s'] / r['frames']:.2f}" if r["server_cpu_s"] is not None else "-"
+        share = f"{fps / capacity_fps:.0%}" if capacity_fps else "-"
+        print(f"| {workers} | {r['frames']} | {r['seconds']:.1f} | {fps:.1f} | {fps / base:.2f}x | "
+              f"{1000 * r['cpu_s'] / r['frames']:.2f} | {r['cpu_s'] / r['seconds']:.2f} | {srv} | {share} |")
+    print(f"(load average {os.getloadavg()[0]:.1f} at the end: other work on the machine takes cores too)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", choices=["all", "reference", "client-bound", "high-capacity"], default="all",
+                    help="what to measure (default all; with --server: the worker counts against it)")
+    ap.add_argument("--latency", type=float, default=0.5, help="reference: seconds per request at the server (default 0.5)")
+    ap.add_argument("--capacity", type=int, default=128, help="reference: requests the server processes at once (default 128)")
+    ap.add_argument("--fast-latency", type=float, default=0.2, help="high-capacity: seconds per request (default 0.2)")
+    ap.add_argument("--fast-capacity", type=int, default=128, help="high-capacity: requests at once (default 128)")
+    ap.add_argument("--workers", default="1,2", help="client process counts to compare (default 1,2)")
+    ap.add_argument("--sequences", type=int, default=256, help="sequences (default 256)")
+    ap.add_argument("--frames", type=int, default=21, help="frames per sequence (default 21)")
+    ap.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
+    ap.add_argument("--concurrency", type=int, default=None,
+                    help="sequences in flight (default: 2 x capacity for the reference scenario, else 512)")
+    ap.add_argument("--reference-sequences", type=int, default=24, help="sequences for the reference design (default 24)")
+    ap.add_argument("--server", action="append", default=[], metavar="URL",
+                    help="a real OpenAI-compatible server (vllm serve) instead of the fake ones (repeatable: one per GPU)")
+    ap.add_argument("--data", help="track this GOT-10k root's val split instead of synthetic sequences")
+    ap.add_argument("--model", default=None, help="with --server: the served model name (default: the server's first)")
+    args = ap.parse_args()
+    args.workers = [int(v) for v in args.workers.split(",") if v.strip()]
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    tmp = Path(tempfile.mkdtemp(prefix="r1track-bench-"))
+    try:
+        params = TrackerParams()
+        if args.data:
+            seqs = list(read_got10k(args.data, "val"))
+            print(f"{len(seqs)} sequences of {args.data} (val), crops {params.crop_size} px")
+        else:
+            print(f"writing {args.sequences} sequences x {args.frames} frames of {w}x{h} ...", file=sys.stderr)
+            write_got10k_split(tmp / "data", "val", n_sequences=args.sequences, n_frames=args.frames, size=(w, h), seed=1)
+            seqs = list(read_got10k(tmp / "data", "val"))
+            print(f"{args.sequences} sequences x {args.frames - 1} tracked frames of {w}x{h}, crops {params.crop_size} px")
+        if args.server:
+            scenario_workers(f"real server(s) {', '.join(args.server)}", args, seqs, params, tmp, 0.0, None,
+                             urls=tuple(args.server), model=args.model)
+            return 0
+        if args.scenario in ("all", "client-bound"):
+            scenario_workers("client-bound (fixed reply, no latency, unlimited capacity)", args, seqs, params, tmp, 0.0, None)
+        if args.scenario in ("all", "high-capacity"):
+            scenario_workers(f"high-capacity (latency {args.fast_latency:g} s x capacity {args.fast_capacity})", args,
+                             seqs, params, tmp, args.fast_latency, args.fast_capacity)
+        if args.scenario in ("all", "reference"):
+            scenario_reference(args, seqs, params, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

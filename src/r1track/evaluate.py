@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence as Seq
+from typing import Any, Callable, Sequence as Seq
 
 import numpy as np
 
@@ -81,7 +81,8 @@ class EvalSettings:
     LaSOT ``nlp.txt``). ``threads``: pool for decoding/cropping (None: 2 x cores).
     ``backend_options``: extra keyword options for the backend. ``max_frames``: track only the first
     n frames of each sequence (quick checks). ``faults``: when a sequence is stopped for want of
-    replies (:class:`~r1track.faults.FaultPolicy`; may change between a run and its resumption)."""
+    replies (:class:`~r1track.faults.FaultPolicy`; may change between a run and its resumption). ``workers``:
+    client processes (:mod:`r1track.evalpool`; the in-process engines need 1)."""
 
     out_dir: Path
     backend: str = "openai"
@@ -95,10 +96,17 @@ class EvalSettings:
     max_frames: int | None = None
     progress: bool = True
     faults: FaultPolicy = field(default_factory=FaultPolicy)
+    workers: int = 1
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
-        get_backend_spec(self.backend)  # ValueError naming the known backends
+        spec = get_backend_spec(self.backend)  # ValueError naming the known backends
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
+        if self.workers > 1 and spec.in_process:
+            raise ValueError(f"--workers {self.workers} would load the {self.backend} engine once per process: use "
+                             "--workers 1 (the engine batches every sequence in flight), or serve the model and use "
+                             "--backend openai")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.init not in ("box", "text"):
@@ -129,9 +137,12 @@ class SequenceOutcome:
     server: str = ""
     stopped: bool = False
     record: FaultRecord = field(default_factory=FaultRecord)
+    worker: int = 0  # the client process (r1track eval --workers)
 
     def to_json(self) -> dict[str, Any]:
         doc = {"name": self.name, "frames": self.frames, "status": self.status, "server": self.server}
+        if self.worker:
+            doc["worker"] = self.worker
         if self.error:
             doc["error"] = self.error
         return {**doc, **self.record.to_json()}
@@ -260,7 +271,8 @@ class _ReplayLog:
 
 
 class _Backends:
-    """Backend per sequence: shared per server (openai, ncc) or one per sequence (oracle)."""
+    """Backend per sequence: shared per server (openai), one for all (ncc, the in-process engines) or one per
+    sequence (oracle)."""
 
     def __init__(self, settings: EvalSettings, max_connections: int | None = None) -> None:
         self.settings = settings
@@ -273,6 +285,8 @@ class _Backends:
             if max_connections is not None:
                 opts = {"max_connections": max(1, max_connections // len(urls)), **opts}
             self.shared = [make_backend(name, base_url=u, model=settings.model, **opts) for u in urls]
+        elif self.spec.in_process:  # one engine, every sequence's requests batched into it
+            self.shared = [make_backend(name, model=settings.model, **opts)]
         elif not self.spec.needs_ground_truth:
             self.shared = [make_backend(name, **opts)]
 
@@ -296,14 +310,17 @@ class _Backends:
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, sink: Callable[[int, bool], None] | None = None) -> None:
         self.done = 0
         self.faults = 0
+        self.sink = sink
         self.bar = progress_bar(total, "tracking", enabled=enabled, smoothing=0.05)
 
     def update(self, n: int = 1, fault: bool = False) -> None:
         self.done += n
         self.faults += int(fault)
+        if self.sink is not None:
+            self.sink(n, fault)
         self.bar.update(n)
         if self.done % 50 == 0:
             self.bar.set_postfix(fallbacks=self.faults, refresh=False)
@@ -467,18 +484,26 @@ def _write_results(out: Path, outcome: SequenceOutcome, boxes: np.ndarray, times
     write_result(out / RESULTS, name, boxes, times, layout="got10k", presence=presence)  # last: it marks "done"
 
 
-async def evaluate_async(sequences: Seq[Sequence], settings: EvalSettings) -> EvalRun:
-    """Track every sequence (see the module docstring); returns per-sequence outcomes. Raises
+def _frames_total(sequences: Seq[Sequence], settings: EvalSettings) -> int:
+    """Frames to track after the first of each sequence (what the progress bar counts)."""
+    return sum(max(0, len(s.frames[: settings.max_frames] if settings.max_frames else s.frames) - 1) for s in sequences)
+
+
+async def evaluate_async(
+    sequences: Seq[Sequence], settings: EvalSettings, *, write_run: bool = True,
+    on_progress: Callable[[int, bool], None] | None = None,
+) -> EvalRun:
+    """Track every sequence (see the module docstring) in this process; returns per-sequence outcomes. Raises
     :class:`EvalAborted` on a fatal backend error, after the in-flight sequences were stopped (their
-    replay logs are kept, so a rerun resumes them)."""
+    replay logs are kept, so a rerun resumes them). ``write_run``: write ``run.json`` (a worker of
+    :mod:`r1track.evalpool` leaves it to its parent). ``on_progress(frames, fault)``: called per tracked frame."""
     out = settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
     _check_fingerprint(settings)
     fd_limit = raise_open_file_limit()
     backends = _Backends(settings, max_connections=max(8, fd_limit - _FD_RESERVE) if fd_limit else None)
     threads = settings.threads or 2 * (os.cpu_count() or 1)
-    total = sum(max(0, len(s.frames[: settings.max_frames] if settings.max_frames else s.frames) - 1) for s in sequences)
-    progress = _Progress(total, settings.progress)
+    progress = _Progress(_frames_total(sequences, settings), settings.progress, on_progress)
     gate = asyncio.Semaphore(settings.concurrency)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
@@ -504,7 +529,8 @@ async def evaluate_async(sequences: Seq[Sequence], settings: EvalSettings) -> Ev
     for o in outcomes:
         total.add(o.record)
     run = EvalRun(list(outcomes), seconds, sum(o.requests for o in outcomes), total)
-    _write_run_json(settings, run, started)
+    if write_run:
+        _write_run_json(settings, run, started)
     return run
 
 
@@ -537,6 +563,7 @@ def _write_run_json(settings: EvalSettings, run: EvalRun, started: str) -> None:
         "servers": list(settings.servers),
         "model": settings.model,
         "concurrency": settings.concurrency,
+        "workers": settings.workers,
         "init": settings.init,
         "params": asdict(settings.params),
         "fault_policy": asdict(settings.faults),
@@ -552,5 +579,10 @@ def _write_run_json(settings: EvalSettings, run: EvalRun, started: str) -> None:
 
 
 def evaluate(sequences: Seq[Sequence], settings: EvalSettings) -> EvalRun:
-    """Synchronous wrapper of :func:`evaluate_async`."""
+    """Track every sequence: :func:`evaluate_async` in this process, or with ``settings.workers > 1``
+    :func:`r1track.evalpool.evaluate_sharded` (the same results from N client processes)."""
+    if settings.workers > 1 and len(sequences) > 1:
+        from .evalpool import evaluate_sharded
+
+        return evaluate_sharded(sequences, settings)
     return asyncio.run(evaluate_async(sequences, settings))

@@ -188,7 +188,8 @@ def resolve(
         changes["model_family"] = family or ckpt.family  # type: ignore[union-attr]
     params = base.replace(**changes)
     backend = backend or chosen.backend
-    asks_model = get_backend_spec(backend).needs_server  # ValueError naming the known backends
+    spec = get_backend_spec(backend)  # ValueError naming the known backends
+    asks_model = spec.needs_server or spec.in_process
     if preset:
         why = f"preset {chosen.name}"
         if ckpt and ckpt.preset != chosen.name:

@@ -4,6 +4,10 @@
   :class:`r1track.backends.openai.OpenAIBackend`.
 * ``ncc`` — a classical **baseline** (normalised cross-correlation template matching on the same
   crops), so the whole pipeline runs with no GPU: :class:`r1track.backends.ncc.NCCBackend`.
+* ``transformers`` — the checkpoint loaded in this process with Hugging Face transformers (GPU, ``mps`` or
+  CPU; ``pip install "r1track[hf]"``): :class:`r1track.backends.hf.TransformersBackend`.
+* ``vllm`` — the checkpoint loaded in this process with vLLM's offline engine, no server
+  (``pip install "r1track[vllm]"``): :class:`r1track.backends.vllm_offline.VLLMBackend`.
 * ``oracle`` — tests and benchmarks: the ground-truth box mapped into the crop, optionally noisy:
   :class:`r1track.backends.oracle.OracleBackend`.
 
@@ -40,7 +44,9 @@ class BackendSpec:
     ``module:class`` (imported on first use), and what it needs. ``needs_server``: talks to OpenAI-compatible
     servers (gets ``base_url`` and ``model``). ``needs_ground_truth``: built per sequence from its
     ground-truth boxes (``boxes_xywh_orig``), so only ``r1track eval`` on annotated data can use it.
-    ``baseline``: not a model; reports name its runs "(baseline)"."""
+    ``baseline``: not a model; reports name its runs "(baseline)". ``in_process``: loads the checkpoint
+    ``--model`` names into this process (gets ``model`` and the engine options; one instance per process,
+    batching the requests of every sequence in flight). ``grounding``: can initialise from a text."""
 
     name: str
     target: str
@@ -48,13 +54,22 @@ class BackendSpec:
     needs_server: bool = False
     needs_ground_truth: bool = False
     baseline: bool = False
+    in_process: bool = False
+    grounding: bool = False
 
 
 BACKENDS: dict[str, BackendSpec] = {
     spec.name: spec
     for spec in (
         BackendSpec("openai", "r1track.backends.openai:OpenAIBackend",
-                    "an OpenAI-compatible server (vLLM serving an R1-Track checkpoint)", needs_server=True),
+                    "an OpenAI-compatible server (vLLM serving an R1-Track checkpoint)", needs_server=True,
+                    grounding=True),
+        BackendSpec("transformers", "r1track.backends.hf:TransformersBackend",
+                    "the --model checkpoint loaded in this process with transformers (GPU or CPU; pip install "
+                    "'r1track[hf]')", in_process=True, grounding=True),
+        BackendSpec("vllm", "r1track.backends.vllm_offline:VLLMBackend",
+                    "the --model checkpoint loaded in this process with vLLM's offline engine, no server (pip "
+                    "install 'r1track[vllm]')", in_process=True, grounding=True),
         BackendSpec("ncc", "r1track.backends.ncc:NCCBackend",
                     "classical baseline (normalised cross-correlation), no GPU, no model", baseline=True),
         BackendSpec("oracle", "r1track.backends.oracle:OracleBackend",

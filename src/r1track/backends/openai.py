@@ -60,6 +60,7 @@ __all__ = [
     "ENV_API_KEY",
     "DEFAULT_BASE_URL",
     "OpenAIBackend",
+    "cached_data_url",
     "encode_data_url",
     "normalize_base_url",
 ]
@@ -81,6 +82,17 @@ def encode_data_url(image: Image.Image, quality: int = 95) -> str:
     """``data:image/jpeg;base64,...`` of an RGB PIL image. The same pixels and quality always give
     the same bytes (what vLLM's caches key on)."""
     return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(image, quality)).decode("ascii")
+
+
+def cached_data_url(image: RequestImage, quality: int = 95) -> str:
+    """:func:`encode_data_url` of the image, encoded once per :class:`RequestImage` and quality (cached on it:
+    a sequence's template is encoded once, and every backend that sends JPEGs shares the encoding)."""
+    key = ("jpeg-data-url", quality)
+    url = image.cache.get(key)
+    if url is None:
+        url = encode_data_url(image.image, quality)
+        image.cache[key] = url
+    return url
 
 
 def normalize_base_url(url: str) -> str:
@@ -264,12 +276,7 @@ class OpenAIBackend(Backend):
     # ------------------------------------------------------------------ request body
     def image_url(self, image: RequestImage) -> str:
         """The image's data URL, encoded once per :class:`RequestImage` and quality."""
-        key = ("jpeg-data-url", self.jpeg_quality)
-        url = image.cache.get(key)
-        if url is None:
-            url = encode_data_url(image.image, self.jpeg_quality)
-            image.cache[key] = url
-        return url
+        return cached_data_url(image, self.jpeg_quality)
 
     def body(self, request: FrameRequest, model: str) -> dict[str, Any]:
         """The chat-completions request body for ``request``."""

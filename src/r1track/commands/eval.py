@@ -28,8 +28,9 @@ first frame is unreadable or whose first box is unusable is reported and not tra
 every sequence was tracked, 1 when some failed or were not trackable, 2 for a usage or dataset-file error.
 
 Backends (--backend): openai (an OpenAI-compatible server; --server URL, repeatable: sequences are balanced
-over the servers; API key from R1TRACK_API_KEY; keep --concurrency high so vLLM batches), ncc (the
-classical baseline), oracle (ground truth, checks geometry).
+over the servers; API key from R1TRACK_API_KEY; keep --concurrency high so vLLM batches), transformers and
+vllm (the --model checkpoint loaded in this process, no server; the requests of the sequences in flight go
+to the engine in batches of --batch-size), ncc (the classical baseline), oracle (ground truth, checks geometry).
 
 Settings: --model NAME of a published checkpoint picks its preset (printed at start; 'r1track eval
 --help' lists the presets under --preset); --preset NAME picks one explicitly; any tracker flag wins.
@@ -56,7 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sequences", help="comma-separated sequence names to run (default: all)")
     p.add_argument("-o", "--out", help="output folder (default: runs/<dataset>-<split>-<checkpoint or preset>, "
                    "with +SETTING for each explicit tracker flag)")
-    p.add_argument("--concurrency", type=int, default=256, help="sequences in flight (default 256)")
+    p.add_argument("--concurrency", type=int, default=256, help="sequences in flight (default 256; split over the workers)")
+    p.add_argument("--workers", type=int, default=1, help="client processes, sequences shared out among them, for "
+                   "servers faster than one core can feed (a few hundred frames/s); same results as 1 (default 1)")
     p.add_argument("--init", choices=["box", "text"], default="box", help="initialise from the first box or the description (LaSOT)")
     p.add_argument("--max-frames", type=int, help="only the first N frames of each sequence (quick checks)")
     p.add_argument("--oracle-noise", type=float, default=0.0, help="oracle: Gaussian noise in model pixels")
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"settings: {resolved.message}", file=sys.stderr)
     split_tag = Path(split).stem if split else ""
     out = Path(args.out) if args.out else Path("runs") / "-".join(x for x in (kind, split_tag, resolved.tag) if x)
-    options = backend_options(args, backend)
+    options = backend_options(args, backend, params)
     if backend == "oracle":
         options["noise_px"] = args.oracle_noise
         if args.oracle_failures is not None:
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = EvalSettings(
             out_dir=out, backend=backend, servers=tuple(args.server), model=args.model, concurrency=args.concurrency,
-            params=params, init=args.init, backend_options=options, max_frames=args.max_frames,
+            params=params, init=args.init, backend_options=options, max_frames=args.max_frames, workers=args.workers,
             progress=not args.no_progress, faults=fault_policy(args),
         )
         print(f"tracking {len(seqs)} sequences of {args.root} ({kind}{' ' + split if split else ''}) with {backend} -> {out}",

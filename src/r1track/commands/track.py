@@ -13,7 +13,8 @@ Track one target through one video (a folder of frames, or a video file with PyA
   OUT/track.gif     the frames with the box drawn (--annotated NAME.mp4 for MP4, needs PyAV)
 
 Start from a box (--init x,y,w,h, 0-based pixels of the first frame) or from a description (--text, Qwen's
-grounding answer; needs a model backend). Backends, presets and tracker settings as in 'r1track eval'.
+grounding answer; needs a model: the openai, transformers or vllm backend). Backends, presets and tracker
+settings as in 'r1track eval'; without a server: --backend transformers --model CHECKPOINT (CPU works).
 A box that misses the first frame or is more than twice its size is refused. A missing frame (a gap in the
 file numbering) or an undecodable one keeps the last box (status missing_frame / unreadable_frame /
 image_too_large in frames.jsonl) and is left out of the annotated video.
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from ..backends import BackendError, get_backend_spec, make_backend
+    from ..backends import BACKENDS, BackendError, get_backend_spec, make_backend
     from ..cli import CommandError
     from ..faults import FaultGuard, FaultRecord, SequenceStopped, format_summary
     from ..fsutil import atomic_output
@@ -121,16 +122,21 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from None
     spec = get_backend_spec(resolved.backend)
-    if args.text and not spec.needs_server:
-        raise CommandError("--text needs a model: use --backend openai")
+    if args.text and not spec.grounding:
+        raise CommandError(f"--text needs a model: use --backend {' or '.join(n for n, b in BACKENDS.items() if b.grounding)}")
     _check_first(first, init_box, args.video)
     print(f"settings: {resolved.message}", file=sys.stderr)
     out = Path(args.out)
     policy = fault_policy(args)
-    opts = backend_options(args, spec.name)
+    opts = backend_options(args, spec.name, resolved.params)
     if spec.needs_server:
         opts.update(base_url=args.server[0] if args.server else None, model=args.model)
-    backend = make_backend(spec.name, **opts)
+    elif spec.in_process:
+        opts.update(model=args.model)
+    try:
+        backend = make_backend(spec.name, **opts)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     tracker = Tracker(backend, resolved.params, name=Path(args.video).name)
     guard = FaultGuard(policy, getattr(backend, "base_url", backend.label))
     record = FaultRecord()

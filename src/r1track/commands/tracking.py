@@ -73,8 +73,9 @@ def add_backend_arguments(p: argparse.ArgumentParser, *, ground_truth: bool = Tr
                    + " (default: the preset's, openai for all but 'ncc')")
     g.add_argument("--server", action="append", default=[], metavar="URL",
                    help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (repeatable; default $R1TRACK_BASE_URL)")
-    g.add_argument("--model", help="served model name (default: $R1TRACK_MODEL or the server's first model); a "
-                   "published checkpoint's name (e.g. WangBiao/R1-Track-GRPO-5k) also picks its preset")
+    g.add_argument("--model", help="served model name (default: $R1TRACK_MODEL or the server's first model), or for "
+                   "--backend transformers/vllm the checkpoint to load (hub id or folder); a published checkpoint's "
+                   "name (e.g. WangBiao/R1-Track-GRPO-5k) also picks its preset")
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt (default 120)")
     g.add_argument("--retries", type=int, default=3, help="retries per request on connection errors, 5xx and 429 (default 3)")
     d = FaultPolicy()
@@ -83,6 +84,21 @@ def add_backend_arguments(p: argparse.ArgumentParser, *, ground_truth: bool = Tr
                         f"(default {d.max_consecutive_faults})")
     g.add_argument("--max-fault-seconds", type=float, default=d.max_fault_seconds, metavar="S",
                    help=f"... or S seconds since its last reply (default {d.max_fault_seconds:g})")
+
+    from ..backends.hf import DEVICES, DTYPES
+
+    e = p.add_argument_group("in-process engines (--backend transformers or vllm)")
+    e.add_argument("--batch-size", type=int, default=None,
+                   help="most requests of the sequences in flight per engine call (default: vllm 256, its own "
+                   "max_num_seqs; transformers 16)")
+    e.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' dtype (default auto: the checkpoint's; "
+                   "transformers on CPU turns float16 into float32)")
+    e.add_argument("--device", default="auto", help=f"transformers: {', '.join(DEVICES)} or cuda:N (default auto: cuda, "
+                   "else mps, else cpu)")
+    e.add_argument("--max-model-len", type=int, default=4096, help="vllm: context length (default 4096)")
+    e.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm: share of GPU memory (default 0.9)")
+    e.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model (default 1)")
+    e.add_argument("--enforce-eager", action="store_true", help="vllm: no CUDA graphs / compilation (faster start)")
 
 
 def fault_policy(args: argparse.Namespace) -> FaultPolicy:
@@ -111,12 +127,20 @@ def failure_lines(failed: list, what: str = "sequence") -> list[str]:
     return lines
 
 
-def backend_options(args: argparse.Namespace, backend: str) -> dict:
-    """Keyword options for :func:`r1track.backends.make_backend` from the backend flags."""
+def backend_options(args: argparse.Namespace, backend: str, params: Any = None) -> dict:
+    """Keyword options for :func:`r1track.backends.make_backend` from the backend flags (not the server URL or
+    model). ``params``: the tracker settings (the ``vllm`` engine reserves room for 3 images with a memory frame)."""
     from ..backends import get_backend_spec
 
-    if get_backend_spec(backend).needs_server:
+    spec = get_backend_spec(backend)
+    if spec.needs_server:
         return {"timeout_s": args.timeout, "retries": args.retries}
+    if backend == "transformers":
+        return {"batch_size": args.batch_size, "device": args.device, "dtype": args.dtype}
+    if backend == "vllm":
+        return {"batch_size": args.batch_size, "dtype": args.dtype, "max_model_len": args.max_model_len,
+                "gpu_memory_utilization": args.gpu_memory_utilization, "tensor_parallel_size": args.tensor_parallel_size,
+                "enforce_eager": args.enforce_eager, "max_images": 3 if params is not None and params.memory else 2}
     return {}
 
 
@@ -147,7 +171,8 @@ def resolve_settings(args: argparse.Namespace):
     """:func:`r1track.presets.resolve` of the parsed flags (``--preset``, ``--model``, ``--backend``, the
     tracker flags). The model name for the preset comes from ``--model`` or ``$R1TRACK_MODEL``. The model
     family: ``--model-family``, else a known checkpoint's, else -- for backends that ask a server -- the one
-    :func:`served_family` finds (an unknown model is refused), else qwen2.5-vl (ncc, oracle: no model)."""
+    :func:`served_family` finds, -- for the in-process engines -- the one the checkpoint's name or its folder's
+    ``config.json`` tells (an unknown model is refused), else qwen2.5-vl (ncc, oracle: no model)."""
     import os
 
     from ..backends import get_backend_spec
@@ -157,6 +182,15 @@ def resolve_settings(args: argparse.Namespace):
     model = args.model or os.environ.get(ENV_MODEL) or None
     overrides = tracker_overrides(args)
     resolved = resolve(args.preset, model, overrides, backend=args.backend)
-    if "model_family" in overrides or find_checkpoint(model) or not get_backend_spec(resolved.backend).needs_server:
+    spec = get_backend_spec(resolved.backend)
+    if "model_family" in overrides or find_checkpoint(model):
+        return resolved
+    if spec.in_process:
+        if model is None:  # the engine refuses to start without one, naming --model
+            return resolved
+        from ..models import infer_family
+
+        return resolve(args.preset, model, overrides, backend=args.backend, family=infer_family(model=model).name)
+    if not spec.needs_server:
         return resolved
     return resolve(args.preset, model, overrides, backend=args.backend, family=served_family(args, model))

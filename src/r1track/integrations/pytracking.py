@@ -48,7 +48,12 @@ from ..backends.openai import ENV_BASE_URL, ENV_MODEL
 from ..faults import FaultGuard, FaultPolicy, FaultRecord, SequenceStopped, format_summary
 from ..tracker import FAMILY_DEFAULTED, FAULT_STATUSES, Status, Tracker, TrackerParams
 
+ENV_BACKEND = "R1TRACK_BACKEND"
+"""Overrides the parameter file's ``backend`` (``R1TRACK_BACKEND=vllm`` with ``R1TRACK_MODEL=<checkpoint>``: the
+model in the PyTracking process, no server)."""
+
 __all__ = [
+    "ENV_BACKEND",
     "PyTrackingSession",
     "get_tracker_class",
     "preset_parameters",
@@ -86,21 +91,35 @@ def tracker_params_from(params: Any) -> TrackerParams:
 
 
 def backend_from(params: Any) -> Backend:
-    """The process's shared backend for these parameters: ``params.backend``, any registered backend
-    that needs no ground truth (``openai`` default, ``ncc`` the classical baseline); for a server backend
-    the URL and model come from ``R1TRACK_BASE_URL`` / ``R1TRACK_MODEL`` when set, else
-    ``params.server_url`` / ``params.model`` (None: the server's first model)."""
-    kind = _get(params, "backend", "openai") or "openai"
+    """The process's shared backend for these parameters: ``$R1TRACK_BACKEND`` or ``params.backend``, any registered backend
+    that needs no ground truth (``openai`` default, ``ncc`` the classical baseline, ``transformers`` and
+    ``vllm`` in process); for a server backend the URL and model come from ``R1TRACK_BASE_URL`` /
+    ``R1TRACK_MODEL`` when set, else ``params.server_url`` / ``params.model`` (None: the server's first
+    model); an in-process engine loads ``R1TRACK_MODEL`` or ``params.model`` (a checkpoint folder or hub id)
+    with ``params.device``, ``dtype``, ``batch_size`` (and vLLM's ``max_model_len``, ``gpu_memory_utilization``,
+    ``tensor_parallel_size``, ``enforce_eager``) when set. PyTracking asks frame by frame, so an engine answers
+    one request per call here; ``--threads N`` loads one engine per worker process."""
+    kind = os.environ.get(ENV_BACKEND) or _get(params, "backend", "openai") or "openai"
     allowed = backend_names(ground_truth=False)
     if kind not in allowed:
         raise ValueError(f"r1track PyTracking plugin: backend must be one of {', '.join(allowed)}, got {kind!r}")
-    if get_backend_spec(kind).needs_server:
+    spec = get_backend_spec(kind)
+    if spec.needs_server:
         url = os.environ.get(ENV_BASE_URL) or _get(params, "server_url") or None
         model = os.environ.get(ENV_MODEL) or _get(params, "model") or None
         options = {"base_url": url, "model": model}
         for name in ("timeout_s", "connect_timeout_s", "retries", "backoff_s", "jpeg_quality"):
             if _get(params, name) is not None:
                 options[name] = _get(params, name)
+    elif spec.in_process:
+        options = {"model": os.environ.get(ENV_MODEL) or _get(params, "model") or None}
+        names = ("device", "dtype", "batch_size") if kind == "transformers" else (
+            "dtype", "batch_size", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "enforce_eager")
+        for name in names:
+            if _get(params, name) is not None:
+                options[name] = _get(params, name)
+        if kind == "vllm":
+            options["max_images"] = 3 if _get(params, "memory") else 2
     else:
         options = {}
     key = (os.getpid(), kind, tuple(sorted(options.items())))

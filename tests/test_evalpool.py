@@ -1,0 +1,81 @@
+"""r1track eval --workers N: sequences shared out over client processes, one run.json, results identical to one
+process, faults stop every worker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, strategies as st
+
+from r1track.data import read_got10k
+from r1track.evalpool import shard
+from r1track.evaluate import EvalAborted, EvalSettings, evaluate
+from r1track.synthetic import write_got10k_split
+from r1track.testing.openai_server import OpenAIServer, status
+from r1track.tracker import TrackerParams
+from test_evaluate import wobble_responder
+
+
+class _Seq:
+    def __init__(self, n):
+        self.frames = [None] * n
+
+
+@given(st.lists(st.integers(1, 500), max_size=40), st.integers(1, 6))
+def test_shard_deals_every_sequence_once_and_balances_frames(lengths, workers):
+    parts = shard([_Seq(n) for n in lengths], workers)
+    assert len(parts) == workers
+    assert sorted(i for p in parts for i in p) == list(range(len(lengths)))
+    assert all(p == sorted(p) for p in parts)
+    loads = [sum(lengths[i] for i in p) for p in parts]
+    if lengths:  # greedy longest-first: no worker exceeds another by more than the longest sequence
+        assert max(loads) - min(loads) <= max(lengths)
+    assert shard([_Seq(n) for n in lengths], workers) == parts  # deterministic
+
+
+def _files(run_dir):
+    return {p.relative_to(run_dir).as_posix(): p.read_bytes()
+            for p in sorted(run_dir.glob("results*/**/*.txt")) if not p.name.endswith("_time.txt")}
+
+
+def test_two_workers_write_byte_identical_results_and_one_run_json(tmp_path):
+    root = tmp_path / "d"
+    write_got10k_split(root, "val", n_sequences=5, n_frames=7, size=(160, 120), seed=3)
+    seqs = list(read_got10k(root, "val"))
+    params = TrackerParams(crop_size=112)
+    with OpenAIServer(responder=wobble_responder) as a, OpenAIServer(responder=wobble_responder) as b:
+        runs = {}
+        for workers in (1, 2):
+            settings = EvalSettings(out_dir=tmp_path / f"w{workers}", backend="openai", servers=(a.base_url, b.base_url),
+                                    model="fake-model", concurrency=4, params=params, progress=False, workers=workers)
+            runs[workers] = evaluate(seqs, settings)
+        assert len(a.chat_requests()) + len(b.chat_requests()) == 2 * 5 * 6
+        assert a.chat_requests() and b.chat_requests()
+    assert _files(tmp_path / "w2") == _files(tmp_path / "w1") and len(_files(tmp_path / "w1")) == 2 * 5
+    doc = json.loads((tmp_path / "w2" / "run.json").read_text())
+    assert doc["workers"] == 2 and [s["name"] for s in doc["sequences"]] == [s.name for s in seqs]
+    assert doc["frames_requested"] == runs[2].frames_tracked == 5 * 6
+    assert all(s["status"] == "done" for s in doc["sequences"])
+    assert {s.get("worker", 0) for s in doc["sequences"]} == {0, 1}
+    # resume unchanged: a rerun with the other worker count finds everything done
+    again = evaluate(seqs, EvalSettings(out_dir=tmp_path / "w2", backend="openai", servers=("http://127.0.0.1:9/v1",),
+                                        model="fake-model", concurrency=4, params=params, progress=False))
+    assert [o.status for o in again.outcomes] == ["skipped"] * 5
+
+
+def test_a_fatal_error_in_a_worker_stops_the_run(tmp_path):
+    root = tmp_path / "d"
+    write_got10k_split(root, "val", n_sequences=3, n_frames=5, size=(160, 120), seed=4)
+    seqs = list(read_got10k(root, "val"))
+    with OpenAIServer(script=[status(400)] * 50) as server:
+        settings = EvalSettings(out_dir=tmp_path / "out", backend="openai", servers=(server.base_url,), model="m",
+                                concurrency=2, params=TrackerParams(crop_size=112), progress=False, workers=2)
+        with pytest.raises(EvalAborted, match="400"):
+            evaluate(seqs, settings)
+    assert not (tmp_path / "out" / "run.json").exists()
+
+
+def test_in_process_engines_refuse_several_workers(tmp_path):
+    with pytest.raises(ValueError, match="once per process"):
+        EvalSettings(out_dir=tmp_path, backend="vllm", model="/ckpt", workers=2)
