@@ -97,3 +97,14 @@ def test_presence_scores_in_both_layouts(tmp_path, layout):
     assert read_presence(tmp_path / "none", "seq", layout) is None
     with pytest.raises(ValueError):
         write_result(tmp_path, "bad", boxes, layout=layout, presence=np.array([1.0]))
+
+
+def test_default_redetect_side_follows_a_small_processor_bound():
+    # a server whose processor allows only 224 x 224 (the vLLM slow test's tiny model): the default
+    # re-detection side shrinks to the crop side instead of refusing the settings; an explicit one is checked
+    small = dict(crop_size=224, model_max_pixels=224 * 224)
+    assert TrackerParams(**small).redetect_crop_size == 224
+    assert TrackerParams(**small, redetect_after=3).redetect_crop_size == 224
+    assert TrackerParams().redetect_crop_size == 504
+    with pytest.raises(ValueError, match="504"):
+        TrackerParams(**small, redetect_crop_size=504)

@@ -215,7 +215,8 @@ class TrackerParams:
     redetect_after: int = _setting(0, "after this many consecutive absent or failed frames, search the whole frame "
                                    "(one square letterboxed crop) until the target is found again; 0: never")
     redetect_crop_size: int | None = _setting(None, "crop side of a re-detection search (default: the family's "
-                                              "largest training crop side, 504 for qwen2.5-vl, 512 for qwen3)")
+                                              "largest training crop side, 504 for qwen2.5-vl, 512 for qwen3; crop_size when that "
+                                              "exceeds model_max_pixels)")
     # Memory frame (3 images: template, last confident search crop, search)
     memory: bool = _setting(False, "3 images per request: template, last confident crop, search (the server "
                             "needs --limit-mm-per-prompt '{\"image\":3}')")
@@ -230,12 +231,17 @@ class TrackerParams:
     def __post_init__(self) -> None:
         family = get_family(self.model_family)
         object.__setattr__(self, "model_family", family.name)
+        redetect_side_given = self.redetect_crop_size is not None
         for name, default in _family_defaults(family):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
         family.check_crop_side(self.crop_size, min_pixels=self.model_min_pixels, max_pixels=self.model_max_pixels)
-        family.check_crop_side(self.redetect_crop_size, min_pixels=self.model_min_pixels,
-                               max_pixels=self.model_max_pixels)
+        if not redetect_side_given and self.redetect_crop_size ** 2 > self.model_max_pixels:
+            # the family's default re-detection side does not fit a smaller processor bound: use the crop side
+            object.__setattr__(self, "redetect_crop_size", self.crop_size)
+        if redetect_side_given or self.redetect_after:
+            family.check_crop_side(self.redetect_crop_size, min_pixels=self.model_min_pixels,
+                                   max_pixels=self.model_max_pixels)
         if isinstance(self.redetect_after, bool) or not isinstance(self.redetect_after, int) or self.redetect_after < 0:
             raise ValueError(f"redetect_after must be an integer >= 0, got {self.redetect_after!r}")
         check_think_layout(self.think_layout)
