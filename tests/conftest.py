@@ -33,6 +33,28 @@ def realseq_dir() -> Path:
     return REALSEQ_DIR
 
 
+FAST_SUITE_WORKERS = 2
+"""Processes for ``pytest -m "not slow"`` (pytest-xdist): the fast suite uses both cores of the development
+machine. Any run that may include slow tests stays in one process, so the venv-build progress lines reach the
+terminal and session fixtures (tiny models) are built once."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Building a test environment takes minutes: say so on the terminal, past pytest's output capture."""
+    """Building a test environment takes minutes: say so on the terminal, past pytest's output capture.
+    ``pytest -m "not slow"`` runs on :data:`FAST_SUITE_WORKERS` processes unless ``-n``/``--dist``/``--tx``,
+    ``--pdb`` or ``--collect-only`` say otherwise (``-n 0``: one process)."""
     venvs.set_reporter(terminal_say(config))
+    _parallel_fast_suite(config)
+
+
+def _parallel_fast_suite(config: pytest.Config) -> None:
+    # Runs before pytest-xdist's own pytest_configure (trylast), which starts the workers from these options.
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
+        return
+    if (config.option.markexpr or "").replace(" ", "") != "notslow" or (os.cpu_count() or 1) < 2:
+        return
+    if (config.getoption("numprocesses", None) is not None or config.getoption("dist", "no") != "no"
+            or config.getoption("tx", None) or config.getoption("usepdb", False) or config.getoption("collectonly", False)):
+        return
+    config.option.dist = "load"
+    config.option.tx = ["popen"] * FAST_SUITE_WORKERS
