@@ -7,8 +7,9 @@ Both sides make the same pairs from the same synthetic 1920x1080 JPEG frames in 
   one process; per image a full-resolution decode, a numpy crop with black padding, a resize of the
   whole window to the output side, a JPEG write and a box file;
 * r1track: the real builder (`r1track.data.build.build`: read, check, plan, render, write the
-  LLaMA-Factory set, stats) with --workers 1 and --workers N; its crops decode JPEGs at reduced DCT
-  scale when the crop needs less resolution and resize the smaller image.
+  LLaMA-Factory set, stats) with --workers 1 and --workers N, in each --decode mode: exact (the default: full
+  resolution, the pixels the tracker sends by default) and fast (JPEGs decoded at reduced DCT scale when the crop
+  needs less resolution, the smaller image resized); both decode only down to the window's last row.
 
 The reference way renders exactly the windows the builder planned (taken from its samples.jsonl),
 so both do the same crops. Each method runs --repeat times and the fastest run counts (the
@@ -89,30 +90,34 @@ def decode_scales(samples: list[dict]) -> dict[str, int]:
     return dict(sorted(mix.items(), key=lambda kv: int(kv[0].split("/")[1])))
 
 
-def run_profile(profile: str, data: Path, work: Path, workers_list: list[int], per_seq: int, seed: int, repeat: int) -> list[dict]:
-    cfg = get_profile(profile).replace(samples_per_sequence=per_seq, val_fraction=0.0)
-    if profile == "r1track-5k":  # one pair per video is the recipe; more pairs keep the timing stable
-        cfg = cfg.replace(num_samples=10**9)
+def run_profile(profile: str, data: Path, work: Path, workers_list: list[int], per_seq: int, seed: int, repeat: int,
+                modes: list[str]) -> list[dict]:
     rows = []
     samples = None
-    for workers in workers_list:
-        best = math.inf
-        for r in range(repeat):
-            out = work / f"{profile}-w{workers}-{r}" / "set"
-            res = build([Source("got10k", data, "train")], out, cfg, seed=seed, workers=workers, progress=False, log=lambda m: None)
-            best = min(best, res.elapsed_s)
-            n = res.stats["samples"]["written"]["train"]
-            if samples is None:
-                samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
-            shutil.rmtree(out.parent)
-        rows.append({"method": f"r1track builder --workers {workers}", "procs": workers, "pairs": n, "seconds": best})
+    for mode in modes:
+        cfg = get_profile(profile).replace(samples_per_sequence=per_seq, val_fraction=0.0, decode=mode)
+        if profile == "r1track-5k":  # one pair per video is the recipe; more pairs keep the timing stable
+            cfg = cfg.replace(num_samples=10**9)
+        for workers in workers_list:
+            best = math.inf
+            for r in range(repeat):
+                out = work / f"{profile}-{mode}-w{workers}-{r}" / "set"
+                res = build([Source("got10k", data, "train")], out, cfg, seed=seed, workers=workers, progress=False,
+                            log=lambda m: None)
+                best = min(best, res.elapsed_s)
+                n = res.stats["samples"]["written"]["train"]
+                if samples is None:
+                    samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+                shutil.rmtree(out.parent)
+            rows.append({"method": f"r1track builder --decode {mode} --workers {workers}", "procs": workers, "pairs": n,
+                         "seconds": best, "mode": mode})
     secs = math.inf
     for r in range(repeat):
         secs = min(secs, reference_way(samples, work / f"{profile}-reference-{r}"))
         shutil.rmtree(work / f"{profile}-reference-{r}")
     rows.insert(0, {"method": "reference way (full decode, 1 process)", "procs": 1, "pairs": len(samples), "seconds": secs})
     rows[0]["decode"] = "1/1 always"
-    rows[1]["decode"] = ", ".join(f"{k}: {v}" for k, v in decode_scales(samples).items())
+    rows[1]["decode"] = ", ".join(f"{k}: {v}" for k, v in decode_scales(samples).items())  # fast mode's scales
     return rows
 
 
@@ -126,7 +131,7 @@ def print_table(profile: str, rows: list[dict], cores: int) -> None:
         per_core = rate / min(r["procs"], cores)
         print(f"| {r['method']} | {r['procs']} | {r['pairs']} | {r['seconds']:.2f} | {rate:.1f} | {per_core:.1f} | "
               f"{per_core / ref:.2f}x | {rate / ref:.2f}x |")
-    print(f"decode scales of the builder's crops: {rows[1]['decode']}")
+    print(f"decode scales of the builder's crops in --decode fast (exact: 1/1 always): {rows[1]['decode']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=2, help="runs per method; the fastest counts (default 2)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--decode", default="exact,fast",
+                    help="the builder's decode modes to time, comma-separated (default exact,fast; exact is the default)")
     args = ap.parse_args(argv)
+    modes = [m.strip() for m in args.decode.split(",") if m.strip()]
     cores = os.cpu_count() or 1
     tmp = Path(tempfile.mkdtemp(prefix="r1track-bench-"))
     try:
@@ -150,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{cores} cores; Python {sys.version.split()[0]}, Pillow {Image.__version__}")
         workers_list = sorted({1, max(1, args.workers)})
         for profile in args.profile or ["r1track", "r1track-5k"]:
-            rows = run_profile(profile, data, tmp / "out", workers_list, args.pairs_per_sequence, args.seed, args.repeat)
+            rows = run_profile(profile, data, tmp / "out", workers_list, args.pairs_per_sequence, args.seed, args.repeat,
+                               modes)
             print_table(profile, rows, cores)
     finally:
         if args.keep:

@@ -7,7 +7,7 @@ fixed latency and processes at most ``capacity`` requests at once, so it can ser
 synthetic sequences (GOT-10k layout, written once). Scenarios (``--scenario``, default all):
 
 * ``reference``: **r1track eval** (hundreds of sequences in flight from one event loop, keep-alive
-  connections, the template encoded once per sequence, reduced JPEG decoding) against the **reference
+  connections, the template encoded once per sequence, ``--decode`` fast by default) against the **reference
   design** (R1-Track's ``infer_script/r1track.py``, rewritten here from its description: 8 sequences in
   flight, every frame fully decoded, template *and* search encoded for every request, a new HTTP connection
   per request) at ``--latency`` / ``--capacity`` (default 0.5 s, 128: 256 frames/s). The reference runs on
@@ -20,7 +20,7 @@ synthetic sequences (GOT-10k layout, written once). Scenarios (``--scenario``, d
 * ``high-capacity``: a server faster than one client core can feed (``--fast-latency`` 0.2 s x
   ``--fast-capacity`` 128 = 640 frames/s): frames/s and share of the capacity per worker count.
 
-Against a real server (a GPU machine with ``vllm serve``; see the README) ``--server URL --model NAME`` runs
+Against a real server (a GPU machine with ``vllm serve``; see docs/tracking_and_serving.md) ``--server URL --model NAME`` runs
 ``r1track eval`` for each ``--workers`` count against it instead (its capacity is unknown: no share shown).
 
     python benchmarks/eval_throughput.py                                  # every scenario, fake servers
@@ -49,7 +49,7 @@ from PIL import Image
 
 from r1track.backends.openai import encode_data_url
 from r1track.boxes import xywh_to_xyxy, xyxy_to_xywh
-from r1track.crop import load_image, plan_window, render_crop
+from r1track.crop import DecodeMode, load_image, plan_window, render_crop
 from r1track.data import read_got10k
 from r1track.evaluate import EvalSettings, evaluate
 from r1track.prompts import render_chat_content
@@ -231,20 +231,24 @@ def main() -> int:
                     help="a real OpenAI-compatible server (vllm serve) instead of the fake ones (repeatable: one per GPU)")
     ap.add_argument("--data", help="track this GOT-10k root's val split instead of synthetic sequences")
     ap.add_argument("--model", default=None, help="with --server: the served model name (default: the server's first)")
+    ap.add_argument("--decode", choices=[m.value for m in DecodeMode], default=DecodeMode.FAST.value,
+                    help="r1track's decode mode (TrackerParams.decode; default fast, the mode the throughput targets "
+                         "are stated in; r1track eval's own default is exact)")
     args = ap.parse_args()
     args.workers = [int(v) for v in args.workers.split(",") if v.strip()]
     w, h = (int(v) for v in args.size.lower().split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="r1track-bench-"))
     try:
-        params = TrackerParams()
+        params = TrackerParams(decode=args.decode)
         if args.data:
             seqs = list(read_got10k(args.data, "val"))
-            print(f"{len(seqs)} sequences of {args.data} (val), crops {params.crop_size} px")
+            print(f"{len(seqs)} sequences of {args.data} (val), crops {params.crop_size} px, --decode {params.decode}")
         else:
             print(f"writing {args.sequences} sequences x {args.frames} frames of {w}x{h} ...", file=sys.stderr)
             write_got10k_split(tmp / "data", "val", n_sequences=args.sequences, n_frames=args.frames, size=(w, h), seed=1)
             seqs = list(read_got10k(tmp / "data", "val"))
-            print(f"{args.sequences} sequences x {args.frames - 1} tracked frames of {w}x{h}, crops {params.crop_size} px")
+            print(f"{args.sequences} sequences x {args.frames - 1} tracked frames of {w}x{h}, crops {params.crop_size} px, "
+                  f"--decode {params.decode}")
         if args.server:
             scenario_workers(f"real server(s) {', '.join(args.server)}", args, seqs, params, tmp, 0.0, None,
                              urls=tuple(args.server), model=args.model)

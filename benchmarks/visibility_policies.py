@@ -20,7 +20,6 @@ tracker claims presence 1 on every frame).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +34,7 @@ from r1track.presets import get_preset
 from r1track.results import read_presence, read_result
 from r1track.synthetic import write_got10k_split
 from r1track.tracker import TrackerParams
+from realseq import real_sequences
 
 POLICIES = {
     "box-only": TrackerParams(),
@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-real", action="store_true", help="synthetic sequences only")
     args = ap.parse_args(argv)
     failures = FailureModel(args.miss, args.jump, args.jitter)
-    realseq = Path(os.environ.get("R1TRACK_REALSEQ", Path(__file__).resolve().parents[2] / "shared" / "data" / "realseq"))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         size = tuple(int(v) for v in args.size.lower().split("x"))
@@ -80,12 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                            seed=args.seed + 11, full_occlusion_every=2, out_of_view_every=2, object_scale=scale)
         sets = {f"synthetic {args.size}, object {args.object_scale} (occlusion, out of view)":
                 list(read_dataset("got10k", tmp / "syn", split="val"))}
-        if args.no_real:
-            pass
-        elif (realseq / "list.txt").is_file():
-            sets["real (all visible)"] = list(read_dataset("got10k", realseq))
-        else:
-            print(f"real sequences not found at {realseq}: synthetic only", file=sys.stderr)
+        real = real_sequences(not args.no_real)
+        if real:
+            sets["real (all visible)"] = real
         print(f"SIMULATED failures: {failures} (plus: [] or a wrong place when the target is invisible or out of "
               f"the crop); not a model's measurement")
         print("| sequences | policy | AO | F-score | precision | recall | absent answers | re-detections |")

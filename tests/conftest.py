@@ -33,6 +33,36 @@ def realseq_dir() -> Path:
     return REALSEQ_DIR
 
 
+LARGE_TARGET_SCALE = 2.5
+"""How much :func:`large_target_seq` enlarges its real sequence."""
+
+
+@pytest.fixture(scope="session")
+def large_target_seq(realseq_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real sequence whose target is large: the first 30 frames (60 under the heavy profile) of DaSiamRPN__bag
+    (a 146 x 132 px bag in 480 x 360) enlarged 2.5x (bicubic, JPEG quality 90) into an OTB-style folder (frames +
+    groundtruth.txt) under the session's temporary folder, so the default search window (~1390 px) exceeds twice
+    the default crop side: the case where a reduced JPEG decode changes the pixels (there, the ncc baseline's
+    boxes from paths and from arrays part at frame 23). Returns the :class:`~r1track.data.sequences.Sequence`
+    (read back from that folder). Never written into the repository."""
+    import numpy as np
+    from PIL import Image
+
+    from budget import frame_budget
+    from r1track.data.readers import read_generic
+
+    seq = next(read_generic(realseq_dir, names=["DaSiamRPN__bag"]))
+    n = frame_budget(30) or 60
+    folder = tmp_path_factory.mktemp("large-target") / "bag_x2.5"
+    folder.mkdir()
+    for i, path in enumerate(seq.frames[:n]):
+        img = Image.open(path).convert("RGB")
+        size = (round(img.size[0] * LARGE_TARGET_SCALE), round(img.size[1] * LARGE_TARGET_SCALE))
+        img.resize(size, Image.Resampling.BICUBIC).save(folder / f"{i + 1:08d}.jpg", quality=90)
+    np.savetxt(folder / "groundtruth.txt", seq.boxes_xywh_orig[:n] * LARGE_TARGET_SCALE, fmt="%.4f", delimiter=",")
+    return next(read_generic(folder))
+
+
 FAST_SUITE_WORKERS = 2
 """Processes for ``pytest -m "not slow"`` (pytest-xdist): the fast suite uses both cores of the development
 machine. Any run that may include slow tests stays in one process, so the venv-build progress lines reach the

@@ -15,9 +15,18 @@ malformed       ``Content-Length: abc``                               ``malforme
 long-header     a 9000-byte header line                               ``malformed``
 oversized       a 2 MiB body                                          ``too-large``
 echo-auth       a 500 whose body echoes the request headers           ``http-500``
+bad-status      status line ``HTTP/1.1 ²²² OK`` (byte 0xB2: latin-1 ²)  ``malformed``
+bad-length      ``Content-Length: ²`` (byte 0xB2)                     ``malformed``
+bad-chunk       a chunked body whose first chunk size is ``-1``        ``malformed``
+duplicate       the upstream's answer, sent twice in one write        ``extra-bytes``
+null-content    200, a completion whose message content is null       fallback ``no-content``
+no-choices      200, a completion with ``"choices": []``              fallback ``no-content``
 ==============  ====================================================  ==========================
 
-``injected`` counts the faults by name; :data:`COUNTED_AS` maps them to r1track's fault kinds.
+Faults in :data:`COUNTED_AS` are transport faults (retried; counted by kind, :func:`expected_kinds`); those in
+:data:`FALLBACK_OF` are answers without text, which r1track does not retry and counts as fallback frames
+(:func:`expected_fallbacks`); they are injected into chat requests only (:data:`CHAT_ONLY`). ``injected``
+counts the faults by name; ``injected_bodies`` keeps, per fault, the bodies of the requests it hit.
 """
 
 from __future__ import annotations
@@ -32,16 +41,30 @@ from collections import Counter
 COUNTED_AS = {
     "reset": "connection", "hang": "timeout", "http-500": "http-500", "http-502": "http-502", "http-429": "http-429",
     "truncated": "connection", "malformed": "malformed", "long-header": "malformed", "oversized": "too-large",
-    "echo-auth": "http-500",
+    "echo-auth": "http-500", "bad-status": "malformed", "bad-length": "malformed", "bad-chunk": "malformed",
+    "duplicate": "extra-bytes",
 }
-FAULTS = tuple(COUNTED_AS)
+FALLBACK_OF = {"null-content": "no-content", "no-choices": "no-content"}
+CHAT_ONLY = frozenset(FALLBACK_OF)
+FAULTS = tuple(COUNTED_AS) + tuple(FALLBACK_OF)
+CHAT_PATH = "/v1/chat/completions"
 
 
 def expected_kinds(injected: Counter) -> Counter:
-    """The fault kinds r1track should count for the injected faults."""
+    """The fault kinds r1track should count for the injected faults (the transport faults among them)."""
     out: Counter = Counter()
     for name, n in injected.items():
-        out[COUNTED_AS[name]] += n
+        if name in COUNTED_AS:
+            out[COUNTED_AS[name]] += n
+    return out
+
+
+def expected_fallbacks(injected: Counter) -> Counter:
+    """The fallback frames r1track should count for the injected answers without text."""
+    out: Counter = Counter()
+    for name, n in injected.items():
+        if name in FALLBACK_OF:
+            out[FALLBACK_OF[name]] += n
     return out
 
 
@@ -122,6 +145,7 @@ class FaultProxy(LoopbackServer):
         self.hang_s = hang_s
         self.paths = tuple(paths)
         self.injected: Counter = Counter()
+        self.injected_bodies: dict[str, list[bytes]] = {}
         self.seen_headers: list[bytes] = []
         self._lock = threading.Lock()
         super().__init__()
@@ -139,8 +163,13 @@ class FaultProxy(LoopbackServer):
             if self.script:
                 return self.script.pop(0)
             if self.rng.random() < self.rate:
-                return self.rng.choice(self.faults)
+                return self.rng.choice([f for f in self.faults if path == CHAT_PATH or f not in CHAT_ONLY])
             return None
+
+    def chat_requests(self) -> int:
+        """Chat requests the proxy has read (every attempt a client made)."""
+        with self._lock:
+            return sum(h.split(b"\r\n", 1)[0].split(b" ")[1] == CHAT_PATH.encode() for h in self.seen_headers)
 
     def handle(self, conn: socket.socket) -> None:
         up = None
@@ -153,7 +182,8 @@ class FaultProxy(LoopbackServer):
                 if fault is not None:
                     with self._lock:
                         self.injected[fault] += 1
-                if fault in (None, "truncated"):
+                        self.injected_bodies.setdefault(fault, []).append(body)
+                if fault in (None, "truncated", "duplicate"):
                     if up is None:
                         up = socket.create_connection(self.upstream)
                     up.sendall(head + b"\r\n\r\n" + body)
@@ -164,7 +194,8 @@ class FaultProxy(LoopbackServer):
                     if fault == "truncated":
                         conn.sendall(rhead + b"\r\n\r\n" + rbody[: len(rbody) // 2])
                         return
-                    conn.sendall(rhead + b"\r\n\r\n" + rbody)
+                    answer = rhead + b"\r\n\r\n" + rbody
+                    conn.sendall(answer * 2 if fault == "duplicate" else answer)  # one write: they arrive together
                     continue
                 if fault == "reset":
                     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -187,6 +218,19 @@ class FaultProxy(LoopbackServer):
                 elif fault == "echo-auth":
                     conn.sendall(_response(500, b'{"error": "bad gateway", "request_headers": "'
                                            + head.replace(b"\r\n", b"; ").replace(b'"', b"'") + b'"}'))
+                elif fault == "bad-status":
+                    conn.sendall(b"HTTP/1.1 \xb2\xb2\xb2 OK\r\nContent-Length: 2\r\n\r\n{}")  # latin-1 superscript 2
+                    return
+                elif fault == "bad-length":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n{}")
+                    return
+                elif fault == "bad-chunk":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n{}\r\n0\r\n\r\n")
+                    return
+                elif fault in ("null-content", "no-choices"):
+                    choices = b'[{"index": 0, "message": {"role": "assistant", "content": null}, "finish_reason": "length"}]'
+                    conn.sendall(_response(200, b'{"id": "x", "object": "chat.completion", "choices": '
+                                           + (choices if fault == "null-content" else b"[]") + b"}"))
         except OSError:
             return
         finally:

@@ -13,6 +13,7 @@ from r1track.crop import (
     CropJitter,
     CropTransform,
     CropWindow,
+    DecodeMode,
     crop_square,
     load_for_window,
     load_image,
@@ -191,7 +192,7 @@ def test_reduced_jpeg_decode_keeps_geometry(tmp_path, factor, expect_reduce):
     path = tmp_path / "frame.jpg"
     Image.fromarray(img).save(path, quality=95)
     target = (box[0], box[1], box[2] - box[0], box[3] - box[1])
-    crop = crop_square(path, target, factor, 112)
+    crop = crop_square(path, target, factor, 112, decode=DecodeMode.FAST)
     win = plan_window(target, factor, 112)
     decoded = load_image(path, min_scale=112 / win.side)
     assert decoded.reduce == expect_reduce
@@ -202,6 +203,7 @@ def test_reduced_jpeg_decode_keeps_geometry(tmp_path, factor, expect_reduce):
     from_array = crop_square(np.asarray(Image.open(path).convert("RGB")), target, factor, 112)
     assert full.transform == from_array.transform == t
     assert np.array_equal(full.array(), from_array.array())
+    assert np.array_equal(crop_square(path, target, factor, 112).array(), from_array.array())  # exact: the default
     diff = np.abs(full.array().astype(int) - crop.array().astype(int)).mean()
     assert diff < 6.0
     x1, y1, x2, y2 = t.xyxy_orig_to_crop(box)
@@ -240,16 +242,21 @@ JPEG_KINDS = {
 
 
 @pytest.mark.parametrize("kind", sorted(JPEG_KINDS))
-@given(st.floats(-60, 460), st.floats(-60, 330), st.floats(4, 200), st.floats(1.0, 6.0), VALID_SIDES)
+@given(st.floats(-60, 460), st.floats(-60, 330), st.floats(4, 200), st.floats(1.0, 6.0), VALID_SIDES,
+       st.sampled_from(list(DecodeMode)))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_window_decode_gives_the_full_decodes_pixels(tmp_path, kind, x, y, side, factor, out_side):
+def test_window_decode_gives_the_full_decodes_pixels(tmp_path, kind, x, y, side, factor, out_side, mode):
     path = tmp_path / f"{kind.replace(' ', '_').replace(':', '')}.jpg"
     if not path.exists():
         textured_jpeg(path, **JPEG_KINDS[kind])
     window = plan_window((x, y, side, side * 0.7), factor, out_side)
-    part = load_for_window(path, window)
-    full = load_image(path, min_scale=window.out_side / window.side)
+    part = load_for_window(path, window, decode=mode)
+    full = load_image(path, min_scale=window.out_side / window.side if mode is DecodeMode.FAST else 1.0)
     assert part.reduce == full.reduce and part.orig_size == full.orig_size == (480, 360)
+    if mode is DecodeMode.EXACT:  # exact: what an array of the fully decoded frame gives, bit for bit
+        assert part.reduce == 1
+        array = np.asarray(Image.open(path).convert("RGB"))
+        assert np.array_equal(render_crop(part, window).array(), render_crop(load_image(array), window).array())
     if window.y0 + window.side + part.reduce < 360:  # the window ends well above the bottom: rows were left out
         assert not part.complete and part.image.size[1] < full.image.size[1]
     a, b = render_crop(part, window), render_crop(full, window)
@@ -297,3 +304,53 @@ def test_window_decode_of_broken_jpegs_is_a_clear_error(tmp_path):
         load_image(broken)
     with pytest.raises(ValueError, match="broken.jpg"):
         load_for_window(broken, window)
+
+
+def test_jpeg_bytes_are_the_same_whichever_way_they_are_encoded(monkeypatch):
+    """encode_jpeg writes into a per-thread in-memory file where the system has one (Pillow then encodes without
+    holding the GIL) and into a BytesIO elsewhere: the same bytes either way, from any thread and in a forked
+    child (which must not share the parent's in-memory file)."""
+    import io
+    import os
+    import threading
+
+    from r1track import crop as crop_mod
+
+    rng = np.random.default_rng(5)
+    images = [Image.fromarray(frame_with_box(336, 336, (40, 50, 200, 260))),
+              Image.fromarray(rng.integers(0, 256, (504, 504, 3), dtype=np.uint8))]  # > 64 KiB: several writes
+
+    def reference(img, quality):
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=quality, optimize=False, progressive=False)
+        return buf.getvalue()
+
+    want = {(i, q): reference(img, q) for i, img in enumerate(images) for q in (95, 80)}
+    assert len(want[1, 95]) > 65536
+    got = {(i, q): crop_mod.encode_jpeg(img, q) for i, img in enumerate(images) for q in (95, 80)}
+    assert got == want
+    errors = []
+
+    def worker():
+        mine = [img.copy() for img in images]  # Pillow's save() keeps its options on the image: one per thread
+        for _ in range(3):
+            for (i, q), data in want.items():
+                if crop_mod.encode_jpeg(mine[i], q) != data:
+                    errors.append((i, q))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    if hasattr(os, "fork") and hasattr(os, "memfd_create"):
+        pid = os.fork()
+        if pid == 0:  # the child encodes while the parent does too: no shared file between them
+            os._exit(0 if all(crop_mod.encode_jpeg(images[i], q) == d for (i, q), d in want.items()) else 1)
+        parent_ok = all(crop_mod.encode_jpeg(images[i], q) == d for (i, q), d in want.items())
+        assert os.waitpid(pid, 0)[1] == 0 and parent_ok
+    monkeypatch.setattr(crop_mod, "_SINKS", threading.local())
+    monkeypatch.delattr(os, "memfd_create", raising=False)  # a system without in-memory files: BytesIO
+    assert crop_mod._jpeg_sink() is None
+    assert {(i, q): crop_mod.encode_jpeg(img, q) for i, img in enumerate(images) for q in (95, 80)} == want

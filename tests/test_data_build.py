@@ -54,7 +54,7 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def red_root(tmp_path_factory):
-    """Six red-target sequences: small and large targets (so crops decode at 1/1, 1/2 and 1/4), wide
+    """Six red-target sequences: small and large targets (so fast-mode crops decode at 1/1, 1/2 and 1/4), wide
     and tall ones, and absent stretches in two of them."""
     root = tmp_path_factory.mktemp("red")
     seqs = write_red_split(
@@ -74,7 +74,10 @@ def red_root(tmp_path_factory):
 def red_build(red_root, tmp_path_factory):
     root, seqs = red_root
     out = tmp_path_factory.mktemp("redout") / "set"
-    cfg = get_profile("r1track").replace(samples_per_sequence=8, crop_sides=(112, 224, 336), val_fraction=0.2)
+    # the fast decode mode: the pixel checks below then cover reduced JPEG decodes too (exact mode: see
+    # test_exact_build_writes_the_crops_the_tracker_sends)
+    cfg = get_profile("r1track").replace(samples_per_sequence=8, crop_sides=(112, 224, 336), val_fraction=0.2,
+                                         decode="fast")
     res = build([Source.parse(f"got10k:{root}@train")], out, cfg, formats=["llamafactory", "easyr1", "verl"], seed=5, progress=False)
     return res.out, seqs
 
@@ -465,6 +468,38 @@ def test_real_sequences_crops_show_the_window(realseq_dir, tmp_path):
             bx = [min(max(v, 0), win["out_side"]) for v in bx]
             written = ints(s["prompt_boxes"][0]) if k == 0 else ints(s["answer"])
             assert written == [round(v) for v in bx]
+
+
+def test_exact_build_writes_the_crops_the_tracker_sends(large_target_seq, tmp_path):
+    """Training and tracking see the same pixels: by default the builder decodes like the tracker's default
+    (exact), so every written crop is byte for byte the JPEG the openai backend would send for that window,
+    whether the tracker got the frame as a path or as an array."""
+    import base64
+
+    from r1track.backends.base import RequestImage
+    from r1track.backends.openai import cached_data_url
+    from r1track.crop import CropWindow, DecodeMode, load_for_window, render_crop
+    from r1track.tracker import TrackerParams
+
+    assert get_profile("r1track").decode == TrackerParams().decode == DecodeMode.EXACT
+    out = tmp_path / "exact"
+    cfg = get_profile("r1track").replace(samples_per_sequence=4, crop_sides=(112, 336), val_fraction=0.0)
+    build([Source.parse(str(large_target_seq.frames[0].parent))], out, cfg, formats=["llamafactory"], seed=4,
+          progress=False)
+    assert stats(out)["config"]["decode"] == "exact"
+    samples = manifest(out)
+    assert samples
+    large = 0
+    for s in samples:
+        for name, win, frame in zip(s["images"], s["windows"], s["frames"]):
+            window = CropWindow(int(win["x0"]), int(win["y0"]), int(win["side"]), int(win["out_side"]))
+            large += window.side > 2 * window.out_side
+            written = (out / "llamafactory" / "images" / s["split"] / name).read_bytes()
+            for source in (frame, np.asarray(Image.open(frame).convert("RGB"))):
+                crop = render_crop(load_for_window(source, window, decode=TrackerParams().decode), window)
+                sent = cached_data_url(RequestImage(crop.image, "search"))  # what the backend puts in the request
+                assert sent == "data:image/jpeg;base64," + base64.b64encode(written).decode()
+    assert large  # windows a fast decode would have taken at reduced scale were among them
 
 
 def test_default_output_path_matches_the_committed_dataset_info(red_root, tmp_path, monkeypatch):

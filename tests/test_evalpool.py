@@ -57,7 +57,9 @@ def test_two_workers_write_byte_identical_results_and_one_run_json(tmp_path):
     assert doc["workers"] == 2 and [s["name"] for s in doc["sequences"]] == [s.name for s in seqs]
     assert doc["frames_requested"] == runs[2].frames_tracked == 5 * 6
     assert all(s["status"] == "done" for s in doc["sequences"])
-    assert {s.get("worker", 0) for s in doc["sequences"]} == {0, 1}
+    assert sorted({s["worker"] for s in doc["sequences"]}) == [0, 1]  # worker 0 is named too (issue 24, row 9)
+    assert sum(s["worker"] == 0 for s in doc["sequences"]) >= 2
+    assert all("worker" not in s for s in json.loads((tmp_path / "w1" / "run.json").read_text())["sequences"])
     # resume unchanged: a rerun with the other worker count finds everything done
     again = evaluate(seqs, EvalSettings(out_dir=tmp_path / "w2", backend="openai", servers=("http://127.0.0.1:9/v1",),
                                         model="fake-model", concurrency=4, params=params, progress=False))

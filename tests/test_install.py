@@ -353,14 +353,14 @@ def test_second_force_over_an_edited_entry_keeps_the_original(tmp_path, src):
 
 
 def test_unwritable_folder_leaves_the_tree_unchanged(tmp_path, src, monkeypatch, capsys):
-    from r1track import install as inst
+    from r1track.installer import apply as inst  # where check_writable looks writable up
 
     lf = make_llamafactory(tmp_path / "lf")
     before = snapshot(lf)
     data = lf / "data"
     if os.geteuid() == 0:  # root writes through permission bits: make the probe meet a read-only folder
-        real = inst._writable
-        monkeypatch.setattr(inst, "_writable", lambda folder, probe=True: folder != data and real(folder, probe))
+        real = inst.writable
+        monkeypatch.setattr(inst, "writable", lambda folder, probe=True: folder != data and real(folder, probe))
     else:
         data.chmod(0o555)
     try:

@@ -1,4 +1,5 @@
-"""The README's layout table names every top-level entry of the repository and every module of the package."""
+"""The layout table (docs/development.md, linked from the README) names every top-level entry of the repository and
+every module of the package."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _layout() -> str:
-    text = (REPO / "README.md").read_text()
-    return text[text.index("## Layout"):text.index("\n## ", text.index("## Layout") + 1)]
+    text = (REPO / "docs" / "development.md").read_text()
+    start = text.index("## Layout")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
 
 
 def test_layout_table_names_every_top_level_entry():
@@ -23,7 +26,7 @@ def test_layout_table_names_every_top_level_entry():
         pytest.skip("not a git checkout")
     table = _layout()
     for top in sorted({path.split("/")[0] for path in tracked}):
-        assert f"`{top}" in table, f"README layout table lacks {top}"
+        assert f"`{top}" in table, f"the layout table of docs/development.md lacks {top}"
 
 
 def test_layout_table_names_every_package_module():

@@ -127,9 +127,10 @@ def test_the_model_sees_the_served_jpeg_pixels():
 
 def test_pytracking_parameters_build_an_in_process_engine(monkeypatch):
     from r1track.integrations import pytracking as adapter
+    from r1track.integrations import pytracking_session
 
     monkeypatch.delenv("R1TRACK_MODEL", raising=False)
-    monkeypatch.setattr(adapter, "_BACKENDS", {})
+    monkeypatch.setattr(pytracking_session, "_BACKENDS", {})
 
     class Params:
         backend = "vllm"

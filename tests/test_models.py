@@ -186,6 +186,21 @@ def test_eval_infers_qwen3_from_the_server_and_refuses_an_unknown_model(tmp_path
     assert "qwen2.5-vl, qwen3-vl, qwen3.5" in err and not (tmp_path / "x").exists()
 
 
+def test_a_crop_side_given_for_the_served_family_is_checked_against_that_family(tmp_path):
+    """``--crop-size 256`` is valid for a Qwen3-VL server (a multiple of 32) though not for the default family; the
+    family is found before the settings are checked (found by the closed-loop test)."""
+    from r1track.cli import main
+    from r1track.synthetic import write_got10k_split
+
+    write_got10k_split(tmp_path / "data", "val", n_sequences=1, n_frames=3)
+    with OpenAIServer_(model="tracker", root="Qwen/Qwen3-VL-2B-Instruct") as server:
+        assert main(["eval", str(tmp_path / "data"), "--split", "val", "--crop-size", "256", "--server",
+                     server.base_url, "--no-progress", "-o", str(tmp_path / "run")]) == 0
+        assert len(server.chat_requests()) == 2
+    params = json.loads((tmp_path / "run" / "settings.json").read_text())["params"]
+    assert (params["model_family"], params["crop_size"]) == ("qwen3-vl", 256)
+
+
 def OpenAIServer_(**kw):
     from r1track.testing.openai_server import OpenAIServer
 

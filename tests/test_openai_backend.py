@@ -298,7 +298,8 @@ def test_model_lookup_once_per_backend_retried_and_fatal_only_on_a_definite_answ
         lookups = [h for h in proxy.seen_headers if h.startswith(b"GET /v1/models")]
         assert len(lookups) == 3  # one lookup for 8 sequences: two faults, retried, then the answer
         assert all(r.ok for r in results) and backend.model == "served"
-        assert sum(sum(r.faults.values()) for r in results) == 2  # counted once, with the frame that asked
+        assert sum(sum(r.faults.values()) for r in results) == 0  # the lookup's faults are the lookup's:
+        assert backend.lookup.made == [(backend.base_url, 3, {"http-502": 1, "connection": 1})]  # counted once there
         with FaultProxy(("127.0.0.1", server.port), script=["http-404"]) as proxy:
             backend = OpenAIBackend(proxy.base_url, retries=3, backoff_s=0.01)
             tr = Tracker(backend, TrackerParams())
@@ -308,3 +309,29 @@ def test_model_lookup_once_per_backend_retried_and_fatal_only_on_a_definite_answ
             backend.close()
         assert info.value.fatal and "/models" in str(info.value) and "404" in str(info.value)
         assert len(proxy.seen_headers) == 1  # a definite answer is not retried
+
+
+def test_request_bytes_are_the_json_of_the_body(crossing):
+    """The payload joins the images' data URLs into the dumped body instead of letting the JSON encoder scan them:
+    its bytes must be exactly ``json.dumps(body)``'s, for every request kind and option."""
+    import json
+
+    from r1track.backends.base import KIND_GROUND, FrameRequest, RequestImage, Sampling
+
+    frame = np.asarray(Image.open(crossing.frames[0]).convert("RGB"))
+    box = crossing.boxes_xywh_orig[0]
+    backend = OpenAIBackend("http://127.0.0.1:9/v1", "m", extra_body={"top_k": 20, "note": "ünïcode \u2028"})
+    for params in (TrackerParams(), TrackerParams(memory=True), TrackerParams(seed=7, structured_output=True),
+                   TrackerParams(think=True, model_family="qwen3-vl")):
+        tracker = Tracker(backend, params)
+        tracker.initialize(frame, box)
+        request = tracker.build_request(frame)
+        assert request.payload == json.dumps(backend.body(request, "m"), separators=(",", ":")).encode()
+        assert len(request.images) in (2, 3) and request.payload.count(b"data:image/jpeg;base64,") == len(request.images)
+    # a text holding the marker's own characters: the plain encoder is used, same bytes
+    marker = openai_mod._MARKER + "0" + openai_mod._MARKER
+    grounding = FrameRequest(kind=KIND_GROUND, images=(RequestImage(Image.fromarray(frame), "frame"),),
+                             sampling=Sampling(0.0, 1.0, 64, None, None), frame_index=0, image_size=(640, 480),
+                             grounding_text=f"the car {marker}", model_scale=(1.0, 1.0))
+    assert backend.encode_body(grounding, "m") == json.dumps(backend.body(grounding, "m"), separators=(",", ":")).encode()
+    assert marker in json.loads(backend.encode_body(grounding, "m"))["messages"][0]["content"][1]["text"]

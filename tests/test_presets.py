@@ -86,6 +86,7 @@ def test_backend_registry_is_the_only_list_of_backend_names():
 
 def test_pytracking_adapter_accepts_exactly_the_registry_names(monkeypatch):
     from r1track.integrations import pytracking as adapter
+    from r1track.integrations import pytracking_session
 
     class Params:
         server_url = "http://127.0.0.1:9/v1"
@@ -100,7 +101,7 @@ def test_pytracking_adapter_accepts_exactly_the_registry_names(monkeypatch):
             accepted.append(name)
         except ValueError as exc:
             assert "must be one of " + ", ".join(backend_names(ground_truth=False)) in str(exc)
-    monkeypatch.setattr(adapter, "_BACKENDS", {})
+    monkeypatch.setattr(pytracking_session, "_BACKENDS", {})
     assert accepted == backend_names(ground_truth=False)
 
 
@@ -118,7 +119,9 @@ def test_known_checkpoints_pick_their_preset_unknown_ones_say_so():
     assert find_checkpoint("R1-Track-GRPO-5k-merged").name == "WangBiao/R1-Track-GRPO-5k"
     with pytest.raises(ValueError, match="unknown preset"):
         resolve(preset="fast")
-    assert all(c.family == "qwen2.5-vl" and c.preset in PRESETS for c in CHECKPOINTS)
+    from r1track.models import family_of_checkpoint
+
+    assert all(family_of_checkpoint(c).name == "qwen2.5-vl" and c.preset in PRESETS for c in CHECKPOINTS)
 
 
 def test_readme_checkpoint_table_is_the_registry():

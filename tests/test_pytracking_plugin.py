@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from r1track.integrations import pytracking as pytracking_adapter
+from r1track.integrations import pytracking_session  # the process state the adapter's names point at
 from r1track.data.readers import read_generic
 from r1track.testing.openai_server import OpenAIServer, reply, status
 
@@ -85,7 +86,8 @@ def pytracking(tmp_path, monkeypatch):
     for backend in pytracking_adapter._BACKENDS.values():
         backend.close()
     pytracking_adapter._BACKENDS.clear()
-    pytracking_adapter._SUMMARY_STATE = 2  # the per-process summary at exit is for real runs
+    pytracking_session._LOOKUP[:] = [0, None]  # the process's model listings: each test asks its own servers
+    pytracking_session._SUMMARY_STATE = 2  # the per-process summary at exit is for real runs
 
 
 @dataclass
@@ -155,6 +157,7 @@ def test_plugin_layout_and_class_contract(pytracking):
                        think_layout="images-first")),
         ("think_instruction_first", dict(think=True, prompt_version="r1track-v0", think_layout="instruction-first")),
         ("memory", dict(think=False, memory=True, memory_prompt_version="r1track-mem-v1", crop_size=336)),
+        ("motion", dict(think=False, prompt_version="r1track-v1", crop_size=336, window_policy="kalman-adaptive")),
         ("ncc", dict(think=False, prompt_version="r1track-v1")),
     ],
 )
@@ -327,3 +330,29 @@ def test_vis_preset_reports_object_presence_score(pytracking, crossing):
     assert vis[1]["r1track_status"] == "ok" and vis[1]["object_presence_score"] == 1.0
     assert vis[0]["target_bbox"] == pytest.approx(list(crossing.init_bbox))  # the last box is kept
     assert all("object_presence_score" not in o for o in outs["default"])  # unchanged without a visibility prompt
+
+
+def test_eval_track_and_the_plugin_give_identical_boxes_on_a_large_target(pytracking, large_target_seq, tmp_path):
+    """One frame folder through ``r1track eval`` (paths), ``r1track track`` (paths) and the plugin (RGB arrays, as
+    PyTracking gives them) with the ncc baseline, whose answers depend on the pixels: the same boxes, because
+    exact decoding is every entry point's default (with ``--decode fast`` the paths' boxes part from the arrays'
+    on this sequence)."""
+    from r1track.cli import main
+
+    seq = large_target_seq
+    folder = seq.frames[0].parent
+    assert main(["eval", str(folder), "--backend", "ncc", "--preset", "ncc", "-o", str(tmp_path / "eval"),
+                 "--no-progress"]) == 0
+    from_eval = np.loadtxt(tmp_path / "eval" / "results_pytracking" / f"{seq.name}.txt", delimiter="\t")
+    init = ",".join(repr(float(v)) for v in seq.boxes_xywh_orig[0])
+    assert main(["track", str(folder), "--init", init, "--backend", "ncc", "--preset", "ncc",
+                 "-o", str(tmp_path / "track")]) == 0
+    from_track = np.loadtxt(tmp_path / "track" / "boxes.txt", delimiter=",")
+    params = load_params("ncc")
+    assert params.decode == "exact"
+    from_plugin = np.array(run_sequence(Seq(seq.name, list(seq.frames), list(seq.boxes_xywh_orig[0])), params),
+                           dtype=float)
+    assert from_eval.shape == from_track.shape == from_plugin.shape == (len(seq.frames), 4)
+    assert np.abs(from_eval - from_plugin).max() <= 1e-6
+    assert np.abs(from_track - from_plugin).max() <= 1e-6
+    assert np.ptp(from_plugin[:, 0]) > 5 or np.ptp(from_plugin[:, 1]) > 5  # the target moved: pixels decided

@@ -139,10 +139,20 @@ def test_think_rejections_match_the_reference(reply, n_tokens):
         ("[0,0,10,10,99]", 1.5),  # the reference silently used the first four values
         ("[true,0,10,10]", 0.9 + 0.2),  # True == 1: I 90, U 100, C 100 -> g .9 -> +0.2
         ("[NaN,0,10,10]", math.nan),  # NaN propagated into the reward
+        # measured with R1-Track's track_compute_score_not_think against [100,100,120,120] (docs/sft_grpo.md)
+        (("[300,300,10,10]", "[100,100,120,120]"), 210.75),  # swapped: unbounded above, grows with the area
+        (("[1000,1000,0,0]", "[100,100,120,120]"), 2500.5),
+        (("[300,100,10,120]", "[100,100,120,120]"), -14.5),  # only x swapped: unbounded below
+        (("[100,100,Infinity,120]", "[100,100,120,120]"), math.nan),
+        (("[Infinity,100,100,120]", "[100,100,120,120]"), -math.inf),
+        (("[Infinity,Infinity,0,0]", "[100,100,120,120]"), math.inf),
     ],
 )
 def test_deviations_from_the_reference_score_minus_one(reply, reference_value):
-    s = score_reply(reply, G)
+    reply, gt = reply if isinstance(reply, tuple) else (reply, G)
+    s = score_reply(reply, gt)
+    assert s == score_reply(reply, gt, 200) and score_reply(f"<think>a</think><answer>{reply}</answer>", gt, 200,
+                                                            think=True)["overall"] == -1.0
     assert s["overall"] == -1.0
     assert s["overall"] != reference_value
 

@@ -1,6 +1,6 @@
 """Box maths: one place for formats, areas, IoU/GIoU, clipping and scaling.
 
-Conventions (see README, "Conventions"):
+Conventions (see docs/conventions.md):
 
 * Two formats, named in every function and variable: ``xywh`` = (left, top, width, height) and
   ``xyxy`` = (x_min, y_min, x_max, y_max).
@@ -12,11 +12,18 @@ Conventions (see README, "Conventions"):
 Every function here is total: NaN, infinite, inverted and degenerate inputs give defined, finite
 results (documented per function) and never raise on numbers. Bad *shapes* (not 4 values) raise
 ``ValueError``.
+
+Overlaps are computed over the whole double range: IoU and GIoU do not change when every coordinate is scaled
+by the same factor, so the two boxes are first scaled by a power of two that brings their largest coordinate
+into [0.5, 1) -- exact, it only moves the exponent -- and their sizes, products and ratios are computed there.
+A pair of boxes near 1e308 (whose width ``x + w`` or area ``w * h`` would overflow) or near 1e-300 (whose area
+would underflow to 0) gets the very same IoU as the same pair at everyday pixel scale.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -97,18 +104,36 @@ def normalize_xyxy(box_xyxy: Sequence[float]) -> tuple[BoxXYXY, bool]:
     return BoxXYXY(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), swapped
 
 
+def _area(w: float, h: float) -> float:
+    """w * h for positive sides, saturated so that it stays finite and positive (past the double range: the
+    largest double; below it: the smallest positive one); 0.0 when a side is not positive (or NaN)."""
+    if not (w > 0.0 and h > 0.0):
+        return 0.0
+    a = w * h
+    if a == math.inf:
+        return sys.float_info.max
+    return a if a > 0.0 else _TINY
+
+
+_TINY = math.ulp(0.0)
+
+
 def area_xyxy(box_xyxy: Sequence[float]) -> float:
-    """Area; inverted or degenerate boxes have area 0; non-finite boxes have area 0."""
+    """Area; inverted or degenerate boxes have area 0; non-finite boxes have area 0. A box with positive
+    sides always has a positive, finite area (saturated at the double range's ends), so ``area > 0`` says
+    "not degenerate" for any box."""
     x1, y1, x2, y2 = _four(box_xyxy, "box_xyxy")
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         return 0.0
-    a = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    return a if math.isfinite(a) else 0.0
+    return _area(x2 - x1, y2 - y1)  # x2 - x1 may pass the double range: saturated
 
 
 def area_xywh(box_xywh: Sequence[float]) -> float:
-    """Area; negative or non-finite sizes give 0."""
-    return area_xyxy(xywh_to_xyxy(box_xywh))
+    """Area; negative or non-finite sizes give 0 (as :func:`area_xyxy`, from ``w`` and ``h`` themselves)."""
+    x, y, w, h = _four(box_xywh, "box_xywh")
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return 0.0
+    return _area(w, h)
 
 
 def center_xywh(box_xywh: Sequence[float]) -> tuple[float, float]:
@@ -144,21 +169,27 @@ def scale_xyxy(box_xyxy: Sequence[float], sx: float, sy: float | None = None) ->
     return BoxXYXY(x1 * sx, y1 * sy, x2 * sx, y2 * sy)
 
 
-def _overlap_terms(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float] | None:
-    """(intersection, union, enclosure) areas, or None for non-finite input. Inverted boxes count
-    as empty, anchored at (x1, y1)."""
-    ax1, ay1, ax2, ay2 = _four(a, "box_xyxy")
-    bx1, by1, bx2, by2 = _four(b, "box_xyxy")
-    vals = (ax1, ay1, ax2, ay2, bx1, by1, bx2, by2)
+def _pow2_scale(span: float) -> float:
+    """The power of two that brings ``span`` (>= 0, finite) into [0.5, 1) (a subnormal span as far as a double
+    allows: at most x 2**1022); 1.0 for 0."""
+    return math.ldexp(1.0, min(-math.frexp(span)[1], 1022)) if span > 0 else 1.0
+
+
+def _overlap_terms(a: Sequence[float], b: Sequence[float], *, xywh: bool = False) -> tuple[float, float, float] | None:
+    """(intersection, union, enclosure) areas of the two boxes scaled together by a power of two (see the
+    module docstring; the ratios between them are the boxes' own), or None for non-finite input. Inverted
+    boxes count as empty, anchored at (x1, y1). ``xywh``: the boxes are (x, y, w, h), converted after the
+    scaling (``x + w`` cannot overflow there)."""
+    vals = (*_four(a, "box_xyxy"), *_four(b, "box_xyxy"))
     if not all(math.isfinite(v) for v in vals):
         return None
+    s = _pow2_scale(max(abs(v) for v in vals))
+    ax1, ay1, ax2, ay2, bx1, by1, bx2, by2 = (v * s for v in vals)
+    if xywh:
+        ax2, ay2, bx2, by2 = ax1 + ax2, ay1 + ay2, bx1 + bx2, by1 + by2
     # Inverted boxes collapse to zero size at their first corner.
     ax2, ay2 = max(ax1, ax2), max(ay1, ay2)
     bx2, by2 = max(bx1, bx2), max(by1, by2)
-    span = max(abs(v) for v in vals)
-    if span > 1e150:  # keep products finite: IoU and GIoU are scale invariant
-        s = 1.0 / span
-        ax1, ay1, ax2, ay2, bx1, by1, bx2, by2 = (v * s for v in (ax1, ay1, ax2, ay2, bx1, by1, bx2, by2))
     iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
     ih = max(0.0, min(ay2, by2) - max(ay1, by1))
     inter = iw * ih
@@ -169,16 +200,19 @@ def _overlap_terms(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
     return inter, union, enclosure
 
 
-def iou_xyxy(a_xyxy: Sequence[float], b_xyxy: Sequence[float]) -> float:
-    """Intersection over union in [0, 1]. Zero union (both boxes empty) or any non-finite
-    coordinate gives 0.0. Inverted boxes are empty."""
-    terms = _overlap_terms(a_xyxy, b_xyxy)
+def _iou(terms: tuple[float, float, float] | None) -> float:
     if terms is None:
         return 0.0
     inter, union, _ = terms
     if union <= 0.0:
         return 0.0
     return min(1.0, max(0.0, inter / union))
+
+
+def iou_xyxy(a_xyxy: Sequence[float], b_xyxy: Sequence[float]) -> float:
+    """Intersection over union in [0, 1]. Zero union (both boxes empty) or any non-finite
+    coordinate gives 0.0. Inverted boxes are empty."""
+    return _iou(_overlap_terms(a_xyxy, b_xyxy))
 
 
 def giou_xyxy(a_xyxy: Sequence[float], b_xyxy: Sequence[float]) -> float:
@@ -192,13 +226,16 @@ def giou_xyxy(a_xyxy: Sequence[float], b_xyxy: Sequence[float]) -> float:
     iou = min(1.0, max(0.0, inter / union)) if union > 0.0 else 0.0
     if enclosure <= 0.0:
         return 0.0 if union <= 0.0 else iou
-    g = iou - (enclosure - union) / enclosure
+    # The enclosure holds the union, so the penalty is never negative; with sub-normal box sides the two
+    # products can round the other way, and GIoU must still never exceed IoU.
+    g = iou - max(0.0, enclosure - union) / enclosure
     return min(1.0, max(-1.0, g))
 
 
 def iou_xywh(a_xywh: Sequence[float], b_xywh: Sequence[float]) -> float:
-    """IoU of two xywh boxes (see :func:`iou_xyxy`)."""
-    return iou_xyxy(xywh_to_xyxy(a_xywh), xywh_to_xyxy(b_xywh))
+    """IoU of two xywh boxes (see :func:`iou_xyxy`; a box whose ``x + w`` is past the double range is
+    scaled first, not lost)."""
+    return _iou(_overlap_terms(a_xywh, b_xywh, xywh=True))
 
 
 def _as_n4(boxes: np.ndarray | Sequence[Sequence[float]], what: str) -> np.ndarray:
@@ -217,9 +254,11 @@ def iou_xywh_array(a_xywh: np.ndarray, b_xywh: np.ndarray) -> np.ndarray:
     b = _as_n4(b_xywh, "b_xywh")
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
+    finite = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    a, b = _scaled_rows(np.where(finite[:, None], a, 0.0), np.where(finite[:, None], b, 0.0))
     a = np.concatenate([a[:, :2], a[:, :2] + a[:, 2:]], axis=1)
     b = np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
-    return _iou_giou_array(a, b)[0]
+    return np.where(finite, _iou_giou_array(a, b)[0], 0.0)
 
 
 def giou_xyxy_array(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
@@ -231,21 +270,20 @@ def giou_xyxy_array(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     return _iou_giou_array(a, b)[1]
 
 
+def _scaled_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row pair (finite) scaled by the power of two that brings its largest coordinate into [0.5, 1)."""
+    span = np.maximum(np.abs(a).max(axis=1, initial=0.0), np.abs(b).max(axis=1, initial=0.0))
+    s = np.ldexp(1.0, np.minimum(-np.frexp(span)[1], 1022))[:, None]  # frexp(0) = (0, 0): scale 1
+    return a * s, b * s
+
+
 def _iou_giou_array(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     finite = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
-    a = np.where(finite[:, None], a, 0.0)
-    b = np.where(finite[:, None], b, 0.0)
-    a = a.copy()
-    b = b.copy()
+    a, b = _scaled_rows(np.where(finite[:, None], a, 0.0), np.where(finite[:, None], b, 0.0))
     a[:, 2] = np.maximum(a[:, 0], a[:, 2])
     a[:, 3] = np.maximum(a[:, 1], a[:, 3])
     b[:, 2] = np.maximum(b[:, 0], b[:, 2])
     b[:, 3] = np.maximum(b[:, 1], b[:, 3])
-    span = np.maximum(np.abs(a).max(axis=1), np.abs(b).max(axis=1))
-    big = span > 1e150
-    s = np.where(big, 1.0 / np.where(big, span, 1.0), 1.0)[:, None]
-    a = a * s
-    b = b * s
     iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0.0, None)
     ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0.0, None)
     inter = iw * ih
@@ -258,7 +296,7 @@ def _iou_giou_array(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarra
         iou = np.clip(iou, 0.0, 1.0)
         g = np.where(
             enclosure > 0,
-            iou - (enclosure - union) / np.where(enclosure > 0, enclosure, 1.0),
+            iou - np.maximum(enclosure - union, 0.0) / np.where(enclosure > 0, enclosure, 1.0),
             np.where(union > 0, iou, 0.0),
         )
     g = np.clip(g, -1.0, 1.0)

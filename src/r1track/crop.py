@@ -10,10 +10,15 @@ was made). Boxes map between the two frames with
 which is exact for continuous pixel coordinates (pixel i covers [i, i + 1)) because the resize maps
 the window ``[x0, x0 + side)`` onto ``[0, out_side)``.
 
-Steps, usable on their own: :func:`plan_window` (pure geometry), :func:`load_image` (decode, with
-JPEG DCT downscaling when the crop needs less than full resolution) or :func:`load_for_window` (the
-same, and a JPEG's decode also stops at the window's last row), :func:`render_crop` (cut, pad,
-resize). :func:`crop_square` chains the three.
+Steps, usable on their own: :func:`plan_window` (pure geometry), :func:`load_image` (decode, optionally
+with JPEG DCT downscaling) or :func:`load_for_window` (decode what a window needs: a JPEG's decode stops at the
+window's last row), :func:`render_crop` (cut, pad, resize). :func:`crop_square` chains the three.
+
+Decoding (:class:`DecodeMode`) is **exact** by default: every frame is decoded at full resolution and the
+window goes through one resize, so a frame gives bit-identical crops whether it arrives as a path, a PIL image
+(lazy or loaded) or an RGB array. ``DecodeMode.FAST`` decodes a JPEG at the coarsest DCT scale (1/2, 1/4,
+1/8) that still gives one decoded pixel per crop pixel: the same window, less CPU for large windows, but
+slightly different pixels than a full decode (arrays, already decoded, are unaffected).
 """
 
 from __future__ import annotations
@@ -22,24 +27,29 @@ import io
 import math
 import os
 import random
+import threading
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from .boxes import BoxXYWH, BoxXYXY, xywh_to_xyxy, xyxy_to_xywh
+from .images import MAX_FRAME_PIXELS, ImageSource
 from .qwen import check_crop_side
 
 __all__ = [
     "MAX_FRAME_PIXELS",
+    "DecodeMode",
     "CropJitter",
     "CropWindow",
     "CropTransform",
     "DecodedImage",
     "Crop",
     "plan_window",
+    "centred_window",
     "load_image",
     "load_for_window",
     "render_crop",
@@ -47,13 +57,30 @@ __all__ = [
     "encode_jpeg",
 ]
 
-MAX_FRAME_PIXELS = 89_478_485
-"""Largest image (width x height) r1track decodes: Pillow's own decompression-bomb limit
-(``PIL.Image.MAX_IMAGE_PIXELS``, about 9459 x 9459), fixed here so a program that changes Pillow's
-global does not change what r1track accepts. Checked from the header, before any decoding."""
 
-ImageSource = Union[np.ndarray, Image.Image, str, os.PathLike]
-"""An RGB uint8 H x W x 3 array, a PIL image (opened lazily or loaded), or a path to an image file."""
+class DecodeMode(str, Enum):
+    """How a frame file (or a lazily opened PIL image) is decoded for a crop.
+
+    * ``EXACT`` (``"exact"``, the default everywhere): full resolution; a JPEG's decode stops below the
+      window's last row, which changes no pixel. A frame gives bit-identical crops as a path, a PIL image or
+      an array.
+    * ``FAST`` (``"fast"``): a JPEG is decoded at the coarsest DCT scale (1/2, 1/4, 1/8) that keeps at least
+      one decoded pixel per crop pixel (libjpeg's scaled IDCT), then the window is resized from that. Less
+      client CPU for windows over twice the crop side; the window is the same, the pixels are not those of a
+      full decode (a DCT-scaled decode is not a resize of the full one), so a path and an array of the same
+      frame can give different crops, and a model different answers.
+    """
+
+    EXACT = "exact"
+    FAST = "fast"
+
+    @classmethod
+    def parse(cls, value: "DecodeMode | str") -> "DecodeMode":
+        """The mode named ``value``; ValueError naming the modes for anything else."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"decode mode must be one of {', '.join(m.value for m in cls)}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -162,6 +189,16 @@ def plan_window(
         side_f *= math.exp(uniform(math.log(lo), math.log(hi))) if hi > lo else lo
         cx += uniform(-jitter.center, jitter.center) * side_f
         cy += uniform(-jitter.center, jitter.center) * side_f
+    return centred_window(cx, cy, side_f, out_side)
+
+
+def centred_window(cx: float, cy: float, side_f: float, out_side: int) -> CropWindow:
+    """The window of side ``ceil(side_f)`` (at least 1) original pixels centred on (``cx``, ``cy``) (original
+    pixels), top-left rounded to whole pixels: the rule of :func:`plan_window`, for a centre and side chosen
+    elsewhere (the motion-aware search windows of :mod:`r1track.window`). ValueError for a non-finite centre or
+    side, or a side that is not positive."""
+    if not (math.isfinite(cx) and math.isfinite(cy) and math.isfinite(side_f) and side_f > 0):
+        raise ValueError(f"window centre and side must be finite (side > 0), got ({cx}, {cy}), {side_f}")
     side = max(1, math.ceil(side_f))
     return CropWindow(x0=round(cx - 0.5 * side), y0=round(cy - 0.5 * side), side=side, out_side=out_side)
 
@@ -199,13 +236,15 @@ def load_image(source: ImageSource, *, min_scale: float = 1.0) -> DecodedImage:
     return _load(source, min_scale, None)
 
 
-def load_for_window(source: ImageSource, window: CropWindow) -> DecodedImage:
-    """Decode what :func:`render_crop` needs for ``window``: the coarsest DCT scale that keeps one
-    decoded pixel per crop pixel (as :func:`load_image`) and, for a JPEG whose window ends above the
-    image's bottom, only the rows down to the window's last one (libjpeg decodes top to bottom, so
-    the rows below are never touched). The pixels are the same as a full decode's. Errors as
-    :func:`load_image`."""
-    return _load(source, window.out_side / window.side, window)
+def load_for_window(source: ImageSource, window: CropWindow, *,
+                    decode: DecodeMode | str = DecodeMode.EXACT) -> DecodedImage:
+    """Decode what :func:`render_crop` needs for ``window``: for a JPEG whose window ends above the image's
+    bottom, only the rows down to the window's last one (libjpeg decodes top to bottom, so the rows below
+    are never touched; the rows decoded are the same as a full decode's). ``decode``: :class:`DecodeMode`;
+    with ``FAST`` a JPEG is also decoded at the coarsest DCT scale that keeps one decoded pixel per crop
+    pixel (as :func:`load_image` with ``min_scale``). Errors as :func:`load_image`."""
+    fast = DecodeMode.parse(decode) is DecodeMode.FAST
+    return _load(source, window.out_side / window.side if fast else 1.0, window)
 
 
 # Written into the last row a partial decode must produce; still there afterwards means the
@@ -358,19 +397,79 @@ def crop_square(
     jitter: CropJitter | None = None,
     rng: random.Random | np.random.Generator | None = None,
     resample: int = Image.Resampling.BILINEAR,
-    reduced_decode: bool = True,
+    decode: DecodeMode | str = DecodeMode.EXACT,
 ) -> Crop:
     """Square context crop around ``box_xywh_orig`` (original pixels): window side
-    ``ceil(sqrt(w*h) * factor)``, output ``out_side`` px (a multiple of 28), padded with ``fill``.
+    ``ceil(sqrt(w*h) * factor)``, output ``out_side`` px (a multiple of 28), padded with ``fill``;
+    ``decode``: :class:`DecodeMode` (exact by default).
     See :func:`plan_window`, :func:`load_for_window`, :func:`render_crop` for the rules and errors."""
     window = plan_window(box_xywh_orig, factor, out_side, jitter=jitter, rng=rng)
-    decoded = load_for_window(image, window) if reduced_decode else load_image(image)
+    decoded = load_for_window(image, window, decode=decode)
     return render_crop(decoded, window, fill=fill, resample=resample)
+
+
+class _MemFile:
+    """A Linux in-memory file (``memfd``) that Pillow's encoder writes into by descriptor: just what
+    ``Image.save`` uses of a file object (``fileno``, ``flush``, ``write``). Closed, without a warning, when its
+    thread's locals go."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def flush(self) -> None:
+        pass
+
+    def write(self, data: bytes) -> int:
+        return os.write(self.fd, data)
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except Exception:  # interpreter shutdown
+            pass
+
+
+_SINKS = threading.local()
+
+
+def _jpeg_sink() -> _MemFile | None:
+    """This thread's in-memory file for the JPEG encoder, or None where the system has none."""
+    sink = getattr(_SINKS, "file", None)
+    if sink is not None and _SINKS.pid == os.getpid():
+        return sink
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is None or not hasattr(os, "pread"):
+        return None
+    try:
+        sink = _MemFile(memfd_create("r1track-jpeg", getattr(os, "MFD_CLOEXEC", 0)))
+    except OSError:
+        return None
+    _SINKS.file, _SINKS.pid = sink, os.getpid()  # after a fork the inherited one is the parent's: a new one
+    return sink
 
 
 def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:
     """Baseline JPEG bytes of an RGB image (no EXIF, no timestamps, not optimised): the same pixels and
-    quality always give the same bytes, which reproducible training sets and vLLM's caches rely on."""
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=quality, optimize=False, progressive=False)
-    return buf.getvalue()
+    quality always give the same bytes, which reproducible training sets and vLLM's caches rely on.
+
+    Where the system has in-memory files (Linux ``memfd_create``) the encoder writes into one per thread, so
+    Pillow encodes with the GIL released (its ``encode_to_file`` path; writing into a ``BytesIO`` holds the
+    GIL for the whole encode, which made JPEG encoding the largest share of the GIL time per frame in
+    ``r1track eval``: the event loop and the other decoding threads waited on it). The bytes are the same
+    either way (the same libjpeg calls; only where the output goes differs). As with any Pillow ``save``, one
+    image object must not be encoded by two threads at once (Pillow keeps the save options on the image)."""
+    options = dict(format="JPEG", quality=quality, optimize=False, progressive=False)
+    sink = _jpeg_sink()
+    if sink is None:
+        buf = io.BytesIO()
+        image.save(buf, **options)
+        return buf.getvalue()
+    os.lseek(sink.fd, 0, os.SEEK_SET)
+    os.ftruncate(sink.fd, 0)
+    image.save(sink, **options)  # type: ignore[arg-type]
+    return os.pread(sink.fd, os.lseek(sink.fd, 0, os.SEEK_CUR), 0)

@@ -3,7 +3,7 @@
 One client process spends a few milliseconds of CPU per frame (JPEG decode, crop, encode, HTTP, parse), so
 past a few hundred frames/s the client, not the servers, sets the pace. With ``workers > 1``
 :func:`evaluate_sharded` starts N worker processes (``spawn``: nothing of the parent's threads or event loop is
-inherited), each running :func:`r1track.evaluate.evaluate_async` on its share of the sequences, and merges
+inherited), each running :func:`r1track.evalloop.evaluate_async` on its share of the sequences, and merges
 their outcomes into the one ``run.json`` the parent writes:
 
 * **Sharding**: sequences are dealt longest first to the worker with the fewest frames so far (ties: the lower
@@ -35,6 +35,12 @@ from dataclasses import replace
 from typing import Any, Sequence as Seq
 
 from .data.sequences import Sequence
+from .evalfolder import check_fingerprint, write_run_json_if_possible
+from .backends.model_lookup import ModelLookup
+from .evalloop import evaluate_async, frames_total, lookup_record
+from .evalrun import EvalAborted, EvalRun
+from .faults import FaultRecord
+from .progress import progress_bar
 
 __all__ = ["shard", "evaluate_sharded"]
 
@@ -60,8 +66,6 @@ def _worker(k: int, sequences: list, settings: Any, results: Any, progress: Any)
     """Body of worker ``k`` (a spawned process): evaluate its sequences, send counts and the outcome."""
     import asyncio
 
-    from .evaluate import evaluate_async
-
     pending = [0, 0]
     last = [time.monotonic()]
 
@@ -78,7 +82,7 @@ def _worker(k: int, sequences: list, settings: Any, results: Any, progress: Any)
         run = asyncio.run(evaluate_async(sequences, settings, write_run=False, on_progress=on_progress))
         if pending[0] or pending[1]:
             progress.put((pending[0], pending[1]))
-        results.put((k, "ok", (run.outcomes, run.frames_tracked)))
+        results.put((k, "ok", (run.outcomes, run.frames_tracked, run.requests, run.output_error)))
     except BaseException as exc:  # noqa: BLE001 - the parent re-raises it
         try:
             results.put((k, "error", exc))
@@ -91,14 +95,12 @@ def _worker(k: int, sequences: list, settings: Any, results: Any, progress: Any)
 def evaluate_sharded(sequences: Seq[Sequence], settings: Any):
     """:func:`r1track.evaluate.evaluate` with ``settings.workers`` processes (see the module docstring);
     returns the merged :class:`~r1track.evaluate.EvalRun` and writes ``run.json``."""
-    from .evaluate import EvalAborted, EvalRun, _check_fingerprint, _frames_total, _write_run_json
-    from .faults import FaultRecord
-    from .progress import progress_bar
-
     n = settings.workers
     settings.out_dir.mkdir(parents=True, exist_ok=True)
-    _check_fingerprint(settings)
-    parts = [p for p in shard(sequences, n, frames_of=lambda s: _frames_total([s], settings)) if p]
+    filled = check_fingerprint(settings)
+    lookup = settings.lookup if settings.lookup is not None else ModelLookup()
+    settings = replace(settings, lookup=lookup)  # the workers get the servers' model listings already had
+    parts = [p for p in shard(sequences, n, frames_of=lambda s: frames_total([s], settings)) if p]
     servers = tuple(settings.servers)
     threads = settings.threads or 2 * (os.cpu_count() or 1)
     ctx = mp.get_context("spawn")
@@ -110,7 +112,7 @@ def evaluate_sharded(sequences: Seq[Sequence], settings: Any):
                       servers=servers[k % len(servers):] + servers[: k % len(servers)] if servers else servers)
         procs.append(ctx.Process(target=_worker, args=(k, [sequences[i] for i in idx], sub, results, progress),
                                  name=f"r1track-eval-{k}", daemon=True))
-    bar = progress_bar(_frames_total(sequences, settings), "tracking", enabled=settings.progress, smoothing=0.05)
+    bar = progress_bar(frames_total(sequences, settings), "tracking", enabled=settings.progress, smoothing=0.05)
     faults = [0]
     stop = threading.Event()
 
@@ -165,9 +167,15 @@ def evaluate_sharded(sequences: Seq[Sequence], settings: Any):
             o.worker = k
             by_index[i] = o
     merged = [by_index[i] for i in range(len(sequences))]
+    own = lookup_record(settings.lookup)
+    for k in outcomes:
+        own.add(outcomes[k][2])
     total = FaultRecord()
     for o in merged:
         total.add(o.record)
-    run = EvalRun(merged, seconds, sum(o.requests for o in merged), total)
-    _write_run_json(settings, run, started)
+    total.add(own)
+    errors = [outcomes[k][3] for k in range(len(parts)) if outcomes[k][3]]
+    run = EvalRun(merged, seconds, sum(o.requests for o in merged), total, own,
+                  output_error=errors[0] if errors else "")
+    write_run_json_if_possible(settings, run, started, filled=filled)
     return run

@@ -6,7 +6,8 @@
   ``0666 & ~umask`` (0644 under the usual umask 022), or the replaced file's own mode when ``path``
   already exists — colleagues on a shared cluster can read results, and an installer never changes the
   permissions of a file it updates.
-* :func:`append_line`: append one line to a log and close it again (no file held open between appends).
+* :func:`append_line` / :func:`append_lines`: append lines to a log and close it again (no file held open between
+  appends).
 * :func:`raise_open_file_limit`: raise the soft ``RLIMIT_NOFILE`` towards the hard one (a run with hundreds
   of sequences in flight holds a socket per request).
 """
@@ -21,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_output", "append_line", "current_umask",
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_output", "append_line", "append_lines", "current_umask",
            "raise_open_file_limit"]
 
 _UMASK_LOCK = threading.Lock()
@@ -88,8 +89,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def append_line(path: str | os.PathLike, line: str) -> None:
     """Append ``line`` and a newline to ``path`` (created with the umask's mode; its folder must exist)
     and close it. One ``write`` call: a crash leaves at most a torn last line, which readers must skip."""
+    append_lines(path, [line])
+
+
+def append_lines(path: str | os.PathLike, lines: list[str]) -> None:
+    """Append each of ``lines`` and a newline to ``path`` (as :func:`append_line`), in one ``write`` call."""
     with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
+        f.write("".join(line + "\n" for line in lines))
 
 
 def raise_open_file_limit() -> int | None:

@@ -21,12 +21,31 @@ does exactly what a chat-completions client needs, with the contract the backend
   bytes) is a :class:`ResponseTooLarge` fault, noticed from ``Content-Length`` or while reading
   (chunked, read-to-close), never buffered beyond the cap;
 * **strict framing**: a status line that is not ``HTTP/1.x NNN``, a header line without a colon or over
-  8190 bytes, more than 100 header lines, a ``Content-Length`` that is not a number, a bad chunk size:
-  :class:`MalformedResponse`;
+  8190 bytes, more than 100 header lines, a ``Content-Length`` that is not ASCII digits (``str.isdigit``
+  alone would take ``²`` or ``٣``), two different ``Content-Length`` values, a chunk size that is not 1-16
+  ASCII hex digits (no sign, ``0x`` or ``_``, which ``int(s, 16)`` would take), chunk data not followed by
+  CRLF, a ``101`` upgrade: :class:`MalformedResponse`. Interim ``1xx`` answers are skipped. Any other
+  ``ValueError`` while reading a response (a parsing case not foreseen here) is a :class:`MalformedResponse`
+  too, never an escape;
+* **a response is read completely or its connection is discarded**, and **a connection with bytes left
+  after a response is never reused**: the server sent something no request asked for (a duplicated or
+  unsolicited response). On a connection's first exchange the response read is the server's answer to
+  this request (nothing else was asked on it): it is returned with ``stray_bytes`` set and the connection
+  is closed. On a reused connection the response read may itself be a late answer to the previous
+  request, so it is not trusted: :class:`StrayResponse` (kind ``extra-bytes``; retryable). A pooled
+  connection is checked before reuse: bytes already read from it count as stray bytes of the request that
+  found them (``stray_bytes``), and one the kernel reports readable (data not read yet, or the server's
+  close) is dropped; either way another connection is used. What remains is the protocol's own limit:
+  HTTP/1.1 responses carry no request id, so a duplicate that arrives only after the next request was sent
+  on the connection cannot be told from the answer (see ``docs/tracking_and_serving.md``);
 * **every failure is a** :class:`TransportError` **with a** ``kind`` for counting: ``connection``
   (refused, reset, closed mid-response: :class:`ConnectFailed`, :class:`ConnectionDropped`),
-  ``timeout``, ``malformed``, ``too-large``. All are retryable by the caller; nothing else escapes (no
-  ``ValueError`` from a broken server). A request is never sent twice here (retries are the caller's).
+  ``timeout``, ``malformed``, ``too-large``, ``extra-bytes``. All are retryable by the caller; nothing else
+  escapes (no ``ValueError`` from a broken server). A request is never sent twice here (retries are the
+  caller's).
+
+Cost: the checks are a few string tests per response and one zero-timeout ``select`` per reused
+connection; nothing loops over the body's bytes in Python.
 
 :class:`BackgroundLoop` runs coroutines on a private event loop in a daemon thread: the sync face of the
 same transport (``OpenAIBackend.complete`` runs its async path there), so sync and async callers share
@@ -39,6 +58,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import select
 import socket
 import ssl
 import threading
@@ -54,6 +75,7 @@ __all__ = [
     "ConnectionDropped",
     "MalformedResponse",
     "ResponseTooLarge",
+    "StrayResponse",
     "AsyncHTTPClient",
     "BackgroundLoop",
     "DEFAULT_MAX_BODY_BYTES",
@@ -98,13 +120,23 @@ class ResponseTooLarge(TransportError):
     kind = "too-large"
 
 
+class StrayResponse(TransportError):
+    """Bytes followed a response on a reused connection: the response read may be a late answer to an
+    earlier request, so it is not used (the connection is discarded)."""
+
+    kind = "extra-bytes"
+
+
 @dataclass
 class Response:
-    """A complete HTTP response. ``headers``: lower-case names."""
+    """A complete HTTP response. ``headers``: lower-case names. ``stray_bytes``: bytes the server sent that
+    no request asked for, found on this request's connection (after this response on a fresh connection,
+    or waiting on a pooled one before its reuse); the connection was discarded. 0 normally."""
 
     status: int
     headers: dict[str, str]
     body: bytes
+    stray_bytes: int = 0
 
     @property
     def text(self) -> str:
@@ -124,6 +156,37 @@ def _origin(base_url: str) -> tuple[str, str, int]:
 
 _MAX_LINE = 8190  # longest status or header line accepted (as common servers and clients limit them)
 _MAX_HEADERS = 100
+_MAX_INTERIM = 8  # interim 1xx answers skipped before the final one
+_MAX_LENGTH_DIGITS = 15  # a Content-Length of more digits is beyond any cap (and int() of 4300+ digits raises)
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
+def _buffered(reader: asyncio.StreamReader) -> int:
+    """Bytes the stream has read from the socket and not handed out yet. ``StreamReader`` has no public
+    way to ask; its ``_buffer`` (a bytearray in every CPython since 3.4) holds them."""
+    buf = getattr(reader, "_buffer", None)
+    return len(buf) if buf is not None else 0
+
+
+def _readable(fd: int) -> bool:
+    """Whether the kernel holds data (or an EOF) for ``fd`` right now; ``poll``, unlike ``select``, takes any
+    descriptor number (a run with hundreds of connections goes past 1024). A closed descriptor reads as
+    readable (the connection is then dropped)."""
+    try:
+        if _poll is not None:
+            p = _poll()
+            p.register(fd, select.POLLIN)
+            return bool(p.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+_poll = getattr(select, "poll", None)
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _request_head(method: str, target: str, host: str, headers: Mapping[str, str], length: int) -> bytes:
@@ -134,14 +197,21 @@ def _request_head(method: str, target: str, host: str, headers: Mapping[str, str
 
 
 class _Conn:
-    __slots__ = ("reader", "writer")
+    __slots__ = ("reader", "writer", "fd", "exchanges")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        sock = writer.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
+        self.exchanges = 0  # responses read on this connection
 
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
+        """Open, no EOF seen, nothing buffered and nothing waiting in the kernel (the server has sent data
+        or closed it while it was idle: never reuse it)."""
+        if self.writer.is_closing() or self.reader.at_eof() or _buffered(self.reader):
+            return False
+        return self.fd < 0 or not _readable(self.fd)
 
     def close(self) -> None:
         try:
@@ -217,49 +287,32 @@ class AsyncHTTPClient:
 
     async def _read_response(self, conn: _Conn) -> tuple[Response, bool]:
         r = conn.reader
-        status_line = await _line(r, "status")
-        if not status_line:
-            raise ConnectionDropped("server closed the connection without answering")
-        parts = status_line.decode("latin-1").split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
-            raise MalformedResponse(f"not an HTTP/1.1 status line: {status_line[:80]!r}")
-        status = int(parts[1])
-        headers: dict[str, str] = {}
-        for _ in range(_MAX_HEADERS + 1):
-            line = await _line(r, "header")
-            if not line:
-                raise ConnectionDropped("connection closed in the response headers")
-            if line in (b"\r\n", b"\n"):
+        for _ in range(_MAX_INTERIM + 1):
+            status_line = await _line(r, "status")
+            if not status_line:
+                raise ConnectionDropped("server closed the connection without answering")
+            parts = status_line.decode("latin-1").split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3 or not _ascii_digits(parts[1]):
+                raise MalformedResponse(f"not an HTTP/1.1 status line: {status_line[:80]!r}")
+            status = int(parts[1])
+            headers = await self._headers(r)
+            if not 100 <= status < 200:
                 break
-            name, colon, value = line.decode("latin-1").partition(":")
-            if not colon or not name.strip():
-                raise MalformedResponse(f"bad header line {line[:80]!r}")
-            headers[name.strip().lower()] = value.strip()
+            if status == 101:
+                raise MalformedResponse("the server switched protocols (101) on a request that asked for none")
         else:
-            raise MalformedResponse(f"more than {_MAX_HEADERS} header lines")
+            raise MalformedResponse(f"more than {_MAX_INTERIM} interim (1xx) answers")
         keep = parts[0] != "HTTP/1.0" and headers.get("connection", "").lower() != "close"
         if headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks, size = [], 0
-            while True:
-                size_line = await _line(r, "chunk size")
-                try:
-                    n = int(size_line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise MalformedResponse(f"bad chunk size {size_line[:40]!r}") from None
-                if n == 0:
-                    while (await _line(r, "trailer")) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                size += n
-                chunks.append(await self._capped(r, n, size))
-                await r.readexactly(2)
-            body = b"".join(chunks)
+            body = await self._chunked(r)
         elif "content-length" in headers:
             value = headers["content-length"]
-            if not value.isdigit():
+            if not _ascii_digits(value):
                 raise MalformedResponse(f"bad Content-Length {value[:40]!r}")
+            if len(value.lstrip("0")) > _MAX_LENGTH_DIGITS:
+                raise ResponseTooLarge(f"response body of {value[:40]} bytes exceeds the {self.max_body_bytes}-byte limit")
             body = await self._capped(r, int(value), int(value))
-        elif status in (204, 304) or 100 <= status < 200:
+        elif status in (204, 304):
             body = b""
         else:
             body = await r.read(self.max_body_bytes + 1)
@@ -273,10 +326,53 @@ class AsyncHTTPClient:
             keep = False
         return Response(status, headers, body), keep
 
+    async def _headers(self, r: asyncio.StreamReader) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for _ in range(_MAX_HEADERS + 1):
+            line = await _line(r, "header")
+            if not line:
+                raise ConnectionDropped("connection closed in the response headers")
+            if line in (b"\r\n", b"\n"):
+                return headers
+            name, colon, value = line.decode("latin-1").partition(":")
+            if not colon or not name.strip():
+                raise MalformedResponse(f"bad header line {line[:80]!r}")
+            key, value = name.strip().lower(), value.strip()
+            if key == "content-length" and headers.get(key, value) != value:
+                raise MalformedResponse(f"two different Content-Length values ({headers[key][:20]!r}, {value[:20]!r})")
+            headers[key] = value
+        raise MalformedResponse(f"more than {_MAX_HEADERS} header lines")
+
+    async def _chunked(self, r: asyncio.StreamReader) -> bytes:
+        chunks, size = [], 0
+        while True:
+            size_line = await _line(r, "chunk size")
+            digits = size_line.split(b";", 1)[0].strip()
+            if _CHUNK_SIZE.fullmatch(digits) is None:
+                raise MalformedResponse(f"bad chunk size {size_line[:40]!r}")
+            n = int(digits, 16)
+            if n == 0:
+                while (await _line(r, "trailer")) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            size += n
+            chunks.append(await self._capped(r, n, size))
+            if await r.readexactly(2) != b"\r\n":
+                raise MalformedResponse(f"chunk of {n} bytes not followed by CRLF")
+
     async def _exchange(self, conn: _Conn, data: bytes) -> tuple[Response, bool]:
         conn.writer.write(data)
         await conn.writer.drain()
-        return await self._read_response(conn)
+        resp, keep = await self._read_response(conn)
+        conn.exchanges += 1
+        stray = _buffered(conn.reader)
+        if stray:  # bytes no request asked for: this connection is never used again
+            if conn.exchanges > 1:  # what was read may be a late answer to the previous request
+                raise StrayResponse(f"{stray} byte(s) followed the response on a reused connection (a duplicated or "
+                                    "unsolicited response); it was not used")
+            resp.stray_bytes = stray
+            keep = False
+        return resp, keep
 
     async def request(self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None) -> Response:
         """Send one request (``path`` includes the query) and return the whole response; raises a
@@ -286,11 +382,13 @@ class AsyncHTTPClient:
         head = _request_head(method, path, self.host_header, {**self.headers, **(headers or {})}, len(body))
         async with self._slots:
             conn = None
+            stray = 0
             while self._idle:
                 cand = self._idle.pop()
-                if cand.usable():  # the server may have closed it while idle (EOF already seen)
+                if cand.usable():  # the server may have closed it, or sent something, while it was idle
                     conn = cand
                     break
+                stray += _buffered(cand.reader)
                 cand.close()
             if conn is None:
                 conn = await self._connect()
@@ -307,11 +405,14 @@ class AsyncHTTPClient:
                 raise
             except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
                 raise ConnectionDropped(f"connection lost: {type(exc).__name__}: {exc or 'no detail'}") from None
+            except ValueError as exc:  # a parsing case the checks above did not foresee: still the server's fault
+                raise MalformedResponse(f"unreadable response: {type(exc).__name__}: {exc}") from None
             finally:
                 if keep:
                     self._idle.append(conn)
                 else:
                     conn.close()
+            resp.stray_bytes += stray
             return resp
 
     async def aclose(self) -> None:

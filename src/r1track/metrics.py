@@ -12,7 +12,9 @@ Two protocols, never to be compared with each other:
   (its prediction is the initial box, IoU 1); frames whose ground truth is invalid (w or h <= 0,
   non-finite, or marked invisible) count as misses. Success AUC = mean over the 21 thresholds
   0, 0.05, ..., 1 of the share of frames with IoU > threshold; precision = share with centre error
-  <= 20 px; normalised precision = share with centre error / (GT w, h) <= 0.2. Per sequence, then
+  <= 20 px; normalised precision = share with centre error / (GT w, h) <= 0.2; mean IoU = the mean IoU
+  over the same frames (misses count 0), which keeps telling trackers apart where the AUC saturates (a
+  perfect tracker's AUC is 20/21 = 0.9524, the top threshold 1.0 being unreachable). Per sequence, then
   averaged over sequences.
 
 A third, for trackers that report a presence score per frame (``object_presence_score``):
@@ -26,6 +28,16 @@ A third, for trackers that report a presence score per frame (``object_presence_
   average), F(tau) = 2 P R / (P + R), and the tracker's F-score is the largest F over the thresholds (every
   distinct presence score), reported with its precision, recall and threshold. Trackers without presence
   scores are never scored this way, so their OTB / GOT-10k numbers stay as they were.
+
+And a geometric one, for the search-window policies (:mod:`r1track.window`), which needs no model:
+
+* **Target in crop**: frames 2..N whose target is visible with a valid box; per frame, the share of the
+  ground-truth box's area inside the search window (original pixels, the window's padding included: it is what
+  the crop shows). ``in_crop`` = share of frames with at least ``min_inside_fraction`` of the box inside (the
+  tracker's own acceptance rule for an answer), ``in_crop_full`` = share with the whole box inside; a frame that
+  sent no crop (a missing or unreadable frame) counts as out. ``crop_target_px`` = mean ``sqrt(w*h)`` of the
+  ground-truth box in crop pixels (``* crop side / window side``) over the frames with a crop: what a larger
+  window costs the model's view. Pooled over the frames of all sequences, like AO.
 """
 
 from __future__ import annotations
@@ -53,6 +65,10 @@ __all__ = [
     "longterm_sequence_curves",
     "LongTermScores",
     "longterm_scores",
+    "WindowFrames",
+    "window_frames",
+    "WindowCoverage",
+    "window_coverage",
 ]
 
 GOT10K_THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -116,11 +132,12 @@ class Got10kScores:
 
 def got10k_scores(ious: np.ndarray, times: np.ndarray | None = None) -> Got10kScores:
     """AO, SR0.5, SR0.75, the 101-point success curve and fps from pooled IoUs and frame times (s).
-    No frames -> zeros (and fps -1 without times, as the toolkit reports)."""
+    No frames -> zeros (and fps -1 without times, as the toolkit reports). Times below a nanosecond count
+    as one (no frame takes less; a time file holding 1e-320 cannot make the speed infinite)."""
     ious = np.asarray(ious, dtype=np.float64).ravel()
     curve = (ious[:, None] > GOT10K_THRESHOLDS[None, :]).mean(axis=0) if len(ious) else np.zeros(len(GOT10K_THRESHOLDS))
     t = np.asarray(times if times is not None else [], dtype=np.float64).ravel()
-    t = t[np.isfinite(t) & (t > 0)]
+    t = np.maximum(t[np.isfinite(t) & (t > 0)], 1e-9)
     return Got10kScores(
         ao=float(ious.mean()) if len(ious) else 0.0,
         sr50=float((ious > 0.5).mean()) if len(ious) else 0.0,
@@ -137,6 +154,7 @@ class OtbSequenceCurves:
     precision: np.ndarray  # (51,) share with centre error <= 0..50 px
     norm_precision: np.ndarray  # (51,) share with normalised centre error <= 0..0.5
     n_frames: int
+    mean_iou: float = 0.0  # mean IoU over the frames, misses (invalid ground truth) counted 0
 
 
 def otb_sequence_curves(pred_xywh: np.ndarray, gt_xywh: np.ndarray, valid: np.ndarray | None = None) -> OtbSequenceCurves:
@@ -155,9 +173,10 @@ def otb_sequence_curves(pred_xywh: np.ndarray, gt_xywh: np.ndarray, valid: np.nd
     if valid is not None:
         ok &= np.asarray(valid, dtype=bool)
     iou = np.where(ok, iou_xywh_array(pred, gt), -1.0)
-    c_pred = pred[:, :2] + 0.5 * pred[:, 2:]
-    c_gt = gt[:, :2] + 0.5 * gt[:, 2:]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # a centre error past the double range (a box near 1e308) is infinite: a miss at every threshold, as it is
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        c_pred = pred[:, :2] + 0.5 * pred[:, 2:]
+        c_gt = gt[:, :2] + 0.5 * gt[:, 2:]
         err = np.linalg.norm(c_pred - c_gt, axis=1)
         nerr = np.linalg.norm((c_pred - c_gt) / gt[:, 2:], axis=1)
     err = np.where(ok & np.isfinite(err), err, np.inf)
@@ -167,6 +186,7 @@ def otb_sequence_curves(pred_xywh: np.ndarray, gt_xywh: np.ndarray, valid: np.nd
         precision=(err[:, None] <= PRECISION_THRESHOLDS[None, :]).mean(axis=0),
         norm_precision=(nerr[:, None] <= NORM_PRECISION_THRESHOLDS[None, :]).mean(axis=0),
         n_frames=n,
+        mean_iou=float(np.clip(iou, 0.0, None).mean()),
     )
 
 
@@ -179,6 +199,7 @@ class OtbScores:
     precision_curve: np.ndarray
     norm_precision_curve: np.ndarray
     per_sequence: dict[str, dict[str, float]] = field(default_factory=dict)
+    mean_iou: float = 0.0
 
 
 def otb_scores(curves: Mapping[str, OtbSequenceCurves]) -> OtbScores:
@@ -189,10 +210,12 @@ def otb_scores(curves: Mapping[str, OtbSequenceCurves]) -> OtbScores:
     prec = np.mean([c.precision for c in curves.values()], axis=0)
     nprec = np.mean([c.norm_precision for c in curves.values()], axis=0)
     per = {
-        name: {"auc": float(c.success.mean()), "precision20": float(c.precision[20]), "norm_precision20": float(c.norm_precision[20])}
+        name: {"auc": float(c.success.mean()), "precision20": float(c.precision[20]), "norm_precision20": float(c.norm_precision[20]),
+               "mean_iou": c.mean_iou}
         for name, c in curves.items()
     }
-    return OtbScores(float(succ.mean()), float(prec[20]), float(nprec[20]), succ, prec, nprec, per)
+    mean_iou = float(np.mean([c.mean_iou for c in curves.values()]))
+    return OtbScores(float(succ.mean()), float(prec[20]), float(nprec[20]), succ, prec, nprec, per, mean_iou)
 
 
 @dataclass
@@ -265,3 +288,78 @@ def longterm_scores(sequences: Mapping[str, tuple[np.ndarray, np.ndarray, np.nda
     f = np.where(pr + re > 0, 2 * pr * re / np.where(pr + re > 0, pr + re, 1.0), 0.0)
     k = int(np.argmax(f))
     return LongTermScores(float(f[k]), float(pr[k]), float(re[k]), float(thr[k]), thr, pr, re, f)
+
+
+@dataclass
+class WindowFrames:
+    """Per counted frame (frames 2..N with a visible, valid target; see the module docstring): ``inside`` = share
+    of the ground-truth box's area inside the search window (0 without a window), ``full`` = the whole box
+    inside, ``target_px`` = its ``sqrt(w*h)`` in crop pixels (NaN without a window)."""
+
+    inside: np.ndarray
+    full: np.ndarray
+    target_px: np.ndarray
+
+
+def window_frames(windows_xyxy_orig: np.ndarray, crop_sides: np.ndarray, gt_xywh: np.ndarray,
+                  visible: np.ndarray | None = None) -> WindowFrames:
+    """One sequence's :class:`WindowFrames`. ``windows_xyxy_orig``: (N, 4) search windows, original pixels (a
+    NaN row: no crop was sent; row 1, the template's, is not counted); ``crop_sides``: (N,) the side in crop
+    pixels each window was resized to; ``gt_xywh``: (N, 4) ground truth; ``visible``: (N,) labels (None: every
+    frame with a valid box). ValueError on mismatched lengths."""
+    win, gt = _n4(windows_xyxy_orig, "windows"), _n4(gt_xywh, "gt")
+    sides = np.asarray(crop_sides, dtype=np.float64).ravel()
+    if not (len(win) == len(gt) == len(sides)):
+        raise ValueError(f"{len(win)} windows, {len(sides)} crop sides for {len(gt)} annotated frames")
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(gt).all(axis=1) & (gt[:, 2] > 0) & (gt[:, 3] > 0)
+    if visible is not None:
+        vis = np.asarray(visible, dtype=bool).ravel()
+        if len(vis) != len(gt):
+            raise ValueError(f"{len(vis)} visibility labels for {len(gt)} frames")
+        ok &= vis
+    ok[:1] = False
+    win, gt, sides = win[ok], gt[ok], sides[ok]
+    has = np.isfinite(win).all(axis=1) & (win[:, 2] > win[:, 0]) & (win[:, 3] > win[:, 1]) & (sides > 0)
+    win = np.where(has[:, None], win, 0.0)
+    gx1, gy1, gx2, gy2 = gt[:, 0], gt[:, 1], gt[:, 0] + gt[:, 2], gt[:, 1] + gt[:, 3]
+    iw = np.maximum(np.minimum(gx2, win[:, 2]) - np.maximum(gx1, win[:, 0]), 0.0)
+    ih = np.maximum(np.minimum(gy2, win[:, 3]) - np.maximum(gy1, win[:, 1]), 0.0)
+    inside = np.where(has, np.clip(iw * ih / (gt[:, 2] * gt[:, 3]), 0.0, 1.0), 0.0)
+    full = has & (gx1 >= win[:, 0]) & (gy1 >= win[:, 1]) & (gx2 <= win[:, 2]) & (gy2 <= win[:, 3])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        px = np.sqrt(gt[:, 2] * gt[:, 3]) * sides / (win[:, 2] - win[:, 0])
+    return WindowFrames(inside, full, np.where(has, px, np.nan))
+
+
+@dataclass
+class WindowCoverage:
+    """Target-in-crop scores (see the module docstring): ``in_crop`` (at least ``min_inside_fraction`` of the box
+    inside), ``in_crop_full``, ``crop_target_px`` (NaN when no counted frame had a crop) over ``n_frames``
+    counted frames (both shares 0 when there are none)."""
+
+    in_crop: float
+    in_crop_full: float
+    crop_target_px: float
+    n_frames: int
+    min_inside_fraction: float
+
+
+def window_coverage(frames: WindowFrames | list[WindowFrames], min_inside_fraction: float = 0.5) -> WindowCoverage:
+    """Pool one or several sequences' :class:`WindowFrames`. ValueError for a fraction outside [0, 1]."""
+    if not 0.0 <= min_inside_fraction <= 1.0:
+        raise ValueError(f"min_inside_fraction must be in [0, 1], got {min_inside_fraction}")
+    parts = [frames] if isinstance(frames, WindowFrames) else list(frames)
+    inside = np.concatenate([f.inside for f in parts]) if parts else np.zeros(0)
+    full = np.concatenate([f.full for f in parts]) if parts else np.zeros(0, dtype=bool)
+    px = np.concatenate([f.target_px for f in parts]) if parts else np.zeros(0)
+    has = np.isfinite(px)  # the frame sent a crop
+    n = len(inside)
+    px = px[has]
+    return WindowCoverage(
+        in_crop=float(((inside >= min_inside_fraction) & has).mean()) if n else 0.0,
+        in_crop_full=float(full.mean()) if n else 0.0,
+        crop_target_px=float(px.mean()) if len(px) else float("nan"),
+        n_frames=n,
+        min_inside_fraction=float(min_inside_fraction),
+    )

@@ -19,9 +19,11 @@ Rounding on the 0-1000 grid: a pixel coordinate ``x`` of an image ``W`` pixels w
 ``q * W / 1000``. The round trip moves a coordinate by at most ``W / 2000`` pixels (half a grid step;
 0.192 px on a 384-px crop) where absolute pixels move it by at most 0.5 px.
 
-The family is chosen once (``--model-family``, :attr:`r1track.tracker.TrackerParams.model_family`, or
-:func:`infer_family` from a checkpoint name, a local ``config.json`` or a server's ``/v1/models`` listing)
-and reaches every consumer from there. Where each fact comes from: ``docs/model_families.md``.
+The family is chosen once, by one function, :func:`resolve_family` (``--model-family``, else a server's
+``/v1/models`` listing, else what the model tells: a registered checkpoint -- a LoRA adapter by its base model --,
+a local ``config.json`` or adapter folder, the name), and reaches every consumer from there
+(:attr:`r1track.tracker.TrackerParams.model_family`); a ``--model-family`` that disagrees with what the model
+tells is used as asked, with a warning naming both. Where each fact comes from: ``docs/model_families.md``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .boxes import BoxXYXY
+from .checkpoints import Checkpoint, find_checkpoint
 from .prompts import GROUNDING_TEMPLATE, answer_regex, box_or_absent_regex
 from .qwen import check_crop_side as _check_side
 from .qwen import smart_resize
@@ -50,6 +53,10 @@ __all__ = [
     "family_from_model_type",
     "family_from_config",
     "family_from_models_listing",
+    "family_of_checkpoint",
+    "family_of_model",
+    "FamilyChoice",
+    "resolve_family",
     "infer_family",
     "UnknownModelFamily",
 ]
@@ -179,7 +186,7 @@ class ModelFamily:
         return box_or_absent_regex(box) if absent else box
 
     def describe(self) -> dict[str, Any]:
-        """The facts as plain data (for ``stats.json``, ``--help`` and the README table)."""
+        """The facts as plain data (for ``stats.json``, ``--help`` and the table of docs/conventions.md)."""
         return {
             "name": self.name,
             "factor": self.factor,
@@ -346,37 +353,123 @@ def family_from_models_listing(listing: object, model: str | None = None) -> Mod
     return None
 
 
-def _from_model(model: str) -> ModelFamily | None:
-    if Path(model).exists():
+def family_of_checkpoint(ckpt: Checkpoint) -> ModelFamily | None:
+    """A registered checkpoint's family: a LoRA adapter's is its base model's (the adapter runs on that model,
+    whatever the adapter is called); a full checkpoint's is its ``family`` when the registry gives one, else its
+    base model's. None when neither tells."""
+    base = family_from_name(ckpt.base_model) if ckpt.base_model else None
+    if ckpt.lora and base is not None:
+        return base
+    if ckpt.family:
+        return get_family(ckpt.family)
+    return base
+
+
+def _adapter_base(folder: Path) -> str | None:
+    """``base_model_name_or_path`` of a PEFT adapter folder (``adapter_config.json``, no ``config.json``)."""
+    if not (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file():
+        return None
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    return base if isinstance(base, str) and base else None
+
+
+def family_of_model(model: str) -> tuple[ModelFamily, str] | None:
+    """(family, how it was told) of what ``model`` names, or None: a registered checkpoint
+    (:mod:`r1track.checkpoints`; a LoRA adapter by its base model), a local folder's ``config.json``
+    ``model_type`` (an adapter folder by its ``adapter_config.json`` base model), else the name."""
+    ckpt = find_checkpoint(model)
+    if ckpt is not None:
+        found = family_of_checkpoint(ckpt)
+        if found is not None:
+            how = (f"the registered LoRA adapter {ckpt.name} on {ckpt.base_model}" if ckpt.lora
+                   else f"the registered checkpoint {ckpt.name}")
+            return found, how
+    path = Path(model)
+    if path.exists():
         found = family_from_config(model)
         if found is not None:
-            return found
-    return family_from_name(model)
+            return found, f"{path / 'config.json' if path.is_dir() else path} (model_type)"
+        base = _adapter_base(path) if path.is_dir() else None
+        if base is not None and base != model:
+            told = family_of_model(base)
+            if told is not None:
+                return told[0], f"the adapter {path}'s base model {base} ({told[1]})"
+    found = family_from_name(model)
+    return (found, f"the name {model!r}") if found is not None else None
 
 
-def infer_family(*, family: str | None = None, model: str | None = None, listing: object = None) -> ModelFamily:
-    """The model family, from the first source that tells:
+def _from_model(model: str) -> ModelFamily | None:
+    told = family_of_model(model)
+    return told[0] if told is not None else None
 
-    1. ``family``: a name the user gave (``--model-family``);
+
+@dataclass(frozen=True)
+class FamilyChoice:
+    """What :func:`resolve_family` chose: ``family``, ``source`` (how it was told, for messages) and
+    ``warning`` (non-empty when ``--model-family`` disagrees with what the model tells: both are named)."""
+
+    family: ModelFamily
+    source: str
+    warning: str = ""
+
+
+def resolve_family(*, family: str | None = None, model: str | None = None, listing: object = None,
+                   default: str | None = None) -> FamilyChoice:
+    """The model family of a run -- the one function every command and backend gets it from:
+
+    1. ``family``: a name the user gave (``--model-family``); it wins, and when ``model`` (or ``listing``) tells
+       another family, :attr:`FamilyChoice.warning` names both;
     2. ``listing``: a server's ``/v1/models`` answer -- the ``root`` (the path or hub name vLLM loaded) of the
        entry whose ``id`` is ``model`` (the first entry when ``model`` is None), then that ``id``;
-    3. ``model``: a checkpoint name, or a local folder / ``config.json`` whose ``model_type`` decides.
+    3. ``model``: :func:`family_of_model` (a registered checkpoint, a LoRA adapter by its base model, a local
+       folder, the name);
+    4. ``default``, when given (backends that ask no model: ``ncc``, ``oracle``).
 
-    Raises :class:`UnknownModelFamily` naming the families when nothing tells -- never a silent default."""
-    if family is not None:
-        return get_family(family)
+    Raises :class:`UnknownModelFamily` naming the families when nothing tells and there is no default --
+    never a silent guess for a model that answers."""
+    told: tuple[ModelFamily, str] | None = None
     tried: list[str] = []
     if listing is not None:
         found = family_from_models_listing(listing, model)
         if found is not None:
-            return found
-        tried.append("the server's /v1/models entry" + (f" for {model!r}" if model else ""))
-    if model is not None:
-        found = _from_model(model)
-        if found is not None:
-            return found
-        tried.append(repr(model))
+            told = (found, "the server's /v1/models entry" + (f" for {model!r}" if model else ""))
+        else:
+            tried.append("the server's /v1/models entry" + (f" for {model!r}" if model else ""))
+    if told is None and model is not None:
+        told = family_of_model(model)
+        if told is None:
+            tried.append(repr(model))
+    if family is not None:
+        chosen = get_family(family)
+        warning = ""
+        if told is not None and told[0].name != chosen.name:
+            what = f"--model {model}" if model else "the served model"
+            warning = (f"--model-family {chosen.name} disagrees with {what}, a {told[0].name} model by {told[1]}: "
+                       f"using {chosen.name} as asked (crops, prompts and answers follow it; drop --model-family "
+                       f"to use {told[0].name})")
+        return FamilyChoice(chosen, "--model-family", warning)
+    if told is not None:
+        return FamilyChoice(told[0], told[1])
+    if default is not None:
+        return FamilyChoice(get_family(default), "the default" + (f" (nothing tells the family of {model!r})" if model else ""))
     what = ", ".join(tried) or "no model given"
     raise UnknownModelFamily(
         f"cannot tell the model family from {what}; pass --model-family with one of: {_choices()}"
     )
+
+
+def infer_family(*, family: str | None = None, model: str | None = None, listing: object = None) -> ModelFamily:
+    """The model family, from the first source that tells (:func:`resolve_family` without a default):
+
+    1. ``family``: a name the user gave (``--model-family``);
+    2. ``listing``: a server's ``/v1/models`` answer -- the ``root`` (the path or hub name vLLM loaded) of the
+       entry whose ``id`` is ``model`` (the first entry when ``model`` is None), then that ``id``;
+    3. ``model``: a registered checkpoint (a LoRA adapter by its base model), a local folder / ``config.json``
+       whose ``model_type`` decides, or the name.
+
+    Raises :class:`UnknownModelFamily` naming the families when nothing tells -- never a silent default."""
+    return resolve_family(family=family, model=model, listing=listing).family

@@ -1,22 +1,15 @@
 """Named tracker presets and the registry of published checkpoints: a name picks the settings.
 
-A **preset** is a named :class:`~r1track.tracker.TrackerParams` plus the backend it runs on (``default``,
-``v0``, ``think``, ``memory``, ``ncc``). A **checkpoint** is a published model (R1-Track's, on the Hugging
-Face hub) with the preset it was trained for and its model facts: the model ``family`` (a name the model
-registry resolves; every published one is ``qwen2.5-vl``), the base model, how it was trained and whether it
-is a LoRA adapter that needs a merge before vLLM serves it as a model.
+A **preset** is a named :class:`~r1track.tracker_params.TrackerParams` plus the backend it runs on (``default``,
+``v0``, ``think``, ``memory``, ``vis``, ``motion``, ``ncc``). A **checkpoint** is a published model (R1-Track's, on the Hugging
+Face hub) with the preset it was trained for and its model facts (:mod:`r1track.checkpoints`, whose names are
+importable from here too; this module checks that every checkpoint's preset exists and thinks when it does).
 
 :func:`resolve` turns what a user typed into settings, with one precedence everywhere (``r1track eval``,
 ``r1track track``, the PyTracking parameter files): an explicit tracker flag > ``--preset`` > the preset of a
 known checkpoint named by ``--model`` > ``default``. An unknown model name uses the default preset and the
 message says so. :attr:`Resolved.message` is what commands print at start; :attr:`Resolved.tag` names the
 run (``runs/<dataset>-<split>-<tag>``).
-
-The checkpoint facts are the R1-Track release's (its report and the ``WangBiao/*`` model names): the 5k models
-were trained with the r1track-v0 prompt, the 100k ones with r1track-v1 (:mod:`r1track.prompts`), only
-``R1-Track-GRPO-5k`` thinks, all use 336-px crops, and the SFT releases are LoRA adapters on
-Qwen2.5-VL-3B-Instruct. The hub cannot be reached from the machines r1track is developed on, so the model cards
-were not re-read here.
 """
 
 from __future__ import annotations
@@ -26,7 +19,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from .backends import get_backend_spec
-from .tracker import TrackerParams
+from .checkpoints import CHECKPOINTS, Checkpoint, find_checkpoint
+from .models import family_of_model
+from .tracker_params import TrackerParams
 
 __all__ = [
     "Preset",
@@ -36,6 +31,7 @@ __all__ = [
     "CHECKPOINTS",
     "DEFAULT_PRESET",
     "get_preset",
+    "chosen_preset",
     "find_checkpoint",
     "resolve",
     "checkpoint_table",
@@ -72,44 +68,26 @@ PRESETS: dict[str, Preset] = {
                "frame after 3 absent or failed frames; for models trained with --absent-fraction (not the R1-Track "
                "checkpoints, which never learnt to answer absent)",
                TrackerParams(prompt_version="r1track-vis-v1", redetect_after=3)),
+        Preset("motion", "the default settings with the kalman-adaptive search window (r1track.window): for fast "
+               "targets or a low frame rate; same crops and prompt, so any checkpoint",
+               TrackerParams(window_policy="kalman-adaptive")),
         Preset("ncc", "the classical baseline: normalised cross-correlation on the same crops, no model",
                TrackerParams(), backend="ncc"),
     )
 }
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """A published checkpoint. ``name``: the hub id (also vLLM's default served model name).
-    ``preset``: a :data:`PRESETS` name. ``family``: the model family's name (validated by the model
-    registry). ``lora``: an adapter, to merge into ``base_model`` first (or serve with ``--enable-lora``)."""
-
-    name: str
-    preset: str
-    training: str
-    data: str
-    family: str = "qwen2.5-vl"
-    base_model: str = "Qwen/Qwen2.5-VL-3B-Instruct"
-    lora: bool = False
-    note: str = ""
-
-    @property
-    def short_name(self) -> str:
-        """The name without its hub owner (``R1-Track-GRPO-5k``)."""
-        return self.name.rsplit("/", 1)[-1]
-
-    @property
-    def think(self) -> bool:
-        return PRESETS[self.preset].params.think
+def _check_checkpoints() -> None:
+    """Every published checkpoint names a preset, and thinks exactly when that preset does."""
+    for c in CHECKPOINTS:
+        preset = PRESETS.get(c.preset)
+        if preset is None:
+            raise ValueError(f"checkpoint {c.name}: unknown preset {c.preset!r}; known: {', '.join(PRESETS)}")
+        if preset.params.think != c.think:
+            raise ValueError(f"checkpoint {c.name}: think={c.think} but its preset {c.preset!r} has think={preset.params.think}")
 
 
-CHECKPOINTS: tuple[Checkpoint, ...] = (
-    Checkpoint("WangBiao/R1-Track-GRPO-wo-Think-100k", "default", "GRPO", "100k", note="best: GOT-10k AO 0.680"),
-    Checkpoint("WangBiao/R1-Track-GRPO-wo-Think-5k", "v0", "GRPO", "5k"),
-    Checkpoint("WangBiao/R1-Track-GRPO-5k", "think", "GRPO", "5k"),
-    Checkpoint("WangBiao/R1-Track-SFT-5k-lora", "v0", "SFT", "5k", lora=True),
-    Checkpoint("WangBiao/R1-Track-SFT-100k-lora", "default", "SFT", "100k", lora=True),
-)
+_check_checkpoints()
 
 
 def get_preset(name: str) -> Preset:
@@ -118,20 +96,6 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
-
-
-def find_checkpoint(model: str | None) -> Checkpoint | None:
-    """The published checkpoint ``model`` names, or None. Matches the hub id or its last path component
-    (a local download folder, a served name equal to the repository name), case-insensitively; a
-    trailing ``-merged`` (a merged LoRA adapter) is allowed."""
-    if not model:
-        return None
-    key = model.rstrip("/").rsplit("/", 1)[-1].lower()
-    key = re.sub(r"[-_]merged$", "", key)
-    for ckpt in CHECKPOINTS:
-        if key == ckpt.short_name.lower() or model.lower() == ckpt.name.lower():
-            return ckpt
-    return None
 
 
 def _describe(params: TrackerParams) -> str:
@@ -149,7 +113,9 @@ class Resolved:
     """The outcome of :func:`resolve`. ``params``: the tracker settings to run; ``preset``: the preset
     they start from; ``checkpoint``: the known checkpoint ``--model`` named (None if unknown or not
     given); ``overrides``: the explicit settings applied on top; ``backend``: the backend to use;
-    ``message``: one line for the user; ``tag``: the run's name."""
+    ``message``: one line for the user; ``tag``: the run's name; ``named``: what the tag's first part names
+    (``model``, ``backend`` or ``preset``), so a run folder can add what it does not show
+    (:mod:`r1track.runname`)."""
 
     params: TrackerParams
     preset: Preset
@@ -158,6 +124,14 @@ class Resolved:
     backend: str
     message: str
     tag: str
+    named: str = "preset"
+
+
+def chosen_preset(preset: str | None = None, model: str | None = None) -> Preset:
+    """The preset settings start from: ``preset`` when given, else a known checkpoint's own, else the default.
+    ValueError on an unknown preset name."""
+    ckpt = find_checkpoint(model)
+    return get_preset(preset) if preset else get_preset(ckpt.preset) if ckpt else get_preset(DEFAULT_PRESET)
 
 
 def resolve(
@@ -170,22 +144,25 @@ def resolve(
 ) -> Resolved:
     """Settings from a preset name, a model name and explicit tracker settings (``TrackerParams`` field
     -> value; they always win). ``backend``: an explicit backend name, else the preset's. ``family``: the
-    model family found for the served model (:func:`r1track.models.infer_family`); an explicit
-    ``model_family`` setting wins over it, and it over a known checkpoint's family. Raises ValueError on an
-    unknown preset, an unknown field or an invalid combination."""
+    model family found for the model (:func:`r1track.models.resolve_family`); an explicit ``model_family``
+    setting wins over it, and it over what ``model`` itself tells (:func:`r1track.models.family_of_model`: a
+    known checkpoint, a LoRA adapter's base model, a folder's config, the name); when nothing tells, the
+    preset's. Raises ValueError on an unknown preset, an unknown field or an invalid combination."""
     overrides = dict(overrides or {})
     known = {f.name for f in fields(TrackerParams)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown tracker setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     ckpt = find_checkpoint(model)
-    chosen = get_preset(preset) if preset else get_preset(ckpt.preset) if ckpt else get_preset(DEFAULT_PRESET)
+    chosen = chosen_preset(preset, model)
     base = chosen.params
     changes = dict(overrides)
     if "search_factor" in changes and "max_search_factor" not in changes:  # widen at least to the new factor
         changes["max_search_factor"] = max(base.max_search_factor, changes["search_factor"])
-    if "model_family" not in changes and (family or ckpt):
-        changes["model_family"] = family or ckpt.family  # type: ignore[union-attr]
+    if "model_family" not in changes:
+        told = family_of_model(model) if model and not family else None
+        if family or told:
+            changes["model_family"] = family or told[0].name  # type: ignore[index]
     params = base.replace(**changes)
     backend = backend or chosen.backend
     spec = get_backend_spec(backend)  # ValueError naming the known backends
@@ -206,18 +183,19 @@ def resolve(
     if ckpt and ckpt.lora:
         message += (f"; note: {ckpt.short_name} is a LoRA adapter: merge it into {ckpt.base_model} first "
                     "(or serve it with vLLM --enable-lora)")
+    named = "model"
     if ckpt and asks_model and not preset:
         base_tag = ckpt.short_name
     elif model and asks_model and not preset:
         base_tag = _slug(model.rstrip("/").rsplit("/", 1)[-1])
     elif not preset and backend != chosen.backend:
-        base_tag = backend
+        base_tag, named = backend, "backend"
     else:
-        base_tag = chosen.name
+        base_tag, named = chosen.name, "preset"
     tag = base_tag + "".join(
         f"+{k}" if v is True else f"+no-{k}" if v is False else f"+{k}={_slug(str(v))}" for k, v in sorted(overrides.items())
     )
-    return Resolved(params, chosen, ckpt, overrides, backend, message, tag)
+    return Resolved(params, chosen, ckpt, overrides, backend, message, tag, named)
 
 
 def checkpoint_table() -> str:

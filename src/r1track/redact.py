@@ -12,14 +12,20 @@ Backends pass every error message and reply text they produce through :func:`red
 (:class:`~r1track.backends.BackendError` does it in its constructor), so what reaches a log line, a
 replay log, ``run.json`` or ``frames.jsonl`` is already clean. Text without a secret is returned
 unchanged (the same object), so redacting replies never changes a box.
+
+Every log line too: r1track's modules get their loggers from :func:`get_logger`, which puts
+:class:`RedactingFilter` on them, so a record's message, its arguments (a model name a server listed, an
+error text) and its traceback are redacted before any handler -- the user's, pytest's, PyTracking's --
+sees them. The filter formats a record only when it is emitted (a level that is off costs nothing).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 
-__all__ = ["MASK", "register_secret", "redact"]
+__all__ = ["MASK", "register_secret", "redact", "RedactingFilter", "get_logger"]
 
 MASK = "***"
 
@@ -52,3 +58,35 @@ def redact(text: str) -> str:
     if "sk-" in text or "bearer" in text.lower():
         text = _PATTERN.sub(_mask, text)
     return text
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a log record in place (message with its arguments, traceback, stack); never drops one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: let the handler report it as usual
+            return True
+        clean = redact(message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with :class:`RedactingFilter` on it (once): how every r1track module
+    gets its logger."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(_FILTER)
+    return logger

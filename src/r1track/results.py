@@ -12,6 +12,10 @@ each layout also holds ``{seq}_object_presence_scores.txt`` next to the times fi
 score per frame: the name PyTracking's own result writer (``pytracking/evaluation/running.py``) gives the
 ``object_presence_score`` output. Trackers without presence scores write no such file.
 
+Search windows (:func:`write_windows`, ``{dir}/{seq}.txt``): one line per frame, ``x1,y1,x2,y2,crop_side`` -- the
+search window in original pixels and the side in crop pixels it was resized to --, ``nan`` x 5 where no crop was
+sent (frame 1, a missing or unreadable frame); what the target-in-crop metric (:mod:`r1track.metrics`) reads.
+
 Numbers are written with Python's shortest round-trip representation, so reading gives back exactly
 the floats written. Every file is written atomically.
 """
@@ -27,7 +31,7 @@ from .data.sequences import DatasetError, read_boxes_file, read_text_file
 from .fsutil import atomic_write_text
 
 __all__ = ["LAYOUTS", "format_number", "result_paths", "presence_path", "write_result", "read_result", "read_presence",
-           "has_result"]
+           "has_result", "windows_path", "write_windows", "read_windows"]
 
 LAYOUTS = ("got10k", "pytracking")
 
@@ -113,3 +117,36 @@ def read_presence(result_dir: str | os.PathLike, seq: str, layout: str = "got10k
         return np.array([float(x) for x in text.split()], dtype=np.float64)
     except ValueError as exc:
         raise DatasetError(f"{path}: expected one presence score per line ({exc})") from None
+
+
+def windows_path(windows_dir: str | os.PathLike, seq: str) -> Path:
+    """The search-window file of ``seq``."""
+    return Path(windows_dir) / f"{seq}.txt"
+
+
+def write_windows(windows_dir: str | os.PathLike, seq: str, windows: np.ndarray) -> Path:
+    """Write one sequence's search windows, (N, 5) rows ``x1, y1, x2, y2, crop_side`` (NaN rows: no crop)."""
+    rows = np.asarray(windows, dtype=np.float64).reshape(-1, 5)
+    path = windows_path(windows_dir, seq)
+    atomic_write_text(path, "".join(",".join(format_number(v) for v in row) + "\n" for row in rows))
+    return path
+
+
+def read_windows(windows_dir: str | os.PathLike, seq: str) -> np.ndarray | None:
+    """The sequence's search windows (N, 5), or None when there is no window file (runs made before windows
+    were recorded). DatasetError naming the file and line when a line is not five numbers."""
+    path = windows_path(windows_dir, seq)
+    if not path.is_file():
+        return None
+    rows = []
+    for n, line in enumerate(read_text_file(path, "search windows").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = [float(v) for v in line.split(",")]
+        except ValueError:
+            row = []
+        if len(row) != 5:
+            raise DatasetError(f"{path}:{n}: expected x1,y1,x2,y2,crop_side, got {line.strip()[:80]!r}")
+        rows.append(row)
+    return np.array(rows, dtype=np.float64).reshape(-1, 5)

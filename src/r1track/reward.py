@@ -118,7 +118,6 @@ scored, and the form only counts through ``format_weight``.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -126,6 +125,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .redact import get_logger
 from .boxes import BoxXYXY, area_xyxy, giou_xyxy, iou_xyxy, is_finite_box, normalize_xyxy
 from .parse import ParsedReply, is_bare_absent_json, is_bare_box_json, parse_reply
 
@@ -178,7 +178,7 @@ SCORE_KEYS = ("overall", "accuracy", "format", "giou", "iou", "length", "parsed"
 
 _BOUND = 1e12  # |value| cap applied after the formulas: keeps sums finite whatever the (finite) weights
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 _warned: dict[str, int] = {}
 _MAX_WARNINGS = 5
 

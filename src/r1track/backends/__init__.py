@@ -20,7 +20,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from .base import KIND_GROUND, KIND_TRACK, Backend, BackendError, FrameRequest, Reply, RequestImage, Sampling
+from .base import KIND_GROUND, KIND_TRACK, Backend, BackendError, FrameRequest, Reply, RequestImage, Sampling, ServerRefused
 
 __all__ = [
     "BACKENDS",
@@ -33,7 +33,9 @@ __all__ = [
     "Reply",
     "RequestImage",
     "Sampling",
+    "ServerRefused",
     "backend_names",
+    "backend_option_defaults",
     "get_backend_spec",
     "make_backend",
 ]
@@ -94,8 +96,22 @@ def get_backend_spec(name: str) -> BackendSpec:
         raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}") from None
 
 
+def _backend_class(name: str) -> type:
+    module, cls = get_backend_spec(name).target.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def make_backend(name: str, **options: Any) -> Backend:
     """Build the backend called ``name`` with its keyword options (see each class). ValueError
     listing the known names otherwise."""
-    module, cls = get_backend_spec(name).target.split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    return _backend_class(name)(**options)
+
+
+def backend_option_defaults(name: str) -> dict[str, Any]:
+    """The keyword options of backend ``name`` that have a default, with that default (read from its class's
+    ``__init__``): what an option left out means (``r1track eval`` names a run folder after the options that
+    differ from these)."""
+    import inspect
+
+    params = inspect.signature(_backend_class(name).__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}

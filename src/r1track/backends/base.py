@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..boxes import BoxXYXY, scale_xyxy
 from ..crop import CropTransform
+from ..exitcodes import ExitStatus
 from ..models import DEFAULT_FAMILY, ModelFamily, get_family
 from ..prompts import DEFAULT_THINK_LAYOUT, render_answer, render_chat_content, render_grounding_content
 from ..redact import redact
@@ -34,6 +35,7 @@ __all__ = [
     "FrameRequest",
     "Reply",
     "BackendError",
+    "ServerRefused",
     "Backend",
 ]
 
@@ -89,6 +91,9 @@ class FrameRequest:
     :meth:`Backend.prepare` and reused on retries. ``family``: the model family; prompt boxes and answers
     are written in its coordinates (:meth:`answer_text`), every box field here stays in model-input pixels.
     ``redetect``: the search crop covers the whole frame (the tracker's re-detection).
+    ``deadline``: ``time.monotonic()`` seconds by which the answer must be had, retries included (the fault
+    policy's limit, :meth:`r1track.faults.FaultGuard.deadline`); a backend that waits on a server gives up then
+    with a ``timeout`` :class:`BackendError`. None: no limit beyond the backend's own retries.
     """
 
     kind: str
@@ -108,6 +113,7 @@ class FrameRequest:
     payload: Any = field(default=None, repr=False)
     family: ModelFamily = field(default_factory=lambda: get_family(DEFAULT_FAMILY))
     redetect: bool = False
+    deadline: float | None = None
 
     def chat_content(self, image_urls: Sequence[str]) -> list[dict]:
         """OpenAI chat ``content``: the images (one URL per image, in order), then the text —
@@ -158,7 +164,11 @@ class Reply:
     """A backend's answer. ``text``: what the model wrote (parsed by the tracker).
     ``latency_s``: wall time of the call including retries. ``attempts``: HTTP attempts (1 for
     local backends). ``finish_reason`` / ``usage``: as the server reported them, when it did.
-    ``faults``: transport faults by kind met on the way (attempts that a retry then made good)."""
+    ``faults``: transport faults by kind met on the way (attempts that a retry then made good).
+    ``empty_reason``: set when the server answered but its answer held no text at all -- the message
+    ``content`` was null, or there was no choice (``text`` is then ""): a reason that points at the server,
+    not at the model (the tracker's ``no-content`` fallback). "" for every reply that has a text, even an
+    empty one."""
 
     text: str
     latency_s: float = 0.0
@@ -166,6 +176,7 @@ class Reply:
     finish_reason: str | None = None
     usage: dict | None = None
     faults: dict[str, int] = field(default_factory=dict)
+    empty_reason: str = ""
 
 
 class BackendError(Exception):
@@ -184,6 +195,18 @@ class BackendError(Exception):
         self.attempts = attempts
         self.fatal = fatal
         self.faults = dict(faults) if faults is not None else {}
+
+
+class ServerRefused(BackendError):
+    """The server refused the work itself -- HTTP 401 (authentication), 403 (permission) or a 3xx
+    redirect -- on every attempt: fix the API key or the server URL. Always fatal. ``exit_status``: the
+    command line's status for it (:attr:`r1track.exitcodes.ExitStatus.SERVER_REFUSED`, 3)."""
+
+    exit_status = ExitStatus.SERVER_REFUSED
+
+    def __init__(self, message: str, *, kind: str, url: str = "", attempts: int = 1,
+                 faults: dict[str, int] | None = None):
+        super().__init__(message, kind=kind, url=url, attempts=attempts, fatal=True, faults=faults)
 
 
 class Backend:

@@ -20,6 +20,10 @@ Faults: an exception inside the engine (out of memory, a prompt longer than the 
 checkpoint) fails every request of its batch with a *fatal* :class:`~r1track.backends.BackendError` naming the
 model: ``r1track eval`` stops, keeps the replay logs, and a rerun resumes. ``stats`` counts ``requests``,
 ``batches``, ``replies``, ``failures`` and ``batched`` (requests that shared a call with others).
+
+Engine report: every engine call leaves a :class:`~r1track.backends.engine_report.BatchRecord` (requests, fill,
+seconds, idle time before it, and what the engine measured inside it); :meth:`LocalEngineBackend.engine_report`
+sums them for ``run.json`` and the end-of-run summary.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import logging
 import os
 import re
 import threading
@@ -40,12 +43,14 @@ from typing import Any, Sequence
 
 from PIL import Image
 
+from ..redact import get_logger
 from .base import Backend, BackendError, FrameRequest, Reply, RequestImage
+from .engine_report import BatchRecord, EngineReport
 from .openai import cached_data_url
 
 __all__ = ["LocalEngineBackend", "EngineReply", "jpeg_roundtrip"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 
@@ -103,7 +108,7 @@ class LocalEngineBackend(Backend):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if not 1 <= jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
-        from ..presets import find_checkpoint
+        from ..checkpoints import find_checkpoint
 
         ckpt = find_checkpoint(str(model))
         if ckpt is not None and ckpt.lora and not _merged(str(model)):
@@ -120,6 +125,11 @@ class LocalEngineBackend(Backend):
         self._thread: ThreadPoolExecutor | None = None
         self._queues: dict[asyncio.AbstractEventLoop, list[tuple[FrameRequest, asyncio.Future]]] = {}
         self._batchers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+        self.batch_records: list[BatchRecord] = []
+        self.resolved: dict[str, Any] = {}
+        """What the engine resolved at load (device, dtype, ...): the engine report's settings."""
+        self._detail: dict[str, Any] = {}
+        self._last_end: float | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, batch_size={self.batch_size})"
@@ -135,9 +145,29 @@ class LocalEngineBackend(Backend):
 
     # ------------------------------------------------------------------ shared
     def prepare(self, request: FrameRequest) -> None:
-        """Encode the images (cached per image), off the event loop."""
+        """Encode the images (cached per image), then the engine's own preparation (:meth:`_prepare_request`),
+        off the event loop: in ``r1track eval`` this runs in the evaluation's thread pool while the engine answers
+        earlier batches."""
         for image in request.images:
             cached_data_url(image, self.jpeg_quality)
+        self._prepare_request(request)
+
+    def _prepare_request(self, request: FrameRequest) -> None:
+        """Engine-specific preparation of one request ahead of its batch (thread-safe). Default: none."""
+
+    def _note(self, **fields: Any) -> None:
+        """Add measurements of the running engine call to its :class:`BatchRecord` (numbers add up across the
+        sampling groups of one call)."""
+        for key, value in fields.items():
+            if value is None:
+                continue
+            old = self._detail.get(key)
+            self._detail[key] = value if old is None or not isinstance(value, (int, float)) else (
+                max(old, value) if key == "peak_memory_mb" else old + value)
+
+    def engine_report(self) -> EngineReport:
+        """Every engine call so far (module docstring) and the resolved settings."""
+        return EngineReport(self.name, self.batch_size, dict(self.resolved), list(self.batch_records))
 
     def engine(self) -> Any:
         """The loaded engine (loads it on first use)."""
@@ -147,11 +177,18 @@ class LocalEngineBackend(Backend):
     def _engine_locked(self) -> Any:
         if self._engine is None:
             t0 = time.perf_counter()
+            from ..extras import MissingPackage, require
+
             try:
+                require(self.extra, f"the {self.name} backend")
                 self._engine = self._load()
-            except ImportError as exc:
-                raise BackendError(f"{self.name} backend: {exc}; install it with pip install \"r1track[{self.extra}]\"",
-                                   kind="unsupported", url=self.base_url, fatal=True) from None
+            except MissingPackage as exc:
+                raise BackendError(str(exc), kind="unsupported", url=self.base_url, fatal=True) from None
+            except ImportError as exc:  # something the extra's packages import themselves
+                missing = getattr(exc, "name", None)
+                hint = f"pip install {missing}" if missing else f"pip install \"r1track[{self.extra}]\""
+                raise BackendError(f"{self.name} backend: {exc} ({hint})", kind="unsupported", url=self.base_url,
+                                   fatal=True) from None
             except Exception as exc:
                 raise BackendError(f"{self.name} backend could not load {self.model}: {type(exc).__name__}: {exc}",
                                    kind="engine", url=self.base_url, fatal=True) from exc
@@ -159,7 +196,8 @@ class LocalEngineBackend(Backend):
         return self._engine
 
     extra: str = ""
-    """The ``pip install "r1track[EXTRA]"`` that brings this engine."""
+    """The ``pip install "r1track[EXTRA]"`` that brings this engine (a name of :data:`r1track.extras.EXTRAS`, whose
+    packages are checked before the engine loads)."""
 
     def _run_batch(self, requests: Sequence[FrameRequest]) -> list[Reply]:
         """One engine call for ``requests`` (engine thread or caller); fatal BackendError on any engine fault."""
@@ -170,6 +208,8 @@ class LocalEngineBackend(Backend):
             if len(requests) > 1:
                 self.stats["batched"] += len(requests)
             t0 = time.perf_counter()
+            idle = 0.0 if self._last_end is None else t0 - self._last_end
+            self._detail = {}
             try:
                 answers = self._generate(engine, requests)
                 if len(answers) != len(requests):
@@ -181,8 +221,13 @@ class LocalEngineBackend(Backend):
                 self.stats["failures"] += len(requests)
                 raise BackendError(f"{self.name} engine ({self.model}) failed on a batch of {len(requests)}: "
                                    f"{type(exc).__name__}: {exc}", kind="engine", url=self.base_url, fatal=True) from exc
-            seconds = time.perf_counter() - t0
+            finally:
+                self._last_end = time.perf_counter()
+            seconds = self._last_end - t0
             self.stats["replies"] += len(answers)
+            detail = {k: v for k, v in self._detail.items() if k in BatchRecord.__dataclass_fields__}
+            self.batch_records.append(BatchRecord(len(requests), round(len(requests) / self.batch_size, 4), seconds,
+                                                  idle, **detail))
         return [
             Reply(a.text, seconds, 1, a.finish_reason,
                   {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens, "batch": len(requests)})

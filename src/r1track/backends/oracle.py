@@ -58,6 +58,10 @@ class FailureModel:
         if not (self.jitter_px >= 0 and math.isfinite(self.jitter_px)):
             raise ValueError(f"jitter_px must be >= 0, got {self.jitter_px!r}")
 
+    def __str__(self) -> str:
+        """The ``--oracle-failures`` text that gives this model (``miss=0.1,jump=0,jitter=2``)."""
+        return f"miss={self.miss_rate:g},jump={self.jump_rate:g},jitter={self.jitter_px:g}"
+
     @classmethod
     def parse(cls, text: str) -> "FailureModel":
         """From ``"miss=0.05,jump=0.05,jitter=2"`` (any subset; ``""`` = no mistakes but the visibility rule).

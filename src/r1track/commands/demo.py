@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import CommandError
+    from . import CommandError
     from ..demo import run_demo
 
     if args.sequences < 1 or args.frames < 2:
@@ -43,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
     print("  run/results/, run/results_pytracking/  tracking results (got10k and PyTracking layouts)")
     print("  run/report/                        report.json, report.txt, success_plot.png")
     print("  run/demo.gif                       one sequence, tracker box in green, ground truth in yellow")
-    print("Next: serve an R1-Track checkpoint with vLLM and run 'r1track eval' with --backend openai (see README).")
+    print("Next: serve an R1-Track checkpoint with vLLM and run 'r1track eval' with --backend openai (see docs/tracking_and_serving.md).")
     return 0

@@ -45,7 +45,7 @@ def _expected(server: str, dataset: str) -> dict[str, int]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..cli import CommandError
+    from . import CommandError
     from ..data import DatasetError
     from ..pack import PackError, pack_results
 

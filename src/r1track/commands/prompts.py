@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from ..cli import CommandError
+    from . import CommandError
     from ..prompts import PROMPTS, example_boxes, get_prompt, render_answer, render_text
 
     names = args.versions or list(PROMPTS)

@@ -28,7 +28,7 @@ def report_path(run):
     """The ``report.json`` of an eval run folder (or the file itself); CommandError when missing."""
     from pathlib import Path
 
-    from ..cli import CommandError
+    from . import CommandError
 
     path = Path(run)
     if path.is_dir():
@@ -41,7 +41,7 @@ def report_path(run):
 def compare_runs(runs: list, out) -> None:
     """Write and print the comparison of ``runs`` (each a :class:`~r1track.scoring.Report` or a run folder /
     report.json path) to ``out``; CommandError on a missing or incomparable report."""
-    from ..cli import CommandError
+    from . import CommandError
     from ..scoring import Report, format_comparison, read_report, write_comparison
 
     try:

@@ -19,8 +19,17 @@ A box that misses the first frame or is more than twice its size is refused. A m
 file numbering) or an undecodable one keeps the last box (status missing_frame / unreadable_frame /
 image_too_large in frames.jsonl) and is left out of the annotated video.
 
-When the server gives no reply for --max-consecutive-faults frames in a row (or --max-fault-seconds), the
-run stops with exit status 1 and writes no output files: boxes made by repeating the last one are no track.
+When the server gives no reply for --max-consecutive-faults frames in a row (or --max-fault-seconds, counted
+inside every request: the model lookup, text initialisation, frames), the run stops with exit status 1 and
+writes no output files: boxes made by repeating the last one are no track. A server that cannot be asked for
+its model at the start ends the run the same way, the message naming the cause first. A reply without any
+text (null content, no choice: the server's fault, frame status no-content) counts as no reply here; and when
+at least 90 % of the frames asked got no usable reply, the model never answered: exit status 1, no output
+files, the cause named.
+
+Exit status: 0 done; 1 stopped (the server gave no usable reply) or the output could not be written (the
+message names the folder: a full disk); 2 usage or input error; 3 the server refused the request (HTTP 401
+or 403: the API key; a 3xx redirect: the URL -- r1track follows none) on every attempt.
 """
 
 
@@ -43,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
-    from ..cli import CommandError
+    from . import CommandError
 
     try:
         values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
@@ -77,7 +86,7 @@ def _check_first(first, init_box, video: str) -> None:
     """CommandError (naming the file) when the first frame cannot start tracking or the box is unusable on it."""
     import numpy as np
 
-    from ..cli import CommandError
+    from . import CommandError
     from ..data.checks import box_problem, read_image_header
 
     if first is None:
@@ -100,11 +109,14 @@ def run(args: argparse.Namespace) -> int:
     import itertools
     import json
     import sys
+    import time
     from pathlib import Path
 
-    from ..backends import BACKENDS, BackendError, get_backend_spec, make_backend
-    from ..cli import CommandError
-    from ..faults import FaultGuard, FaultRecord, SequenceStopped, format_summary
+    from ..backends import BACKENDS, BackendError, ServerRefused, get_backend_spec, make_backend
+    from ..backends.model_lookup import LookupFailed, ModelLookup
+    from . import CommandError
+    from ..exitcodes import ExitStatus
+    from ..faults import FaultGuard, FaultRecord, RequestKind, SequenceStopped, format_summary
     from ..fsutil import atomic_output
     from ..progress import progress_bar
     from ..results import format_number
@@ -113,10 +125,19 @@ def run(args: argparse.Namespace) -> int:
     from .tracking import backend_options, fault_policy, resolve_settings
 
     init_box = parse_box(args.init) if args.init else None
+    policy = fault_policy(args)
+    record = FaultRecord()  # every request: the model lookup, text initialisation, frames
+    lookup = ModelLookup(on_lookup=lambda url, attempts, faults: record.add_request(RequestKind.LOOKUP, attempts, faults))
     try:
-        resolved = resolve_settings(args)
+        resolved = resolve_settings(args, lookup=lookup, deadline=time.monotonic() + policy.max_fault_seconds)
         frames = _frames(args.video)
         first = next(frames)
+    except LookupFailed as exc:
+        if not exc.retryable:  # exit status 3 when the server refused, else 2: another URL, model or setting
+            raise CommandError(str(exc), status=exc.exit_status) from None
+        print(format_summary(record), file=sys.stderr)
+        print(f"r1track track: {exc}\nnothing was tracked; run it again once the server answers", file=sys.stderr)
+        return ExitStatus.RUN_FAILED
     except StopIteration:
         raise CommandError(f"{args.video}: no frames") from None
     except (ValueError, RuntimeError) as exc:
@@ -127,10 +148,9 @@ def run(args: argparse.Namespace) -> int:
     _check_first(first, init_box, args.video)
     print(f"settings: {resolved.message}", file=sys.stderr)
     out = Path(args.out)
-    policy = fault_policy(args)
     opts = backend_options(args, spec.name, resolved.params)
     if spec.needs_server:
-        opts.update(base_url=args.server[0] if args.server else None, model=args.model)
+        opts.update(base_url=args.server[0] if args.server else None, model=args.model, lookup=lookup)
     elif spec.in_process:
         opts.update(model=args.model)
     try:
@@ -138,13 +158,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     tracker = Tracker(backend, resolved.params, name=Path(args.video).name)
-    guard = FaultGuard(policy, getattr(backend, "base_url", backend.label))
-    record = FaultRecord()
+    guard = FaultGuard(policy, getattr(backend, "base_url", backend.label))  # its clock starts at the first request
     writer = AnnotatedWriter(out / args.annotated, fps=args.fps)
     boxes, rows = [], []
     try:
         with progress_bar(count_frames(args.video), "tracking") as bar:
-            for k, (frame, r) in enumerate(_pairs(itertools.chain([first], frames), tracker, init_box, args.text), start=1):
+            pairs = _pairs(itertools.chain([first], frames), tracker, init_box, args.text, guard.deadline)
+            for k, (frame, r) in enumerate(pairs, start=1):
                 record.add_frame(r)
                 if r.status is not Status.INIT:
                     guard.observe(r)
@@ -162,13 +182,28 @@ def run(args: argparse.Namespace) -> int:
                     colour = (255, 255, 0) if r.status is Status.INIT else (0, 255, 0) if r.ok else (255, 64, 64)
                     writer.add(annotate(frame, r.box_xywh_orig, label=f"{k} {r.status}", colour=colour, max_side=args.max_side))
                 bar.update(1)
+        guard.finish()  # the model never answered usably: no track
     except SequenceStopped as exc:
         writer.abort()
         print(format_summary(record), file=sys.stderr)
-        print(f"r1track track: STOPPED at frame {len(boxes) + 1}, no output files written: {exc}\n"
+        where = "at the end" if exc.never_answered else f"at frame {len(boxes) + 1}"
+        print(f"r1track track: STOPPED {where}, no output files written: {_no_reply(backend, exc)}\n"
               "run it again once the server answers", file=sys.stderr)
-        return 1
-    except (TrackerInitError, BackendError, ValueError, RuntimeError) as exc:
+        return ExitStatus.RUN_FAILED
+    except ServerRefused as exc:
+        writer.abort()
+        raise CommandError(str(exc), status=ExitStatus.SERVER_REFUSED) from None
+    except BackendError as exc:
+        writer.abort()
+        if exc.fatal:
+            raise CommandError(str(exc)) from None
+        # only text initialisation raises a passing fault: the sequence cannot start without its answer
+        record.add_request(RequestKind.TEXT_INIT, exc.attempts, exc.faults)
+        print(format_summary(record), file=sys.stderr)
+        print(f"r1track track: STOPPED at the first frame (text initialisation), no output files written: "
+              f"{_no_reply(backend, exc)}\nrun it again once the server answers", file=sys.stderr)
+        return ExitStatus.RUN_FAILED
+    except (TrackerInitError, ValueError, RuntimeError) as exc:
         writer.abort()
         raise CommandError(str(exc)) from None
     except BaseException:
@@ -176,19 +211,31 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         backend.close()
-    with atomic_output(out / "boxes.txt", "w") as f:
-        f.writelines(",".join(format_number(v) for v in b) + "\n" for b in boxes)
-    with atomic_output(out / "frames.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    video_path = writer.close()
+    written: list[str] = []
+    try:
+        with atomic_output(out / "boxes.txt", "w") as f:
+            f.writelines(",".join(format_number(v) for v in b) + "\n" for b in boxes)
+        written.append("boxes.txt")
+        with atomic_output(out / "frames.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        written.append("frames.jsonl")
+        video_path = writer.close()
+    except OSError as exc:  # a full disk, a quota, a read-only folder: every file is whole or absent
+        writer.abort()
+        print(format_summary(record), file=sys.stderr)
+        print(f"r1track track: cannot write to {out}: {exc.strerror or exc}; "
+              f"{'written: ' + ', '.join(written) if written else 'nothing was written'} (no file is half-written); "
+              "free space or use another -o, then run it again", file=sys.stderr)
+        return ExitStatus.RUN_FAILED
     print(f"tracked {len(boxes)} frames with {backend.label}", file=sys.stderr)
     print(format_summary(record), file=sys.stderr)
     print(f"boxes: {out / 'boxes.txt'}\nper frame: {out / 'frames.jsonl'}\nannotated: {video_path}")
-    return 0
+    return ExitStatus.OK
 
 
-def _pairs(frames, tracker, init_box, text):
-    """(frame, result) pairs of :meth:`Tracker.run`, keeping each frame for the annotated output."""
+def _pairs(frames, tracker, init_box, text, deadline):
+    """(frame, result) pairs of :meth:`Tracker.run` (each request answered by ``deadline()``), keeping each frame
+    for the annotated output."""
     seen: list = []
 
     def remember():
@@ -196,5 +243,19 @@ def _pairs(frames, tracker, init_box, text):
             seen.append(frame)
             yield frame
 
-    for result in tracker.run(remember(), init_box, text=text):
+    for result in tracker.run(remember(), init_box, text=text, deadline=deadline):
         yield seen.pop(0), result
+
+
+def _no_reply(backend, exc: Exception) -> str:
+    """Why tracking stopped, cause first: no (usable) reply from the backend's URL (when it has one; saying when it
+    is the default), then the fault policy's account."""
+    url = getattr(backend, "base_url", None)
+    if url is None:
+        return str(exc)
+    from ..backends.model_lookup import Hints
+
+    source = getattr(backend, "url_source", "given")
+    origin = f" ({Hints().default})" if source == "default" else f" (from {source})" if source != "given" else ""
+    what = "no usable reply" if getattr(exc, "never_answered", False) else "no reply"  # replies without text
+    return f"{what} from the server at {url}{origin}: {exc}"

@@ -17,7 +17,7 @@ from typing import Any
 from ..faults import FaultPolicy
 
 __all__ = ["add_tracker_arguments", "tracker_overrides", "add_backend_arguments", "backend_options", "resolve_settings",
-           "served_family", "fault_policy", "failure_lines"]
+           "served_family", "served_listings", "fault_policy", "failure_lines"]
 
 
 def _flag(name: str) -> str:
@@ -50,8 +50,12 @@ def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
         text = f"{f.metadata.get('help', f.name)} (default: {getattr(defaults, f.name)})".replace("%", "%%")
         if kind is bool:
             g.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif "choices" in f.metadata:
+            g.add_argument(_flag(f.name), dest=f.name, choices=f.metadata["choices"], default=None, help=text)
         else:
-            g.add_argument(_flag(f.name), dest=f.name, type=kind, default=None, metavar=kind.__name__.upper(), help=text)
+            choices = f.metadata.get("choices")
+            g.add_argument(_flag(f.name), dest=f.name, type=kind, default=None, choices=choices,
+                           metavar="{" + ",".join(choices) + "}" if choices else kind.__name__.upper(), help=text)
 
 
 def tracker_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -95,6 +99,11 @@ def add_backend_arguments(p: argparse.ArgumentParser, *, ground_truth: bool = Tr
                    "transformers on CPU turns float16 into float32)")
     e.add_argument("--device", default="auto", help=f"transformers: {', '.join(DEVICES)} or cuda:N (default auto: cuda, "
                    "else mps, else cpu)")
+    from ..backends.hf import TransformersOptions
+
+    for f in dataclasses.fields(TransformersOptions):  # --vision-attention, --engine-inputs, --decode-cache
+        e.add_argument("--" + f.name.replace("_", "-"), choices=f.metadata["choices"], default=f.default,
+                       help=f.metadata["help"])
     e.add_argument("--max-model-len", type=int, default=4096, help="vllm: context length (default 4096)")
     e.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm: share of GPU memory (default 0.9)")
     e.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model (default 1)")
@@ -103,7 +112,7 @@ def add_backend_arguments(p: argparse.ArgumentParser, *, ground_truth: bool = Tr
 
 def fault_policy(args: argparse.Namespace) -> FaultPolicy:
     """The --max-consecutive-faults / --max-fault-seconds policy; CommandError when invalid."""
-    from ..cli import CommandError
+    from . import CommandError
 
     try:
         return FaultPolicy(args.max_consecutive_faults, args.max_fault_seconds)
@@ -136,7 +145,10 @@ def backend_options(args: argparse.Namespace, backend: str, params: Any = None) 
     if spec.needs_server:
         return {"timeout_s": args.timeout, "retries": args.retries}
     if backend == "transformers":
-        return {"batch_size": args.batch_size, "device": args.device, "dtype": args.dtype}
+        from ..backends.hf import TransformersOptions
+
+        return {"batch_size": args.batch_size, "device": args.device, "dtype": args.dtype,
+                **{f.name: getattr(args, f.name) for f in dataclasses.fields(TransformersOptions)}}
     if backend == "vllm":
         return {"batch_size": args.batch_size, "dtype": args.dtype, "max_model_len": args.max_model_len,
                 "gpu_memory_utilization": args.gpu_memory_utilization, "tensor_parallel_size": args.tensor_parallel_size,
@@ -144,53 +156,113 @@ def backend_options(args: argparse.Namespace, backend: str, params: Any = None) 
     return {}
 
 
-def served_family(args: argparse.Namespace, model: str | None) -> str:
-    """The model family of what the servers serve: each ``--server``'s ``GET /v1/models`` entry for ``model``
-    (its ``root``, the path or name vLLM loaded, then its id), else ``model``'s name. All servers must agree.
-    ``UnknownModelFamily`` (a ValueError naming the families) when nothing tells; ValueError when a server
-    cannot be asked."""
+def served_listings(args: argparse.Namespace, model: str | None, *, lookup: Any = None,
+                    deadline: float | None = None) -> list[tuple[str, object]]:
+    """(base URL, ``GET /v1/models`` answer) of each ``--server`` (or the default one). The servers are asked at
+    once, through ``lookup`` (a :class:`~r1track.backends.model_lookup.ModelLookup`: the backends built later with
+    it do not ask again), each giving up at ``deadline`` (``time.monotonic()`` seconds).
+    :class:`~r1track.backends.model_lookup.LookupFailed` when a server cannot be asked: its message names the cause
+    first, its ``exit_status`` is 3 when the server refused (:class:`~r1track.backends.ServerRefused`: the key or
+    the URL is wrong, not the family), 1 when a rerun can succeed once the server answers, else 2."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..backends import BackendError, make_backend
-    from ..models import UnknownModelFamily, infer_family
+    from ..backends.model_lookup import LookupFailed, ModelLookup
+
+    lookup = lookup if lookup is not None else ModelLookup()
+    backends = [make_backend("openai", base_url=url, model=model, lookup=lookup, **backend_options(args, "openai"))
+                for url in args.server or [None]]
+    t0 = time.monotonic()
+
+    def ask(backend):
+        try:
+            return backend.model_listing(deadline)
+        except BackendError as exc:
+            raise LookupFailed(exc, url=backend.base_url, source=backend.url_source,
+                               seconds=time.monotonic() - t0) from None
+
+    try:
+        with ThreadPoolExecutor(len(backends)) as pool:
+            listings = list(pool.map(ask, backends))
+    finally:
+        for backend in backends:
+            backend.close()
+    return [(backend.base_url, listing) for backend, listing in zip(backends, listings)]
+
+
+def served_family(args: argparse.Namespace, model: str | None, *, lookup: Any = None,
+                  deadline: float | None = None) -> str:
+    """The model family of what the servers serve (:func:`r1track.models.resolve_family` of each server's
+    listing, :func:`served_listings`): each ``--server``'s ``GET /v1/models`` entry for ``model`` (its ``root``,
+    the path or name vLLM loaded, then its id), else ``model``'s name. All servers must agree.
+    ``UnknownModelFamily`` (a ValueError naming the families, the cause first) when nothing tells;
+    :class:`~r1track.backends.model_lookup.LookupFailed` when a server cannot be asked or refuses."""
+    from ..models import UnknownModelFamily, resolve_family
 
     found: dict[str, str] = {}
-    for url in args.server or [None]:
-        backend = make_backend("openai", base_url=url, model=model, **backend_options(args, "openai"))
+    for url, listing in served_listings(args, model, lookup=lookup, deadline=deadline):
         try:
-            found[backend.base_url] = infer_family(model=model, listing=backend.model_listing()).name
-        except BackendError as exc:
-            raise ValueError(f"cannot tell the model family: {exc}; pass --model-family") from None
-        finally:
-            backend.close()
+            found[url] = resolve_family(model=model, listing=listing).family.name
+        except UnknownModelFamily:
+            raise UnknownModelFamily(_unknown_family(url, model, listing)) from None
     if len(set(found.values())) > 1:
         raise UnknownModelFamily(f"the servers serve models of different families ({found}); run them separately "
                                  "or pass --model-family")
     return next(iter(found.values()))
 
 
-def resolve_settings(args: argparse.Namespace):
+def _unknown_family(url: str, model: str | None, listing: Any) -> str:
+    """Why the family of what ``url`` serves cannot be told, cause first, naming the families."""
+    from ..backends.model_lookup import served_ids
+    from ..models import family_names
+
+    families = ", ".join(family_names())
+    ids = served_ids(listing)
+    if model is not None and model not in ids:
+        return (f"the server at {url} does not list model {model!r} (it lists: {', '.join(map(repr, ids)) or 'none'}), "
+                f"and r1track cannot tell the family of {model!r} from its name: pass --model with a listed name, or "
+                f"--model-family with one of: {families}")
+    entry = next(e for e in listing["data"] if isinstance(e, dict) and e.get("id") == (model or ids[0]))
+    root = entry.get("root")
+    loaded = f" (loaded from {root!r})" if isinstance(root, str) and root and root != entry["id"] else ""
+    return (f"the server at {url} serves {entry['id']!r}{loaded}, whose model family r1track cannot tell from its name "
+            f"or files: pass --model-family with one of: {families}")
+
+
+def resolve_settings(args: argparse.Namespace, warn=None, *, lookup: Any = None, deadline: float | None = None):
     """:func:`r1track.presets.resolve` of the parsed flags (``--preset``, ``--model``, ``--backend``, the
     tracker flags). The model name for the preset comes from ``--model`` or ``$R1TRACK_MODEL``. The model
-    family: ``--model-family``, else a known checkpoint's, else -- for backends that ask a server -- the one
-    :func:`served_family` finds, -- for the in-process engines -- the one the checkpoint's name or its folder's
-    ``config.json`` tells (an unknown model is refused), else qwen2.5-vl (ncc, oracle: no model)."""
+    family comes from one function for every backend, :func:`r1track.models.resolve_family`: ``--model-family``
+    (a warning names both when ``--model`` tells another family), else -- for backends that ask a server and a
+    model that is not a registered checkpoint -- what the servers list (:func:`served_family`, through
+    ``lookup``, giving up at ``deadline``), else what ``--model`` tells (a registered checkpoint, a LoRA adapter's
+    base model, a folder's config, the name); a model that answers (server, in-process engine) of unknown family
+    is refused, ``ncc`` and ``oracle`` fall back to qwen2.5-vl. ``warn(message)``: where warnings go (default:
+    stderr)."""
     import os
+    import sys
 
     from ..backends import get_backend_spec
     from ..backends.openai import ENV_MODEL
-    from ..presets import find_checkpoint, resolve
+    from ..models import DEFAULT_FAMILY, resolve_family
+    from ..presets import chosen_preset, find_checkpoint, resolve
 
+    warn = warn or (lambda msg: print(f"r1track: warning: {msg}", file=sys.stderr))
     model = args.model or os.environ.get(ENV_MODEL) or None
     overrides = tracker_overrides(args)
-    resolved = resolve(args.preset, model, overrides, backend=args.backend)
-    spec = get_backend_spec(resolved.backend)
-    if "model_family" in overrides or find_checkpoint(model):
-        return resolved
-    if spec.in_process:
-        if model is None:  # the engine refuses to start without one, naming --model
-            return resolved
-        from ..models import infer_family
-
-        return resolve(args.preset, model, overrides, backend=args.backend, family=infer_family(model=model).name)
-    if not spec.needs_server:
-        return resolved
-    return resolve(args.preset, model, overrides, backend=args.backend, family=served_family(args, model))
+    # the backend first, without the settings: a crop side given for the served family (256 px for a Qwen3-VL
+    # server) is only valid once that family is known
+    spec = get_backend_spec(args.backend or chosen_preset(args.preset, model).backend)
+    explicit = overrides.get("model_family")
+    if spec.in_process and model is None and explicit is None:  # the engine refuses to start without one, naming --model
+        return resolve(args.preset, model, overrides, backend=args.backend)
+    if explicit is None and spec.needs_server and not find_checkpoint(model):
+        family = served_family(args, model, lookup=lookup, deadline=deadline)
+    else:
+        choice = resolve_family(family=explicit, model=model,
+                                default=None if (spec.needs_server or spec.in_process) else DEFAULT_FAMILY)
+        if choice.warning:
+            warn(choice.warning)
+        family = choice.family.name
+    return resolve(args.preset, model, overrides, backend=args.backend, family=family)

@@ -18,6 +18,7 @@ byte-identical files for any ``--workers``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -34,11 +35,13 @@ import numpy as np
 from .. import __version__
 from ..models import get_family
 from ..prompts import ABSENT_ANSWER, format_box, render_answer, render_text
+from ..reasons import Reason
 from .balance import bin_labels, histogram, spread
 from .checks import SEQUENCE_REASONS, CheckedSequence, Issue, check_sequence
 from .profiles import SamplerConfig
 from .readers import DATASET_KINDS, read_dataset
 from .render import RenderedSample, RenderFailure, RenderSettings, init_worker, render_in_worker, render_sample
+from .replay import plan_replay
 from .sampler import SamplePlan, plan_split, search_values, split_sequences
 from .sequences import DatasetError
 from .writers import FORMATS, BuiltSample, make_writer
@@ -165,16 +168,22 @@ def _hist_block(before: dict[str, list[int]], after_values: dict[str, np.ndarray
     return out
 
 
-def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSample | str:
-    """The sample with its texts (boxes in the family's answer coordinates), or a drop reason."""
+def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSample | Issue:
+    """The sample with its texts (boxes in the family's answer coordinates), or why it is dropped: an
+    :class:`Issue` (``degenerate_box``: a box that rounds to an empty one in its crop) naming the sequence folder
+    and the ground-truth row (``frames`` 0: a sample is dropped, no frame is skipped)."""
     plan = result.plan
     family = get_family(cfg.model_family)
     side = plan.crops[0].window.out_side
     boxes = [family.encode_xyxy(b, (side, side)) for b in result.boxes_xyxy_crop]
-    for b in boxes[:-1] if plan.absent else boxes:
+    for crop, b in zip(plan.crops, boxes[:-1] if plan.absent else boxes):
         x1, y1, x2, y2 = json.loads(format_box(b))
         if x2 <= x1 or y2 <= y1:
-            return "degenerate_box"
+            box = ",".join(f"{v:g}" for v in crop.box_xywh_orig)
+            return Issue(Reason.DEGENERATE_BOX.value, str(Path(crop.frame).parent),
+                         f"ground-truth row {crop.frame_index + 1} (1-based), {crop.role} of {plan.split} sample "
+                         f"{plan.index}: box {box} is {format_box(b)} in its {side}-px crop, an empty box; sample dropped",
+                         0)
     prompt_boxes = boxes[:-1]
     user_text = render_text(cfg.prompt, think=cfg.think, boxes_xyxy_model=prompt_boxes, think_layout=cfg.think_layout)
     answer = ABSENT_ANSWER if plan.absent else render_answer(boxes[-1])
@@ -205,6 +214,45 @@ def _built(result: RenderedSample, index: int, cfg: SamplerConfig) -> BuiltSampl
     return BuiltSample(plan.split, index, names, result.jpegs, user_text, answer, extra)
 
 
+def _what_options_did(cfg: SamplerConfig, train, val, checked: list[CheckedSequence], prompt_without_absent: str | None,
+                      warn: Callable[[str], None], log: Callable[[str], None]) -> SamplerConfig:
+    """Say what the options did with these inputs (see :func:`build`); the settings to render with (the ordinary
+    prompt when ``--absent-fraction`` alone switched it and no absent sample could be made)."""
+    if cfg.absent_fraction > 0:
+        plans = train.samples + val.samples
+        n_absent = sum(p.absent for p in plans)
+        absent_frames = train.absent_candidates + val.absent_candidates
+        if absent_frames == 0:
+            keep = (f"; the samples keep the ordinary prompt {prompt_without_absent}" if prompt_without_absent
+                    else f"; the prompt stays {cfg.prompt}, which offers an answer [] no sample teaches")
+            warn(f"absent fraction {cfg.absent_fraction:g}: the inputs have no frame whose target is absent or fully "
+                 "covered with a usable template before it within max_gap (visibility labels mark them: GOT-10k "
+                 "absence.label / cover.label, LaSOT full_occlusion.txt / out_of_view.txt; generic folders without "
+                 f"labels need --absent-from-empty-boxes), so no absent sample was made{keep}")
+            if prompt_without_absent:
+                cfg = dataclasses.replace(cfg, prompt=prompt_without_absent, absent_fraction=0.0,
+                                          absent_from_empty_boxes=False)
+        else:
+            f = cfg.absent_fraction
+            wanted = sum(round(sum(not p.absent for p in sp.samples) * f / (1.0 - f)) for sp in (train, val))
+            log(f"absent samples: {n_absent} of {len(plans)} planned ({n_absent / len(plans):.0%}; asked "
+                f"{f:.0%}) from {absent_frames} absent frame(s)")
+            if n_absent < wanted:
+                warn(f"absent fraction {f:g}: only {n_absent} absent samples could be made "
+                     f"({absent_frames} absent frame(s) with a usable template within max_gap), not {wanted}")
+    if cfg.absent_from_empty_boxes and not any(cs.seq.dataset == "generic" and not cs.seq.labels for cs in checked):
+        warn("absent_from_empty_boxes applies to generic folders without visibility labels, and no input is one: "
+             "it changed nothing")
+    if not val.sequences and cfg.val_fraction > 0:
+        warn(f"val fraction {cfg.val_fraction:g}: no val split, since only {len(checked)} usable sequence(s) "
+             "(the val split takes whole sequences and leaves at least one for train)")
+    n_visible = sum(not p.absent for p in train.samples)
+    if cfg.num_samples is not None and n_visible < cfg.num_samples:
+        warn(f"num_samples {cfg.num_samples}: only {n_visible} training samples could be made ({train.candidates} "
+             f"search candidates in {train.sequences} sequences, {cfg.samples_per_sequence} per sequence)")
+    return cfg
+
+
 def build(
     sources: list[Source],
     out: str | os.PathLike = DEFAULT_OUT,
@@ -218,11 +266,18 @@ def build(
     name: str = "r1track",
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    prompt_without_absent: str | None = None,
     _after_sample: Callable[[int], None] | None = None,
 ) -> BuildResult:
     """Build a training set (see the module docstring). Raises BuildError for unusable options or
     an empty result, DatasetError for malformed input files; data problems are counted in
-    ``stats.json`` instead. ``_after_sample`` is a test hook called after each written sample."""
+    ``stats.json`` instead. ``_after_sample`` is a test hook called after each written sample.
+
+    What options did is said, not left to guess: with ``cfg.absent_fraction`` > 0 the log says how many absent
+    samples could be made, and when the inputs have no absent frame at all it warns and -- given
+    ``prompt_without_absent``, the prompt the build would have used without absent samples (the command line
+    passes it when ``--absent-fraction`` alone switched the prompt) -- writes that prompt instead of the
+    visibility prompt. Every warning is logged and kept in ``stats.json`` (``warnings``)."""
     from .profiles import get_profile
 
     t0 = time.monotonic()
@@ -251,18 +306,31 @@ def build(
     checked, issues, n_read, n_frames = _read_and_check(sources, progress)
     if n_read == 0:
         raise BuildError("the inputs contain no sequences")
+    warnings: list[str] = []
+
+    def warn(msg: str) -> None:
+        warnings.append(msg)
+        log(f"warning: {msg}")
 
     # 2. plan
     split_ss, train_ss, val_ss = np.random.SeedSequence(seed).spawn(3)
     train_seqs, val_seqs = split_sequences(checked, cfg.val_fraction, np.random.default_rng(split_ss))
-    train = plan_split(train_seqs, cfg, np.random.default_rng(train_ss), "train", num_samples=cfg.num_samples)
-    val = plan_split(val_seqs, cfg, np.random.default_rng(val_ss), "val", num_samples=None)
+    replay_stopped: Counter = Counter()
+    if cfg.replay:  # no sampling: the tracker's perfect path (r1track.data.replay)
+        train, stopped_train = plan_replay(train_seqs, cfg, "train", num_samples=cfg.num_samples)
+        val, stopped_val = plan_replay(val_seqs, cfg, "val")
+        replay_stopped = stopped_train + stopped_val
+    else:
+        train = plan_split(train_seqs, cfg, np.random.default_rng(train_ss), "train", num_samples=cfg.num_samples)
+        val = plan_split(val_seqs, cfg, np.random.default_rng(val_ss), "val", num_samples=None)
     plans: list[SamplePlan] = train.samples + val.samples
     if not train.samples:
         raise BuildError(
             f"no training sample can be made from {n_read} sequence(s): {len(checked)} usable, "
             f"{len(train.no_candidates)} without a usable frame pair within the gap rules"
         )
+    requested_fraction = cfg.absent_fraction
+    cfg = _what_options_did(cfg, train, val, checked, prompt_without_absent, warn, log)
 
     # 3. render and write into a hidden partial folder
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -275,7 +343,8 @@ def build(
     pool = None
     try:
         writers = [make_writer(f, tmp, name=name, prefix=prefix) for f in formats]
-        settings = RenderSettings(fill=tuple(int(c) for c in cfg.fill), jpeg_quality=cfg.jpeg_quality)
+        settings = RenderSettings(fill=tuple(int(c) for c in cfg.fill), jpeg_quality=cfg.jpeg_quality,
+                                  decode=cfg.decode)
         if workers == 1:
             results: Iterable = (render_sample(p, settings) for p in plans)
         else:
@@ -287,15 +356,19 @@ def build(
         crop_sides: Counter = Counter()
         absent_written = {"train": 0, "val": 0}
         clipped = 0
+        reported: set[tuple[str, str]] = set()  # a bad frame used by several samples is one issue, one frame
         with open(tmp / "samples.jsonl", "w", encoding="utf-8") as manifest:
             for result in _progress(results, total=len(plans), desc="rendering", unit="sample", enabled=progress):
                 if isinstance(result, RenderFailure):
                     dropped[result.reason] += 1
-                    issues.append(Issue(result.reason, result.path, result.detail))
+                    if (result.reason, result.path) not in reported:
+                        reported.add((result.reason, result.path))
+                        issues.append(Issue(result.reason, result.path, result.detail))
                     continue
                 sample = _built(result, written[result.plan.split], cfg)
-                if isinstance(sample, str):
-                    dropped[sample] += 1
+                if isinstance(sample, Issue):  # dropped: named (sequence folder, ground-truth row) in the issues
+                    dropped[sample.reason] += 1
+                    issues.append(sample)
                     continue
                 for w in writers:
                     w.add(sample)
@@ -322,12 +395,13 @@ def build(
         if written["train"] == 0:
             raise BuildError("every planned training sample was dropped; see the issues above")
 
+        labels_seen = dict(sorted(Counter(f for cs in checked for f in cs.seq.labels).items()))  # sequences per file
         frame_skips: Counter = Counter()
         seq_skips: Counter = Counter()
         for i in issues:
             if i.reason in SEQUENCE_REASONS:
                 seq_skips[i.reason] += 1
-            if i.reason not in ("no_usable_frames", "no_image_size"):
+            if i.frames and i.reason not in ("no_usable_frames", "no_image_size"):  # samples dropped: frames 0
                 frame_skips[i.reason] += i.frames
         stats = {
             "r1track_version": __version__,
@@ -345,14 +419,18 @@ def build(
                 "without_samples": {"train": len(train.no_candidates), "val": len(val.no_candidates)},
             },
             "frames": {"annotated": n_frames, "skipped": dict(sorted(frame_skips.items()))},
+            **({"visibility_labels": labels_seen} if labels_seen else {}),
             "samples": {
                 "candidates": {"train": train.candidates, "val": val.candidates},
                 "planned": {"train": len(train.samples), "val": len(val.samples)},
                 "written": written,
                 "dropped": dict(sorted(dropped.items())),
                 "answer_boxes_clipped": clipped,
-                **({"absent": {"candidates": {"train": train.absent_candidates, "val": val.absent_candidates},
-                               "written": absent_written}} if cfg.absent_fraction > 0 else {}),
+                **({"absent": {"requested_fraction": requested_fraction,
+                               "candidates": {"train": train.absent_candidates, "val": val.absent_candidates},
+                               "written": absent_written}} if requested_fraction > 0 else {}),
+                **({"replay": {"frames_after_first": {"train": train.candidates, "val": val.candidates},
+                               "stopped": dict(sorted(replay_stopped.items()))}} if cfg.replay else {}),
             },
             "crop_sides": dict(sorted(crop_sides.items(), key=lambda kv: int(kv[0]))),
             "histograms": {
@@ -364,6 +442,7 @@ def build(
             "issues": [i.__dict__ for i in issues[:MAX_ISSUES_LISTED]],
             "issues_not_listed": max(0, len(issues) - MAX_ISSUES_LISTED),
             "outputs": outputs,
+            **({"warnings": warnings} if warnings else {}),
         }
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 

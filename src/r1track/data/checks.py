@@ -35,16 +35,14 @@ ground-truth range and none repeats, and the rows without a file become ``missin
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Sequence as Seq
 
 import numpy as np
-from PIL import Image
 
-from ..crop import MAX_FRAME_PIXELS
+from ..images import MAX_FRAME_PIXELS, image_size_of, read_image_header
+from ..reasons import REASONS, SEQUENCE_REASONS, Reason
 from .sequences import Sequence, frame_number
 
 __all__ = [
@@ -63,32 +61,6 @@ __all__ = [
     "read_image_header",
     "image_size_of",
 ]
-
-
-class Reason(str, Enum):
-    """Why a frame, sample or sequence is skipped (build) or a frame falls back (eval, track). The same
-    name for the same problem in every dataset layout and every command."""
-
-    FRAME_COUNT_MISMATCH = "frame_count_mismatch"
-    MISSING_FRAME = "missing_frame"
-    INVISIBLE = "invisible"
-    ZERO_AREA_BOX = "zero_area_box"
-    BOX_OUTSIDE_IMAGE = "box_outside_image"
-    OVERSIZED_BOX = "oversized_box"
-    UNREADABLE_FRAME = "unreadable_frame"
-    IMAGE_TOO_LARGE = "image_too_large"
-    NO_USABLE_FRAMES = "no_usable_frames"
-    NO_IMAGE_SIZE = "no_image_size"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-REASONS = tuple(r.value for r in Reason)
-
-SEQUENCE_REASONS = (Reason.FRAME_COUNT_MISMATCH.value, Reason.NO_USABLE_FRAMES.value, Reason.NO_IMAGE_SIZE.value)
-"""Reasons that skip a whole sequence (the others skip frames)."""
-
 
 MAX_BOX_TO_IMAGE = 2.0
 """A box wider or taller than this many image widths or heights is ``oversized_box``: its crop
@@ -174,29 +146,6 @@ def numbered_slots(frames: list[Path], *, from_lowest: bool = False) -> list[Pat
         return out
     base = 0 if low == 0 else 1
     return align_frames(frames, max(numbers) - base + 1)  # type: ignore[operator]
-
-
-def read_image_header(path: str | Path) -> tuple[tuple[int, int] | None, Reason | None, str]:
-    """``((W, H), None, "")`` from the image header (nothing is decoded), or ``(None, reason, detail)``:
-    ``image_too_large`` above :data:`MAX_FRAME_PIXELS` (Pillow's decompression-bomb error included),
-    ``unreadable_frame`` when the file cannot be opened as an image. Never raises."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                size = im.size
-    except Image.DecompressionBombError as exc:
-        return None, Reason.IMAGE_TOO_LARGE, str(exc)
-    except (OSError, ValueError, SyntaxError) as exc:
-        return None, Reason.UNREADABLE_FRAME, f"cannot read the image header: {exc}"
-    if size[0] * size[1] > MAX_FRAME_PIXELS:
-        return None, Reason.IMAGE_TOO_LARGE, f"{size[0]}x{size[1]} pixels, more than {MAX_FRAME_PIXELS} (decompression-bomb limit)"
-    return (int(size[0]), int(size[1])), None, ""
-
-
-def image_size_of(path: Path) -> tuple[int, int] | None:
-    """(W, H) from the image header, or None when the file cannot be opened or is too large."""
-    return read_image_header(path)[0]
 
 
 def box_problem(box_xywh_orig: Seq[float], image_size: tuple[int, int] | None) -> Reason | None:

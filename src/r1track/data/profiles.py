@@ -9,9 +9,14 @@ Three profiles:
 * ``r1track-5k``: the recipe of the reference R1-Track-5k set (``generation_data/sampling_data.py``):
   two random frames per video in random temporal order, each cropped on its own with area factor
   U(2, 8) and a centre shift of U(-0.2, 0.2) x crop side, 336 px, black padding, prompt
-  ``r1track-v0``. README ("Training data") lists every place where r1track differs.
+  ``r1track-v0``. docs/training_data.md ("Profiles") lists every place where r1track differs.
 * ``r1track-vis``: ``r1track`` plus absent-target samples (``absent_fraction`` 0.2) and the visibility-aware
   prompt ``r1track-vis-v1``, whose answer for an absent target is ``[]``.
+* ``r1track-replay``: no sampling at all -- every (template, search) pair the tracker asks about when its model
+  answers perfectly from the first box (:mod:`r1track.data.replay`): template from frame 0 at the template
+  factor, each search crop around the previous frame's tracked box at the search factor, one crop side, no
+  jitter, every sequence in train. The exact "on-policy" distribution of a perfect tracker, and the set of the
+  closed-loop check (``docs/closed_loop.md``).
 
 Absent samples (``absent_fraction`` F > 0, pairs only): a share F of the set has a search frame whose target is
 absent or fully covered by the dataset's labels (GOT-10k ``absence.label`` / ``cover.label`` 0, LaSOT
@@ -31,9 +36,10 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from ..crop import DecodeMode
 from ..models import DEFAULT_FAMILY, get_family
 from ..prompts import DEFAULT_THINK_LAYOUT, PROMPTS, check_think_layout, get_prompt
-from ..tracker import TrackerParams
+from .. import window
 
 __all__ = [
     "TEMPLATE_FACTOR",
@@ -49,11 +55,12 @@ __all__ = [
     "get_profile",
 ]
 
-TEMPLATE_FACTOR: float = TrackerParams.template_factor
-"""Template area factor of r1track's tracker (4.0, R1-Track's ``template_area_factor``): training templates
-look exactly like the ones the tracker sends."""
+TEMPLATE_FACTOR: float = window.TEMPLATE_FACTOR
+"""Template area factor of r1track's tracker (4.0, R1-Track's ``template_area_factor``; the default of
+``TrackerParams.template_factor``, owned by :mod:`r1track.window`): training templates look exactly like the
+ones the tracker sends."""
 
-SEARCH_FACTOR: float = TrackerParams.search_factor
+SEARCH_FACTOR: float = window.SEARCH_FACTOR
 """Search area factor of r1track's tracker (4.0, R1-Track's ``search_area_factor``); training search crops
 jitter around it."""
 
@@ -69,6 +76,8 @@ LABELLED_DATASETS = ("got10k", "lasot")
 """Datasets whose visibility labels say when a target is absent (for absent samples)."""
 
 _ABSENT_FIELDS = ("absent_fraction", "absent_from_empty_boxes")
+_REPLAY_IGNORES = ("samples_per_sequence", "max_per_sequence", "max_gap", "balance")
+"""Sampling settings a replay build does not use (it takes every frame on the tracker's path)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,12 @@ class SamplerConfig:
     ("aspect", "scale"). ``val_fraction``: share of sequences held out for the val split.
     ``absent_fraction``: share of absent-target samples (module docstring; needs a prompt with the absent
     answer). ``absent_from_empty_boxes``: in generic folders, a NaN or zero-size box line means absent.
+    ``decode``: how frames are decoded for the crops (:class:`r1track.crop.DecodeMode`): ``exact`` (default,
+    full resolution: the pixels the tracker sends with its default ``TrackerParams.decode``) or ``fast``
+    (JPEG DCT scaling, as the tracker's ``--decode fast``).
+    ``replay``: plan the tracker's perfect path instead of sampling (:mod:`r1track.data.replay`); needs pairs,
+    one template factor, one search factor, one crop side and no jitter (the sampling settings
+    ``samples_per_sequence``, ``max_per_sequence``, ``max_gap`` and ``balance`` are not used).
     """
 
     name: str
@@ -112,15 +127,18 @@ class SamplerConfig:
     think_layout: str = DEFAULT_THINK_LAYOUT
     fill: tuple[int, int, int] = (0, 0, 0)
     jpeg_quality: int = 95
+    decode: str = DecodeMode.EXACT.value
     val_fraction: float = 0.02
     model_family: str = DEFAULT_FAMILY
     absent_fraction: float = 0.0
     absent_from_empty_boxes: bool = False
+    replay: bool = False
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         family = get_family(self.model_family)
         object.__setattr__(self, "model_family", family.name)
+        object.__setattr__(self, "decode", DecodeMode.parse(self.decode).value)
         if not self.crop_sides:
             object.__setattr__(self, "crop_sides", (family.default_crop_side,))
         self.validate()
@@ -176,10 +194,30 @@ class SamplerConfig:
                              f"profile r1track-vis), not {self.prompt!r}")
         if not (0.0 <= self.val_fraction < 1.0):
             raise ValueError(f"val fraction must be in [0, 1), got {self.val_fraction}")
+        if self.replay:
+            self._validate_replay()
         if not (1 <= self.jpeg_quality <= 100):
             raise ValueError(f"JPEG quality must be in 1..100, got {self.jpeg_quality}")
         if len(self.fill) != 3 or not all(0 <= int(c) <= 255 for c in self.fill):
             raise ValueError(f"fill must be three values in 0..255, got {self.fill}")
+
+    def _validate_replay(self) -> None:
+        """ValueError naming the setting a replay build cannot follow (the tracker has one of each, no jitter)."""
+        if self.n_images != 2:
+            raise ValueError("a replay set is made of (template, search) pairs: triples are not supported")
+        for what, (lo, hi) in (("template factor", self.template_factor), ("search factor", self.search_factor)):
+            if lo != hi:
+                raise ValueError(f"a replay set follows the tracker, which has one {what}: give one value, "
+                                 f"not the range ({lo:g}, {hi:g})")
+        if self.template_center_jitter or self.search_center_jitter or tuple(self.search_scale_jitter) != (1.0, 1.0):
+            raise ValueError("a replay set has no crop jitter (the tracker's windows are exact): leave the "
+                             "template/search centre jitter at 0 and the search scale jitter at 1")
+        if len(self.crop_sides) != 1:
+            raise ValueError(f"a replay set follows the tracker, which has one crop side: give one, not "
+                             f"{', '.join(map(str, self.crop_sides))}")
+        if self.absent_fraction > 0:
+            raise ValueError("a replay set ends each sequence where the target is lost: --absent-fraction does "
+                             "not apply")
 
     @property
     def cap_per_sequence(self) -> int:
@@ -200,6 +238,11 @@ class SamplerConfig:
         d.pop("description")
         if self.absent_fraction == 0 and not self.absent_from_empty_boxes:
             for name in _ABSENT_FIELDS:
+                d.pop(name)
+        if not self.replay:
+            d.pop("replay")
+        else:
+            for name in _REPLAY_IGNORES:
                 d.pop(name)
         return d
 
@@ -236,6 +279,19 @@ PROFILES: dict[str, SamplerConfig] = {
             absent_fraction=0.2,
             description="r1track plus 20 % absent-target samples (search frame absent or fully covered by the "
             "GOT-10k / LaSOT labels, answer []), r1track-vis-v1 prompt; for visibility-aware tracking (preset vis)",
+        ),
+        SamplerConfig(
+            name="r1track-replay",
+            replay=True,
+            samples_per_sequence=1,
+            max_gap=None,
+            search_center_jitter=0.0,
+            search_scale_jitter=(1.0, 1.0),
+            balance=(),
+            val_fraction=0.0,
+            description="the tracker's own questions when it tracks perfectly from the first box: template from "
+            "frame 0, each search crop around the previous tracked box, tracker factors, one crop side, no jitter, "
+            "every sequence in train; what the closed-loop check trains on (docs/closed_loop.md)",
         ),
     )
 }

@@ -11,6 +11,13 @@
   ``groundtruth_rect.txt`` and frames in the folder itself or in ``img/``.
 * :func:`read_dataset` / :func:`detect_kind` — one entry point for all of the above.
 
+Before reading, every reader checks that the folder has its layout's signature and no more specific
+layout's (:func:`r1track.data.layouts.check_layout`): a GOT-10k split given as LaSOT or generic is refused
+with :class:`~r1track.data.layouts.LayoutMismatch` naming the layout to use. Every reader honours whatever
+visibility labels a sequence folder holds (:func:`~r1track.data.sequences.read_visibility`: GOT-10k's
+``absence.label`` / ``cover.label``, LaSOT's ``full_occlusion.txt`` / ``out_of_view.txt``), so no layout flag
+can turn an absent or fully covered target into a visible one.
+
 Readers raise :class:`~r1track.data.sequences.DatasetError` on malformed files (naming file and
 line). They do not open frames; consumers check frame counts and readability.
 """
@@ -23,7 +30,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .sequences import DatasetError, Sequence, list_frames, read_boxes_file, read_label_file, read_text_file
+from .layouts import GT_NAMES, Layout, LayoutMismatch, check_layout, detect_kind
+from .sequences import DatasetError, Sequence, list_frames, read_boxes_file, read_text_file, read_visibility
 
 __all__ = [
     "DATASET_KINDS",
@@ -33,6 +41,7 @@ __all__ = [
     "read_generic",
     "read_dataset",
     "detect_kind",
+    "LayoutMismatch",
     "read_meta_info",
     "got10k_split_dir",
 ]
@@ -85,7 +94,8 @@ def _read_list(path: Path) -> list[str]:
 
 def read_got10k(root: str | Path, split: str = "val", *, names: list[str] | None = None) -> Iterator[Sequence]:
     """Sequences of a GOT-10k split, in ``list.txt`` order (or only ``names``). A sequence folder
-    listed but missing raises DatasetError."""
+    listed but missing raises DatasetError; a folder with another layout's signature, LayoutMismatch."""
+    check_layout(root, Layout.GOT10K)
     split_dir = got10k_split_dir(root, split)
     for name in names or _read_list(split_dir / "list.txt"):
         folder = split_dir / name
@@ -94,40 +104,34 @@ def read_got10k(root: str | Path, split: str = "val", *, names: list[str] | None
             raise DatasetError(f"{where} {folder} does not exist")
         frames = list_frames(folder, (".jpg", ".jpeg", ".png"))
         boxes = read_boxes_file(folder / "groundtruth.txt")
-        n = len(boxes)
-        visible = np.ones(n, dtype=bool)
-        cover = None
-        if (folder / "absence.label").is_file():
-            visible &= read_label_file(folder / "absence.label", length=n) == 0
-        if (folder / "cover.label").is_file():
-            cover = read_label_file(folder / "cover.label", length=n)
-            visible &= cover > 0
+        vis = read_visibility(folder, len(boxes))
         meta = read_meta_info(folder / "meta_info.ini") if (folder / "meta_info.ini").is_file() else {}
         yield Sequence(
             name=name,
             frames=frames,
             boxes_xywh_orig=boxes,
-            visible=visible,
+            visible=vis.visible,
             dataset=f"got10k-{split}",
-            cover=cover,
+            cover=vis.cover,
             image_size=_resolution(meta, folder / "meta_info.ini"),
             meta=meta,
+            labels=vis.files,
         )
-
-
-GT_NAMES = ("groundtruth.txt", "groundtruth_rect.txt")
 
 
 def read_generic(root: str | Path, *, names: list[str] | None = None) -> Iterator[Sequence]:
     """Sequences of a generic folder: every sub-folder with a ground-truth file (or those named in
     ``root/list.txt``, or ``names``), sorted by name. ``root`` may also be one sequence folder (it holds
-    the ground-truth file itself): that sequence alone."""
+    the ground-truth file itself): that sequence alone. ``visible``: from the folder's visibility labels
+    when it has any (a GOT-10k or LaSOT sequence folder), else every frame with a finite, positive-size box."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
     if names is None and any((root / g).is_file() for g in GT_NAMES):
         root = root.resolve()  # a single sequence folder: the dataset of that one sequence
         root, names = root.parent, [root.name]
+    else:
+        check_layout(root, Layout.GENERIC)
     if names is None and (root / "list.txt").is_file():
         names = _read_list(root / "list.txt")
     if names is None:
@@ -141,8 +145,14 @@ def read_generic(root: str | Path, *, names: list[str] | None = None) -> Iterato
             raise DatasetError(f"{folder}: no {' or '.join(GT_NAMES)}")
         frame_dir = folder / "img" if (folder / "img").is_dir() else folder
         boxes = read_boxes_file(gt)
-        visible = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-        yield Sequence(name=name, frames=list_frames(frame_dir), boxes_xywh_orig=boxes, visible=visible, dataset="generic")
+        vis = read_visibility(folder, len(boxes))
+        if vis.files:
+            visible = vis.visible
+        else:
+            with np.errstate(invalid="ignore"):
+                visible = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        yield Sequence(name=name, frames=list_frames(frame_dir), boxes_xywh_orig=boxes, visible=visible,
+                       dataset="generic", cover=vis.cover, labels=vis.files)
 
 
 def _natural_key(name: str) -> tuple:
@@ -181,8 +191,10 @@ def read_lasot(root: str | Path, *, names: list[str] | None = None, split_file: 
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
+    check_layout(root, Layout.LASOT)
+    bundled = names is None and split_file is not None and str(split_file) == "test"
     if names is None and split_file is not None:
-        names = _read_names_file(LASOT_TEST_SPLIT if str(split_file) == "test" else Path(split_file))
+        names = _read_names_file(LASOT_TEST_SPLIT if bundled else Path(split_file))
     if names is None:
         found = []
         for p in root.iterdir():
@@ -196,13 +208,15 @@ def read_lasot(root: str | Path, *, names: list[str] | None = None, split_file: 
         if not names:
             raise DatasetError(f"{root}: no LaSOT sequences (<class>/<class>-<n>/groundtruth.txt)")
     for name in names:
-        folder = _lasot_folder(root, name)
+        try:
+            folder = _lasot_folder(root, name)
+        except DatasetError as exc:
+            if bundled:
+                raise DatasetError(f"{exc}; the names come from LaSOT's 280-sequence test split (split 'test', "
+                                   "the default of 'r1track eval'): split 'all' reads every sequence present") from None
+            raise
         boxes = read_boxes_file(folder / "groundtruth.txt")
-        n = len(boxes)
-        visible = np.ones(n, dtype=bool)
-        for label in ("full_occlusion.txt", "out_of_view.txt"):
-            if (folder / label).is_file():
-                visible &= read_label_file(folder / label, length=n) == 0
+        vis = read_visibility(folder, len(boxes))
         text = None
         if (folder / "nlp.txt").is_file():
             text = " ".join((folder / "nlp.txt").read_text(errors="replace").split()) or None
@@ -211,9 +225,11 @@ def read_lasot(root: str | Path, *, names: list[str] | None = None, split_file: 
             name=name,
             frames=list_frames(frame_dir, (".jpg", ".jpeg", ".png")),
             boxes_xywh_orig=boxes,
-            visible=visible,
+            visible=vis.visible,
             dataset="lasot",
+            cover=vis.cover,
             text=text,
+            labels=vis.files,
         )
 
 
@@ -245,6 +261,7 @@ def read_trackingnet(root: str | Path, *, chunks: list[str] | None = None, names
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
+    check_layout(root, Layout.TRACKINGNET)
     for chunk in _trackingnet_chunks(root, chunks):
         seq_names = names
         if seq_names is None:
@@ -266,26 +283,6 @@ def read_trackingnet(root: str | Path, *, chunks: list[str] | None = None, names
 
 
 DATASET_KINDS = ("got10k", "lasot", "trackingnet", "generic")
-
-
-def detect_kind(root: str | Path) -> str:
-    """Guess the layout of ``root``: ``trackingnet`` (anno/ + frames/, or TRAIN_* chunks), ``got10k``
-    (a ``list.txt`` here or in ``train``/``val``/``test``), ``lasot`` (class folders whose sequences
-    have ``full_occlusion.txt``), else ``generic``."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found")
-    if (root / "anno").is_dir() and (root / "frames").is_dir():
-        return "trackingnet"
-    subdirs = [p for p in root.iterdir() if p.is_dir()]
-    if any(p.name.upper().startswith("TRAIN_") and (p / "anno").is_dir() for p in subdirs):
-        return "trackingnet"
-    if (root / "list.txt").is_file() or any((root / s / "list.txt").is_file() for s in ("train", "val", "test")):
-        return "got10k"
-    for p in subdirs:
-        if (p / "full_occlusion.txt").is_file() or any((q / "full_occlusion.txt").is_file() for q in p.iterdir() if q.is_dir()):
-            return "lasot"
-    return "generic"
 
 
 def read_dataset(kind: str, root: str | Path, *, split: str | None = None, names: list[str] | None = None) -> Iterator[Sequence]:

@@ -1,10 +1,12 @@
 """Turns a :class:`~r1track.data.sampler.SamplePlan` into JPEG crops and model-frame boxes.
 
-Runs in worker processes. Pixels come from :mod:`r1track.crop` only: :func:`~r1track.crop.load_for_window`
-decodes each frame at the coarsest JPEG DCT scale (1, 1/2, 1/4, 1/8) that still gives the crop at
-least one decoded pixel per crop pixel, and only down to the window's last row, :func:`~r1track.crop.render_crop` cuts, pads and resizes.
-Boxes are mapped with the transform of the pixels produced, which is always the planned window's (a reduced
-decode samples that window between its pixels).
+Runs in worker processes. Pixels come from :mod:`r1track.crop` only, through the very calls the tracker makes:
+:func:`~r1track.crop.load_for_window` decodes each frame down to the window's last row, at full resolution
+(``RenderSettings.decode`` exact, the default: the pixels the tracker sends with its default decode mode) or at
+the coarsest JPEG DCT scale (1, 1/2, 1/4, 1/8) that still gives the crop at least one decoded pixel per crop
+pixel (fast); :func:`~r1track.crop.render_crop` cuts, pads and resizes. Boxes are mapped with the transform of
+the pixels produced, which is always the planned window's (a reduced decode samples that window between its
+pixels).
 
 A frame that cannot be decoded, or whose header says it is too large to decode
 (:func:`~r1track.data.checks.read_image_header`, checked before decoding), makes the whole sample a
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 
 from ..boxes import BoxXYXY, clip_xyxy, xywh_to_xyxy
-from ..crop import CropTransform, encode_jpeg, load_for_window, render_crop
+from ..crop import CropTransform, DecodeMode, encode_jpeg, load_for_window, render_crop
 from .checks import Reason, read_image_header
 from .sampler import SamplePlan
 
@@ -26,8 +28,11 @@ __all__ = ["RenderedSample", "RenderFailure", "RenderSettings", "render_sample"]
 
 @dataclass(frozen=True)
 class RenderSettings:
+    """Padding colour, JPEG quality of the crops written, and how frames are decoded (:class:`DecodeMode`)."""
+
     fill: tuple[int, int, int] = (0, 0, 0)
     jpeg_quality: int = 95
+    decode: str = DecodeMode.EXACT.value
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class RenderFailure:
 
 
 def render_sample(plan: SamplePlan, settings: RenderSettings) -> RenderedSample | RenderFailure:
-    """Render every image of ``plan`` (each frame decoded at the scale its crop needs)."""
+    """Render every image of ``plan`` (each frame decoded as ``settings.decode`` says)."""
     jpegs, transforms, boxes, raw = [], [], [], []
     for crop in plan.crops:
         window = crop.window
@@ -63,7 +68,7 @@ def render_sample(plan: SamplePlan, settings: RenderSettings) -> RenderedSample 
         if size is None:
             return RenderFailure(plan, str(reason), crop.frame, detail)
         try:
-            img = load_for_window(crop.frame, window)
+            img = load_for_window(crop.frame, window, decode=settings.decode)
         except ValueError as exc:
             return RenderFailure(plan, Reason.UNREADABLE_FRAME.value, crop.frame, str(exc))
         out = render_crop(img, window, fill=settings.fill)
@@ -82,8 +87,14 @@ _SETTINGS = RenderSettings()
 
 
 def init_worker(settings: RenderSettings) -> None:
+    """Set up a render worker process. Ctrl-C reaches the whole process group; only the parent acts on it
+    (it terminates the pool and removes the partial folder), so a worker ignores SIGINT instead of printing
+    its own traceback."""
+    import signal
+
     global _SETTINGS
     _SETTINGS = settings
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def render_in_worker(plan: SamplePlan) -> RenderedSample | RenderFailure:

@@ -133,11 +133,12 @@ def search_candidates(usable: np.ndarray, cfg: SamplerConfig) -> np.ndarray:
 
 
 def absent_frames(cs: CheckedSequence, cfg: SamplerConfig) -> np.ndarray:
-    """(N,) bool: frames whose target is absent by the dataset's labels (:data:`LABELLED_DATASETS`: present
-    file, not visible) or, with ``absent_from_empty_boxes`` in a generic folder, whose box line is NaN or has
-    no size."""
+    """(N,) bool: frames whose target is absent by the sequence's visibility labels (a sequence read with label
+    files, ``Sequence.labels``, whatever the reader, or of one of :data:`LABELLED_DATASETS`: present file, not
+    visible) or, with ``absent_from_empty_boxes`` in a generic folder without labels, whose box line is NaN or
+    has no size."""
     present = np.array([f is not None for f in cs.frames], dtype=bool)
-    if cs.seq.dataset.split("-")[0] in LABELLED_DATASETS:  # got10k-<split>, lasot
+    if cs.seq.labels or cs.seq.dataset.split("-")[0] in LABELLED_DATASETS:  # got10k-<split>, lasot
         return present & ~np.asarray(cs.seq.visible, dtype=bool)
     if cfg.absent_from_empty_boxes and cs.seq.dataset == "generic":
         b = np.asarray(cs.seq.boxes_xywh_orig, dtype=np.float64).reshape(-1, 4)

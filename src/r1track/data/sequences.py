@@ -1,7 +1,7 @@
 """One in-memory form for an annotated tracking sequence, and the low-level file readers every
 dataset reader shares (frame listing, ground-truth and label files).
 
-All boxes are 0-based continuous ``xywh`` in original-image pixels (see README, "Conventions").
+All boxes are 0-based continuous ``xywh`` in original-image pixels (see docs/conventions.md).
 Malformed files raise :class:`DatasetError` naming the file and the line.
 """
 
@@ -22,6 +22,11 @@ __all__ = [
     "read_boxes_file",
     "read_label_file",
     "read_text_file",
+    "GOT10K_LABELS",
+    "LASOT_LABELS",
+    "VISIBILITY_LABELS",
+    "Visibility",
+    "read_visibility",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -39,7 +44,9 @@ class Sequence:
     annotated frames (N may be 1 on test splits; NaN rows mark frames without annotation).
     ``visible``: (N,) bool, False where the target is absent/fully occluded/out of view.
     ``cover``: GOT-10k visible eighths (0..8) when the dataset has them. ``image_size``: (W, H) when
-    known from metadata. ``text``: a language description (LaSOT ``nlp.txt``).
+    known from metadata. ``text``: a language description (LaSOT ``nlp.txt``). ``labels``: the visibility
+    label files ``visible`` was read from (:data:`VISIBILITY_LABELS`; empty when the folder has none), so
+    an invisible frame of a labelled sequence is a target that is absent, not a missing annotation.
     """
 
     name: str
@@ -51,6 +58,7 @@ class Sequence:
     image_size: tuple[int, int] | None = None
     text: str | None = None
     meta: dict[str, str] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -159,3 +167,50 @@ def read_label_file(path: str | Path, *, length: int | None = None) -> np.ndarra
     if length is not None and len(arr) != length:
         raise DatasetError(f"{path}: {len(arr)} labels for {length} frames")
     return arr
+
+
+GOT10K_LABELS = ("absence.label", "cover.label")
+"""GOT-10k's visibility labels, one integer per frame: ``absence.label`` 1 = the target is absent;
+``cover.label`` 0..8 = visible eighths of the target (0 = fully covered)."""
+
+LASOT_LABELS = ("full_occlusion.txt", "out_of_view.txt")
+"""LaSOT's visibility labels, one comma-separated row: 1 = fully occluded / out of view."""
+
+VISIBILITY_LABELS = GOT10K_LABELS + LASOT_LABELS
+"""Every visibility label file a sequence folder may hold, whatever its dataset's layout."""
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """What a sequence folder's label files say. ``visible``: (N,) bool, True where no label marks the target
+    absent, fully covered, fully occluded or out of view (all True without label files). ``cover``: the
+    ``cover.label`` values (None without it). ``files``: the label files read, in :data:`VISIBILITY_LABELS`
+    order."""
+
+    visible: np.ndarray
+    cover: np.ndarray | None
+    files: tuple[str, ...]
+
+
+def read_visibility(folder: str | Path, n: int) -> Visibility:
+    """The visibility labels of the sequence in ``folder`` (``n`` ground-truth rows), from whichever of
+    :data:`VISIBILITY_LABELS` it holds -- every reader calls this, so a GOT-10k sequence read through another
+    layout's reader keeps its ``absence.label`` / ``cover.label`` (and a LaSOT one its occlusion labels).
+    visible = ``absence`` 0, ``cover`` > 0, ``full_occlusion`` 0 and ``out_of_view`` 0. A label file whose
+    length differs from ``n`` is malformed input: DatasetError naming it."""
+    folder = Path(folder)
+    visible = np.ones(n, dtype=bool)
+    cover = None
+    files = []
+    for name in VISIBILITY_LABELS:
+        path = folder / name
+        if not path.is_file():
+            continue
+        values = read_label_file(path, length=n)
+        files.append(name)
+        if name == "cover.label":
+            cover = values
+            visible &= values > 0
+        else:
+            visible &= values == 0
+    return Visibility(visible, cover, tuple(files))

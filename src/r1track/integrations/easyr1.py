@@ -15,10 +15,10 @@ Each score dict has the keys of :data:`r1track.reward.SCORE_KEYS` (EasyR1 logs t
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ..redact import get_logger
 from ..reward import RewardOptions, failure_scores, score_reply
 from .reward_kwargs import reward_options
 
@@ -27,7 +27,7 @@ __all__ = ["REWARD_NAME", "REWARD_TYPE", "compute_score", "score_input"]
 REWARD_NAME = "r1track"
 REWARD_TYPE = "batch"
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def score_input(reward_input: object, options: RewardOptions) -> dict[str, float]:

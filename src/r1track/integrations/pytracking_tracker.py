@@ -10,7 +10,7 @@ from typing import Any
 
 from pytracking.tracker.base import BaseTracker
 
-from .pytracking import PyTrackingSession
+from .pytracking_session import PyTrackingSession
 
 __all__ = ["R1Track"]
 

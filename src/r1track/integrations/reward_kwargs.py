@@ -12,9 +12,9 @@ numbers accept numeric strings. Anything else raises ``ValueError`` naming the o
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any, Mapping
 
+from ..redact import get_logger
 from ..reward import RewardOptions, Shaping
 
 __all__ = ["MODES", "OPTION_NAMES", "reward_options"]
@@ -25,7 +25,7 @@ OPTION_NAMES = ("mode",) + tuple(f.name for f in dataclasses.fields(RewardOption
 """The keyword names a trainer config may set."""
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def _flag(name: str, value: Any) -> bool:

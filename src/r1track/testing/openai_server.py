@@ -4,8 +4,9 @@ It speaks enough HTTP/1.1 for any OpenAI client (keep-alive, ``Content-Length`` 
 127.0.0.1, answers ``POST /v1/chat/completions``, ``GET /v1/models`` and ``GET /health``, and:
 
 * replies by script: a queue of :class:`Action` (a reply text, an HTTP status, a dropped connection,
-  an unreadable body, each optionally delayed) consumed one per chat request, then a ``responder``
-  function of the request body (default :func:`echo_template_box`);
+  an unreadable body, a completion whose content is null or that has no choice, each optionally delayed)
+  consumed one per chat request, then a ``responder`` function of the request body (default
+  :func:`echo_template_box`; a responder that returns None answers with ``content: null``);
 * imitates a serving engine: ``latency_s`` per request and at most ``capacity`` requests processed
   at once (the rest queue), so throughput is capped at ``capacity / latency_s`` requests/s;
 * records every chat request (body, connection, action) and counts connections, so tests can check
@@ -16,7 +17,8 @@ Use it as a context manager::
     with OpenAIServer(script=[status(500), reply("garbage")]) as server:
         backend = OpenAIBackend(server.base_url, "fake-model")
 
-or from a shell: ``python -m r1track.testing.openai_server --port 8000 --latency 0.05 --capacity 64``.
+or from a shell: ``python -m r1track.testing.openai_server --port 8000 --latency 0.05 --capacity 64``
+(``--reply TEXT`` answers every request with TEXT, ``--null-content`` with a null content).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ __all__ = [
     "status",
     "drop",
     "unreadable",
+    "null_content",
+    "no_choices",
     "RecordedRequest",
     "OpenAIServer",
     "echo_template_box",
@@ -52,7 +56,8 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 408: "Request Timeo
 class Action:
     """What the server does with one chat request. ``kind``: ``reply`` (200 with ``text`` as the
     assistant message), ``respond`` (200 with the responder's answer), ``status`` (HTTP ``code`` with an OpenAI-style error body), ``drop`` (close
-    the connection without answering), ``unreadable`` (200 with a body that is not JSON).
+    the connection without answering), ``unreadable`` (200 with a body that is not JSON), ``null`` (200, a
+    completion whose message content is null), ``no-choices`` (200, a completion with ``"choices": []``).
     ``delay_s``: wait this long first (longer than the client's timeout = a timeout)."""
 
     kind: str
@@ -81,6 +86,17 @@ def drop(delay_s: float = 0.0) -> Action:
 
 def unreadable(delay_s: float = 0.0) -> Action:
     return Action("unreadable", delay_s=delay_s)
+
+
+def null_content(delay_s: float = 0.0) -> Action:
+    """A well-formed completion whose message ``content`` is null (vLLM sends that when a reasoning parser took
+    every token): a server-side reason, never the model's answer."""
+    return Action("null", delay_s=delay_s)
+
+
+def no_choices(delay_s: float = 0.0) -> Action:
+    """A well-formed completion with no choice at all."""
+    return Action("no-choices", delay_s=delay_s)
 
 
 _BOX_RE = re.compile(r"\[\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*\]")
@@ -142,7 +158,7 @@ class RecordedRequest:
 
 class OpenAIServer:
     """See the module docstring. ``script``: actions for the first chat requests, in order (more can
-    be queued with :meth:`push`); ``responder(body) -> text`` answers the rest. ``latency_s`` /
+    be queued with :meth:`push`); ``responder(body) -> text`` answers the rest (None: content null). ``latency_s`` /
     ``capacity``: engine imitation (None = unlimited). ``model``: the served model name; ``root``: the
     ``root`` its ``/v1/models`` entry reports (vLLM: the model path it loaded; None: no such field).
     ``record_bodies``: keep each request's JSON (False for long benchmarks). ``decode_bodies``: parse
@@ -152,7 +168,7 @@ class OpenAIServer:
         self,
         *,
         script: Iterable[Action] = (),
-        responder: Callable[[dict], str] = echo_template_box,
+        responder: Callable[[dict], str | None] = echo_template_box,
         latency_s: float = 0.0,
         capacity: int | None = None,
         model: str = "fake-model",
@@ -325,9 +341,10 @@ class OpenAIServer:
         with self._script_lock:
             action = self._script.popleft() if self._script else None
         if action is None:
-            action = reply(self.responder(body or {}))
+            action = Action("respond")
         if action.kind == "respond":
-            action = Action("reply", text=self.responder(body or {}), delay_s=action.delay_s)
+            text = self.responder(body or {})
+            action = Action("reply", text=text, delay_s=action.delay_s) if text is not None else null_content(action.delay_s)
         record = RecordedRequest(index, conn, body if self.record_bodies else None, action, time.perf_counter(),
                                  headers if self.record_bodies else {})
         self.requests.append(record)
@@ -353,12 +370,16 @@ class OpenAIServer:
                 err = {"error": {"message": f"scripted HTTP {action.code}", "type": "error", "code": action.code}}
                 await self._send(writer, action.code, json.dumps(err).encode(), extra)
                 return True
+            content = None if action.kind == "null" else action.text
+            choices = [] if action.kind == "no-choices" else [
+                {"index": 0, "message": {"role": "assistant", "content": content},
+                 "finish_reason": "length" if content is None else "stop"}]
             out = {
                 "id": f"chatcmpl-{index}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": (body or {}).get("model", self.model),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": action.text}, "finish_reason": "stop"}],
+                "choices": choices,
                 "usage": {"prompt_tokens": 0, "completion_tokens": len(action.text) // 4 + 1, "total_tokens": 0},
             }
             await self._send(writer, 200, json.dumps(out).encode())
@@ -380,11 +401,17 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - manual use
     ap.add_argument("--model", default="fake-model", help="served model name (default fake-model)")
     ap.add_argument("--reply", default=None, help="answer every request with this text and skip parsing request "
                     "bodies (cheapest server, for client benchmarks); default: echo the template box")
+    ap.add_argument("--null-content", action="store_true", help="answer every request with a completion whose "
+                    "message content is null (a broken server, for testing clients)")
     args = ap.parse_args(argv)
     fixed = args.reply
+    if args.null_content:
+        responder: Callable[[dict], str | None] = lambda body: None  # noqa: E731
+    else:
+        responder = (lambda body: fixed) if fixed is not None else echo_template_box
     server = OpenAIServer(
         latency_s=args.latency, capacity=args.capacity, model=args.model, record_bodies=False, port=args.port,
-        responder=(lambda body: fixed) if fixed is not None else echo_template_box, decode_bodies=fixed is None,
+        responder=responder, decode_bodies=fixed is None and not args.null_content,
     )
     server.start()
     print(f"fake OpenAI server on {server.base_url} (Ctrl-C to stop)", flush=True)
