@@ -492,7 +492,9 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _dir_size(path: Path) -> int:
+def _dir_size(path: Path, *, shared: bool = False) -> int:
+    """Bytes on disk under ``path``; ``shared=True``: only files hard-linked elsewhere too (the store's copies of
+    :func:`share_identical_files`), which take no room of their own while another link exists."""
     total = 0
     for root, _dirs, files in os.walk(path):
         for f in files:
@@ -500,8 +502,14 @@ def _dir_size(path: Path) -> int:
                 st = os.lstat(os.path.join(root, f))
             except OSError:
                 continue
-            total += st.st_blocks * 512
+            if not shared or st.st_nlink > 1:
+                total += st.st_blocks * 512
     return total
+
+
+def _size_text(vdir: Path) -> str:
+    shared = _dir_size(vdir, shared=True)
+    return _fmt_size(_dir_size(vdir)) + (f", {_fmt_size(shared)} of it hard-linked to {SHARED_STORE_NAME}/" if shared else "")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -826,6 +834,9 @@ def _fmt_size(n: int) -> str:
 
 def _cmd_list(names: Iterable[str], sizes: bool) -> int:
     print(f"venv root: {venv_root()}")
+    store = venv_root() / SHARED_STORE_NAME
+    if sizes and store.is_dir():
+        print(f"{SHARED_STORE_NAME}/: {_fmt_size(_dir_size(store))} on disk once, whatever the number of venvs linking it")
     for name in names:
         spec = ENVS[name]
         vdir = venv_dir(name)
@@ -844,7 +855,7 @@ def _cmd_list(names: Iterable[str], sizes: bool) -> int:
         if marker:
             line += f"  install {marker.get('install_seconds', '?')} s"
         if sizes and vdir.exists():
-            line += f"  size {_fmt_size(_dir_size(vdir))}"
+            line += f"  size {_size_text(vdir)}"
         if (vdir / PROJECT_MARKER_NAME).exists():
             line += "  +project"
         print(line)
@@ -884,7 +895,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed.append(name)
             continue
         vdir = venv_dir(name)
-        print(f"{name}: {py}  ({time.monotonic() - t0:.1f} s, {_fmt_size(_dir_size(vdir))})", flush=True)
+        print(f"{name}: {py}  ({time.monotonic() - t0:.1f} s, {_size_text(vdir)})", flush=True)
     return 1 if failed else 0
 
 
