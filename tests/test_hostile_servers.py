@@ -441,25 +441,41 @@ def test_a_truncated_first_frame_is_not_trackable_naming_the_file(tmp_path, caps
     assert [s["status"] for s in run_json(tmp_path / "out")["sequences"]] == ["bad-data", "done"]
 
 
-@pytest.mark.slow  # renders a few hundred 640x480 samples in two processes (about 5 s): CI runs it
+#: ``r1track data build`` as the command line runs it, held after its 20th written sample (the render workers are up
+#: and rendering) until the test interrupts it: waiting for files to appear raced the end of a one-second build on a
+#: loaded CI machine (the Ctrl-C arrived after the build had finished, exit 0).
+_HELD_BUILD = """
+import functools, pathlib, sys, time
+import r1track.data.build as b
+from r1track.cli import main
+flag = pathlib.Path(sys.argv[1])
+def hold(n):
+    if n == 20:
+        flag.write_text("rendering")
+        time.sleep(120)
+b.build = functools.partial(b.build, _after_sample=hold)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow  # two render processes in a subprocess (about 3 s): CI runs it
 def test_an_interrupted_parallel_build_prints_no_worker_traceback(tmp_path):
     """Ctrl-C reaches the whole process group: before, every render worker printed its own traceback."""
     root = tmp_path / "d"
     write_got10k_split(root, "train", n_sequences=6, n_frames=40, size=(640, 480), seed=5)
-    out = tmp_path / "set"
-    proc = subprocess.Popen([sys.executable, "-m", "r1track", "data", "build", f"got10k:{root}@train", "--out", str(out),
-                             "--samples-per-sequence", "200", "--workers", "2", "--quiet"],
+    out, flag = tmp_path / "set", tmp_path / "rendering.flag"
+    proc = subprocess.Popen([sys.executable, "-c", _HELD_BUILD, str(flag), "data", "build", f"got10k:{root}@train",
+                             "--out", str(out), "--samples-per-sequence", "200", "--workers", "2", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:  # wait until the workers are rendering
-        if len(list(tmp_path.glob(".set.partial-*/llamafactory/**/*.jpg"))) >= 20:
-            break
+    while time.monotonic() < deadline and proc.poll() is None and not flag.exists():
         time.sleep(0.05)
-    assert proc.poll() is None, "the build finished before it could be interrupted"
+    assert flag.exists() and proc.poll() is None, proc.communicate(timeout=60)
+    assert len(list(tmp_path.glob(".set.partial-*/llamafactory/**/*.jpg"))) >= 20  # mid-build, workers up
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == ExitStatus.INTERRUPTED
-    assert "Traceback" not in err and "Process SpawnPoolWorker" not in err and "KeyboardInterrupt" not in err
+    assert proc.returncode == ExitStatus.INTERRUPTED, err
+    assert "Traceback" not in err and "Process SpawnPoolWorker" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip().splitlines()[-1] == "r1track: interrupted"
     assert not out.exists() and not list(tmp_path.glob(".set.partial-*"))
 
