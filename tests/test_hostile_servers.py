@@ -443,7 +443,9 @@ def test_a_truncated_first_frame_is_not_trackable_naming_the_file(tmp_path, caps
 
 #: ``r1track data build`` as the command line runs it, held after its 20th written sample (the render workers are up
 #: and rendering) until the test interrupts it: waiting for files to appear raced the end of a one-second build on a
-#: loaded CI machine (the Ctrl-C arrived after the build had finished, exit 0).
+#: loaded CI machine (the Ctrl-C arrived after the build had finished, exit 0). The hold sleeps in 0.1-s slices, as
+#: the real build's main thread wakes for every rendered sample: a signal that the kernel delivers to another thread
+#: of the process is acted on by the main thread only when it next wakes (a single 120-s sleep timed the test out).
 _HELD_BUILD = """
 import functools, pathlib, sys, time
 import r1track.data.build as b
@@ -452,7 +454,8 @@ flag = pathlib.Path(sys.argv[1])
 def hold(n):
     if n == 20:
         flag.write_text("rendering")
-        time.sleep(120)
+        for _ in range(1200):  # short sleeps: the kernel may hand the SIGINT to another thread (pyarrow's,
+            time.sleep(0.1)    # the pool's), which does not wake a long sleep of the main thread
 b.build = functools.partial(b.build, _after_sample=hold)
 sys.exit(main(sys.argv[2:]))
 """
