@@ -443,19 +443,21 @@ def test_a_truncated_first_frame_is_not_trackable_naming_the_file(tmp_path, caps
 
 #: ``r1track data build`` as the command line runs it, held after its 20th written sample (the render workers are up
 #: and rendering) until the test interrupts it: waiting for files to appear raced the end of a one-second build on a
-#: loaded CI machine (the Ctrl-C arrived after the build had finished, exit 0). The hold sleeps in 0.1-s slices, as
-#: the real build's main thread wakes for every rendered sample: a signal that the kernel delivers to another thread
-#: of the process is acted on by the main thread only when it next wakes (a single 120-s sleep timed the test out).
+#: loaded CI machine. The driver first gives SIGINT Python's own handler: a test run started as a background job of a
+#: non-interactive shell inherits SIGINT *ignored* (POSIX), and Python keeps an ignored SIGINT, so the build would
+#: never see the Ctrl-C (two local CI runs started with ``&`` failed so). The hold sleeps in 0.1-s slices: Python acts
+#: on a signal in the main thread at its next bytecode, whichever thread the kernel delivered it to.
 _HELD_BUILD = """
-import functools, pathlib, sys, time
+import functools, pathlib, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import r1track.data.build as b
 from r1track.cli import main
 flag = pathlib.Path(sys.argv[1])
 def hold(n):
     if n == 20:
         flag.write_text("rendering")
-        for _ in range(1200):  # short sleeps: the kernel may hand the SIGINT to another thread (pyarrow's,
-            time.sleep(0.1)    # the pool's), which does not wake a long sleep of the main thread
+        for _ in range(1200):
+            time.sleep(0.1)
 b.build = functools.partial(b.build, _after_sample=hold)
 sys.exit(main(sys.argv[2:]))
 """
