@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -546,8 +547,7 @@ def _link_over(src: Path, dst: Path) -> None:
 def share_identical_files(vdir: Path, store: Path, min_bytes: int | None = None) -> dict:
     """Replace each regular file of ``vdir`` of at least ``min_bytes`` by a hard link to its copy in ``store``
     (``<sha256>-<permission bits>``; ``min_bytes`` defaults to ``SHARE_MIN_BYTES``), adding the copy when the
-    store lacks it; then drop store entries no venv
-    links to any more. Returns ``{"files": linked, "bytes_saved": ..., "unshared": files left as they were}``.
+    store lacks it; then drop store entries no venv links to any more. Returns ``{"files": linked, "bytes_saved": ..., "unshared": files left as they were}``.
 
     Called on a venv only after its build and smoke check, so no step writes into a shared file; pip replaces
     files (unlink, then a new file) rather than writing into them, and Python writes ``.pyc`` files beside
@@ -566,7 +566,7 @@ def share_identical_files(vdir: Path, store: Path, min_bytes: int | None = None)
                 st = path.lstat()
             except OSError:
                 continue
-            if not path.is_file() or path.is_symlink() or st.st_size < min_bytes:
+            if not stat.S_ISREG(st.st_mode) or st.st_size < min_bytes:  # lstat: links and special files stay
                 continue
             entry = store / f"{_sha256_file(path)}-{st.st_mode & 0o7777:o}"
             try:
