@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from budget import examples
 from PIL import Image
 
+from r1track.decoding import decoded_span
 from r1track.crop import (
     CropJitter,
     CropTransform,
@@ -241,11 +242,21 @@ JPEG_KINDS = {
 }
 
 
+@pytest.fixture(params=["scratch", "new image"])
+def rows_into(request, monkeypatch):
+    """Where a window decode writes its rows: the thread's scratch image (then only the window's pixels are kept)
+    or a new image of the rows; the frames here are too small for the scratch unless its minimum is lowered."""
+    from r1track import decoding
+
+    monkeypatch.setattr(decoding, "SCRATCH_MIN_PIXELS", 0 if request.param == "scratch" else 1 << 40)
+    return request.param
+
+
 @pytest.mark.parametrize("kind", sorted(JPEG_KINDS))
 @given(st.floats(-60, 460), st.floats(-60, 330), st.floats(4, 200), st.floats(1.0, 6.0), VALID_SIDES,
        st.sampled_from(list(DecodeMode)))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_window_decode_gives_the_full_decodes_pixels(tmp_path, kind, x, y, side, factor, out_side, mode):
+def test_window_decode_gives_the_full_decodes_pixels(tmp_path, rows_into, kind, x, y, side, factor, out_side, mode):
     path = tmp_path / f"{kind.replace(' ', '_').replace(':', '')}.jpg"
     if not path.exists():
         textured_jpeg(path, **JPEG_KINDS[kind])
@@ -262,19 +273,79 @@ def test_window_decode_gives_the_full_decodes_pixels(tmp_path, kind, x, y, side,
     a, b = render_crop(part, window), render_crop(full, window)
     assert a.transform == b.transform
     assert np.array_equal(a.array(), b.array())
-    rows = part.image.size[1]
-    assert np.array_equal(np.asarray(part.image), np.asarray(full.image)[:rows])
+    # the pixels kept are the full decode's, where they lie, and all that the window needs of the frame
+    (ox, oy), (w, h) = part.origin, part.image.size
+    assert np.array_equal(np.asarray(part.image), np.asarray(full.image)[oy:oy + h, ox:ox + w])
+    assert part.covers(decoded_span((window.x0, window.y0, window.x0 + window.side, window.y0 + window.side),
+                                    part.reduce))
 
 
-def test_window_decode_stops_at_the_windows_last_row(tmp_path):
+def test_window_decode_stops_at_the_windows_last_row(tmp_path, rows_into):
     path = textured_jpeg(tmp_path / "f.jpg")
     window = CropWindow(x0=100, y0=20, side=80, out_side=112)  # 80 px -> full resolution, rows 0..99
     part = load_for_window(path, window)
-    assert part.reduce == 1 and part.image.size == (480, 100) and not part.complete
-    low = CropWindow(x0=100, y0=300, side=112, out_side=112)  # reaches past the bottom: everything
-    assert load_for_window(path, low).complete
-    with pytest.raises(ValueError, match="rows below"):
-        render_crop(part, CropWindow(x0=100, y0=40, side=80, out_side=112))
+    assert part.reduce == 1 and not part.complete
+    full = np.asarray(load_image(path).image)
+    low = CropWindow(x0=420, y0=300, side=112, out_side=112)  # past the bottom and the right edge
+    part_low = load_for_window(path, low)
+    if rows_into == "scratch":  # only the window's pixels are kept (of the frame: its part inside the frame)
+        assert part.origin == (100, 20) and part.image.size == (80, 80)
+        assert part_low.origin == (420, 300) and part_low.image.size == (60, 60)
+        assert np.array_equal(np.asarray(part_low.image), full[300:, 420:])
+    else:  # the rows down to the window's last one; a window down to the bottom: the whole frame
+        assert part.origin == (0, 0) and part.image.size == (480, 100)
+        assert part_low.complete
+    assert np.array_equal(render_crop(part_low, low, fill=(9, 8, 7)).array(),
+                          render_crop(load_image(path), low, fill=(9, 8, 7)).array())
+    lower, left = CropWindow(x0=100, y0=40, side=80, out_side=112), CropWindow(x0=90, y0=20, side=80, out_side=112)
+    for other in (lower, left) if rows_into == "scratch" else (lower,):  # the rows hold every column
+        with pytest.raises(ValueError, match="not decoded"):
+            render_crop(part, other)
+    # a window wholly outside the frame needs none of its pixels: black (or the fill) all over
+    away = CropWindow(x0=600, y0=-300, side=100, out_side=112)
+    assert not render_crop(load_for_window(path, away), away).array().any()
+
+
+def test_window_decodes_never_share_pixels(tmp_path, monkeypatch):
+    """The rows are decoded into one scratch image per thread: what a caller gets is a copy, which the next
+    decode (in this thread or another) leaves alone; frames over the scratch limit are decoded alike."""
+    import threading
+
+    from r1track import decoding
+
+    monkeypatch.setattr(decoding, "SCRATCH_MIN_PIXELS", 0)
+    monkeypatch.setattr(decoding._SCRATCH, "image", None, raising=False)  # this thread's, as a new thread has it
+    paths = [textured_jpeg(tmp_path / "a.jpg"), textured_jpeg(tmp_path / "b.jpg", w=400, h=300, quality=60)]
+    fulls = [np.asarray(load_image(p).image) for p in paths]
+    window = CropWindow(x0=0, y0=0, side=112, out_side=112)  # no resize: the crop is the kept pixels themselves
+    first = load_for_window(paths[0], window)
+    crop = render_crop(first, window)
+    assert crop.image is not first.image
+    kept = np.asarray(first.image).copy()
+    load_for_window(paths[1], CropWindow(x0=0, y0=0, side=300, out_side=112))
+    assert np.array_equal(np.asarray(first.image), kept) and np.array_equal(crop.array(), fulls[0][:112, :112])
+    errors = []
+
+    def decode_many(i):
+        for k in range(20):
+            j = (i + k) % 2
+            win = CropWindow(x0=10 * k, y0=5 * k, side=100 + 3 * k, out_side=112)
+            part = load_for_window(paths[j], win)
+            (ox, oy), (w, h) = part.origin, part.image.size
+            if not np.array_equal(np.asarray(part.image), fulls[j][oy:oy + h, ox:ox + w]):
+                errors.append((i, k))
+
+    threads = [threading.Thread(target=decode_many, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert decoding._SCRATCH.image.size == (480, 112)  # this thread's: the rows its own decodes needed
+    monkeypatch.setattr(decoding, "SCRATCH_MAX_PIXELS", 1000)  # every frame over it: a new image each time
+    decoding._SCRATCH.image = None
+    decode_many(0)
+    assert decoding._SCRATCH.image is None and errors == []
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK"])
@@ -287,13 +358,15 @@ def test_window_decode_of_other_jpeg_modes_falls_back_to_a_full_decode(tmp_path,
     assert np.array_equal(render_crop(part, window).array(), render_crop(load_image(path), window).array())
 
 
-def test_window_decode_of_broken_jpegs_is_a_clear_error(tmp_path):
+def test_window_decode_of_broken_jpegs_is_a_clear_error(tmp_path, rows_into):
     data = textured_jpeg(tmp_path / "ok.jpg").read_bytes()
     window = CropWindow(x0=100, y0=200, side=120, out_side=112)  # needs rows down to 320 of 360
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(data[: len(data) // 2])  # ends around row 180
     with pytest.raises(ValueError, match="truncated.jpg"):
         load_for_window(truncated, window)
+    with pytest.raises(ValueError, match="truncated.jpg"):  # a window down to the last row: every row decoded
+        load_for_window(truncated, CropWindow(x0=100, y0=250, side=120, out_side=112))
     with pytest.raises(ValueError, match="truncated.jpg"):
         load_image(truncated)
     # a corrupt Huffman table: libjpeg stops with an error before the first row

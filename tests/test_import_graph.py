@@ -42,7 +42,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("r1track.boxes", "r1track.qwen", "r1track.prompts", "r1track.parse", "r1track.models", "r1track.checkpoints",
       "r1track.reward", "r1track.metrics")),
     ("images", "pixels: image files and their headers, decoding, crops, motion models, the search-window policy",
-     ("r1track.images", "r1track.crop", "r1track.motion", "r1track.window")),
+     ("r1track.images", "r1track.decoding", "r1track.crop", "r1track.motion", "r1track.window")),
     ("data", "datasets in, training sets and result files out: readers, checks, the builder, synthetic "
      "sequences, videos, result files, plots",
      ("r1track.data", "r1track.data.*", "r1track.synthetic", "r1track.video", "r1track.results", "r1track.plots")),

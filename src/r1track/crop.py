@@ -12,7 +12,8 @@ the window ``[x0, x0 + side)`` onto ``[0, out_side)``.
 
 Steps, usable on their own: :func:`plan_window` (pure geometry), :func:`load_image` (decode, optionally
 with JPEG DCT downscaling) or :func:`load_for_window` (decode what a window needs: a JPEG's decode stops at the
-window's last row), :func:`render_crop` (cut, pad, resize). :func:`crop_square` chains the three.
+window's last row and keeps only the window's pixels; :mod:`r1track.decoding`), :func:`render_crop` (cut, pad,
+resize). :func:`crop_square` chains the three.
 
 Decoding (:class:`DecodeMode`) is **exact** by default: every frame is decoded at full resolution and the
 window goes through one resize, so a frame gives bit-identical crops whether it arrives as a path, a PIL image
@@ -29,14 +30,13 @@ import os
 import random
 import threading
 from dataclasses import dataclass
-from enum import Enum
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from .boxes import BoxXYWH, BoxXYXY, xywh_to_xyxy, xyxy_to_xywh
+from .decoding import DecodedImage, DecodeMode, decoded_span, load_image, load_region
 from .images import MAX_FRAME_PIXELS, ImageSource
 from .qwen import check_crop_side
 
@@ -56,31 +56,6 @@ __all__ = [
     "crop_square",
     "encode_jpeg",
 ]
-
-
-class DecodeMode(str, Enum):
-    """How a frame file (or a lazily opened PIL image) is decoded for a crop.
-
-    * ``EXACT`` (``"exact"``, the default everywhere): full resolution; a JPEG's decode stops below the
-      window's last row, which changes no pixel. A frame gives bit-identical crops as a path, a PIL image or
-      an array.
-    * ``FAST`` (``"fast"``): a JPEG is decoded at the coarsest DCT scale (1/2, 1/4, 1/8) that keeps at least
-      one decoded pixel per crop pixel (libjpeg's scaled IDCT), then the window is resized from that. Less
-      client CPU for windows over twice the crop side; the window is the same, the pixels are not those of a
-      full decode (a DCT-scaled decode is not a resize of the full one), so a path and an array of the same
-      frame can give different crops, and a model different answers.
-    """
-
-    EXACT = "exact"
-    FAST = "fast"
-
-    @classmethod
-    def parse(cls, value: "DecodeMode | str") -> "DecodeMode":
-        """The mode named ``value``; ValueError naming the modes for anything else."""
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"decode mode must be one of {', '.join(m.value for m in cls)}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -203,138 +178,19 @@ def centred_window(cx: float, cy: float, side_f: float, out_side: int) -> CropWi
     return CropWindow(x0=round(cx - 0.5 * side), y0=round(cy - 0.5 * side), side=side, out_side=out_side)
 
 
-@dataclass(frozen=True)
-class DecodedImage:
-    """An RGB PIL image decoded at 1/``reduce`` of the original resolution (JPEG DCT scaling).
-    ``orig_size`` = (width, height) of the original image. After :func:`load_for_window` the image may
-    hold only the top rows, the ones its window needs (see :attr:`complete`)."""
-
-    image: Image.Image
-    reduce: int
-    orig_size: tuple[int, int]
-
-    @property
-    def complete(self) -> bool:
-        """Whether every row of the frame was decoded (a DCT-scaled frame has ceil(H / reduce) rows)."""
-        return self.image.size[1] >= math.ceil(self.orig_size[1] / self.reduce)
-
-
-def _decoded_span(window: CropWindow, reduce: int) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1): the whole decoded pixels (of an image decoded at 1/``reduce``) that cover
-    ``window``; the window itself lies at ``window.x0 / reduce`` ... inside them."""
-    r = reduce
-    return (math.floor(window.x0 / r), math.floor(window.y0 / r),
-            math.ceil((window.x0 + window.side) / r), math.ceil((window.y0 + window.side) / r))
-
-
-def load_image(source: ImageSource, *, min_scale: float = 1.0) -> DecodedImage:
-    """Decode ``source`` as RGB. For a JPEG file or a not-yet-loaded JPEG PIL image, decode at the
-    coarsest of 1, 1/2, 1/4, 1/8 resolution that still gives at least ``min_scale`` decoded pixels
-    per original pixel (crop output side / window side): the crop then needs no more detail than
-    what is decoded. Arrays must be H x W x 3 uint8 RGB. Raises ValueError on anything else, naming
-    the file for paths -- also, before decoding, for an image over :data:`MAX_FRAME_PIXELS`."""
-    return _load(source, min_scale, None)
-
-
 def load_for_window(source: ImageSource, window: CropWindow, *,
                     decode: DecodeMode | str = DecodeMode.EXACT) -> DecodedImage:
-    """Decode what :func:`render_crop` needs for ``window``: for a JPEG whose window ends above the image's
-    bottom, only the rows down to the window's last one (libjpeg decodes top to bottom, so the rows below
-    are never touched; the rows decoded are the same as a full decode's). ``decode``: :class:`DecodeMode`;
-    with ``FAST`` a JPEG is also decoded at the coarsest DCT scale that keeps one decoded pixel per crop
-    pixel (as :func:`load_image` with ``min_scale``). Errors as :func:`load_image`."""
+    """Decode what :func:`render_crop` needs for ``window`` (:func:`r1track.decoding.load_region`): for a JPEG the
+    decode stops at the window's last row and only the frame's pixels inside the window are kept; they are the
+    same as a full decode's. ``decode``: :class:`DecodeMode`; with ``FAST`` a JPEG is also decoded at the
+    coarsest DCT scale that keeps one decoded pixel per crop pixel (as :func:`load_image` with ``min_scale``).
+    Errors as :func:`load_image`."""
     fast = DecodeMode.parse(decode) is DecodeMode.FAST
-    return _load(source, window.out_side / window.side if fast else 1.0, window)
+    return load_region(source, _window_xyxy(window), min_scale=window.out_side / window.side if fast else 1.0)
 
 
-# Written into the last row a partial decode must produce; still there afterwards means the
-# decoder stopped early (a broken stream): the full decode then runs and reports the error.
-_SENTINEL = (1, 254, 3)
-
-
-def _decode_top_rows(img: Image.Image, rows: int) -> Image.Image | None:
-    """The top ``rows`` rows of a lazy (not yet loaded) RGB JPEG, decoded by Pillow's own libjpeg
-    decoder told to stop there; None when that is not possible (not a plain single-tile RGB JPEG,
-    a Pillow without the decoder hooks used, a truncated or broken stream), so the caller falls back
-    to the full decode, which raises the proper error."""
-    tile = getattr(img, "tile", None)
-    fp = getattr(img, "fp", None)
-    if img.mode != "RGB" or not tile or len(tile) != 1 or fp is None:
-        return None
-    codec, extents, offset, args = tuple(tile[0])[:4]
-    width, height = img.size
-    if codec != "jpeg" or tuple(extents) != (0, 0, width, height) or not 0 < rows < height:
-        return None
-    try:
-        out = Image.new("RGB", (width, rows), None)  # every row is written by the decoder
-        out.paste(_SENTINEL, (0, rows - 1, width, rows))
-        decoder = Image._getdecoder(img.mode, codec, args, getattr(img, "decoderconfig", ()))
-        decoder.setimage(out.im, (0, 0, width, rows))
-        fp.seek(offset)
-        data = fp.read()
-        try:
-            consumed, err = decoder.decode(data)
-        finally:
-            decoder.cleanup()
-    except (AttributeError, TypeError, ValueError, OSError):
-        return None
-    # stopping before the last row ends in libjpeg's "too few scanlines" error (-2): expected, as
-    # long as the last wanted row was written; consumed >= 0 means the data ran out (truncated file)
-    if consumed >= 0 or err not in (0, -2):
-        return None
-    last = out.crop((0, rows - 1, width, rows)).getextrema()
-    if all(lo == hi == s for (lo, hi), s in zip(last, _SENTINEL)):
-        return None
-    return out
-
-
-def _load(source: ImageSource, min_scale: float, window: CropWindow | None) -> DecodedImage:
-    if isinstance(source, np.ndarray):
-        if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
-            raise ValueError(f"image array must be H x W x 3 uint8 RGB, got {source.shape} {source.dtype}")
-        img = Image.fromarray(source)
-        return DecodedImage(img, 1, img.size)
-    path = None
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            source = Image.open(path)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise ValueError(f"{path}: cannot open image: {exc}") from exc
-    if not isinstance(source, Image.Image):
-        raise ValueError(f"unsupported image source: {type(source).__name__}")
-    img = source
-    orig_size = img.size
-    if orig_size[0] * orig_size[1] > MAX_FRAME_PIXELS and getattr(img, "tile", None):
-        if path is not None:
-            img.close()
-        where = f"{path}: " if path else ""
-        raise ValueError(f"{where}{orig_size[0]}x{orig_size[1]} pixels, more than {MAX_FRAME_PIXELS} "
-                         "(decompression-bomb limit); not decoded")
-    reduce = 1
-    try:
-        lazy_jpeg = getattr(img, "format", None) == "JPEG" and bool(getattr(img, "tile", None))
-        if lazy_jpeg and min_scale < 1.0:
-            # tile is non-empty until the image is loaded: only then can the decoder still be told to downscale
-            want = (max(1, math.ceil(img.size[0] * min_scale)), max(1, math.ceil(img.size[1] * min_scale)))
-            img.draft("RGB", want)
-            reduce = int(getattr(img, "decoderconfig", (1,))[0] or 1) if img.size != orig_size else 1
-        if lazy_jpeg and window is not None:
-            rows = max(_decoded_span(window, reduce)[3], 1)
-            if rows < img.size[1]:
-                top = _decode_top_rows(img, rows)
-                if top is not None:
-                    if path is not None:
-                        img.close()
-                    return DecodedImage(top, reduce, orig_size)
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        else:
-            img.load()
-    except (OSError, ValueError, SyntaxError) as exc:
-        where = f"{path}: " if path else ""
-        raise ValueError(f"{where}cannot decode image: {exc}") from exc
-    return DecodedImage(img, reduce, orig_size)
+def _window_xyxy(window: CropWindow) -> tuple[int, int, int, int]:
+    return window.x0, window.y0, window.x0 + window.side, window.y0 + window.side
 
 
 @dataclass(frozen=True)
@@ -361,29 +217,37 @@ def render_crop(
     ``window.transform``) however the image was decoded: from a reduced decode (1/``reduce``) the
     window's edges fall between decoded pixels and the resize samples it there, so a frame gives the
     same window whether it arrives as a path, a PIL image or an array. Raises ValueError when
-    ``decoded`` is a partial decode (:func:`load_for_window`) that stops above the window's last row."""
+    ``decoded`` is a partial decode (:func:`load_for_window` of another window) that lacks pixels this window
+    needs."""
     r = decoded.reduce
-    dx0, dy0, dx1, dy1 = _decoded_span(window, r)
-    img = decoded.image
-    if not decoded.complete and dy1 > img.size[1]:
-        raise ValueError(f"window {window} needs rows below the {img.size[1]} decoded at 1/{r}; decode it with "
+    dx0, dy0, dx1, dy1 = decoded_span(_window_xyxy(window), r)
+    if not decoded.covers((dx0, dy0, dx1, dy1)):
+        raise ValueError(f"window {window} needs pixels of the frame that were not decoded (kept: "
+                         f"{decoded.image.size[0]}x{decoded.image.size[1]} at {decoded.origin}, 1/{r}); decode it with "
                          "load_for_window(image, window) or load_image")
-    box = (dx0, dy0, dx1, dy1)
-    inside = dx0 >= 0 and dy0 >= 0 and dx1 <= img.size[0] and dy1 <= img.size[1]
-    if inside or tuple(fill) == (0, 0, 0):
+    img = decoded.image
+    ox, oy = decoded.origin
+    fw, fh = decoded.frame_size
+    box = (dx0 - ox, dy0 - oy, dx1 - ox, dy1 - oy)  # in the kept pixels; outside them lies only what is outside the frame
+    inside = dx0 >= 0 and dy0 >= 0 and dx1 <= fw and dy1 <= fh
+    if inside and box == (0, 0, *img.size):
+        cut = img  # exactly the pixels kept: resized below, or copied
+    elif inside or tuple(fill) == (0, 0, 0):
         cut = img.crop(box)  # PIL pads outside the image with zeros (black)
     else:
         cut = Image.new("RGB", (dx1 - dx0, dy1 - dy0), tuple(int(c) for c in fill))
         ix0, iy0 = max(dx0, 0), max(dy0, 0)
-        ix1, iy1 = min(dx1, img.size[0]), min(dy1, img.size[1])
+        ix1, iy1 = min(dx1, fw), min(dy1, fh)
         if ix1 > ix0 and iy1 > iy0:
-            cut.paste(img.crop((ix0, iy0, ix1, iy1)), (ix0 - dx0, iy0 - dy0))
+            cut.paste(img.crop((ix0 - ox, iy0 - oy, ix1 - ox, iy1 - oy)), (ix0 - dx0, iy0 - dy0))
     # the window inside the cut, in decoded pixels (whole pixels when r == 1)
     sub = (window.x0 / r - dx0, window.y0 / r - dy0, (window.x0 + window.side) / r - dx0,
            (window.y0 + window.side) / r - dy0)
     out = window.out_side
     if cut.size != (out, out) or sub != (0, 0, out, out):
         cut = cut.resize((out, out), resample, box=sub if sub != (0, 0, *cut.size) else None)
+    elif cut is img:
+        cut = img.copy()  # the crop never shares its pixels with ``decoded``
     return Crop(cut, window.transform)
 
 
