@@ -8,6 +8,7 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
+from r1track.cli import main
 from r1track.data import read_got10k
 from r1track.evalpool import shard
 from r1track.evaluate import EvalAborted, EvalSettings, evaluate
@@ -81,3 +82,77 @@ def test_a_fatal_error_in_a_worker_stops_the_run(tmp_path):
 def test_in_process_engines_refuse_several_workers(tmp_path):
     with pytest.raises(ValueError, match="once per process"):
         EvalSettings(out_dir=tmp_path, backend="vllm", model="/ckpt", workers=2)
+
+
+_DRIVER = "import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\nfrom r1track.cli import main\n" \
+          "sys.exit(main(sys.argv[1:]))"  # a background job may inherit SIGINT ignored: give it Python's handler
+
+
+@pytest.mark.slow  # two spawned client processes in a subprocess (about 5 s): CI runs it
+@pytest.mark.parametrize("who", ["process group", "parent only"])
+def test_an_interrupted_eval_with_workers_says_so_once_and_a_rerun_finishes(tmp_path, who):
+    """Ctrl-C reaches the parent and its workers (a terminal signals the process group; ``kill -INT`` only the
+    parent, which then terminates the workers). Before, every run ended with Python's resource tracker warning
+    about leaked semaphores: each worker's disabled tqdm bar had taken tqdm's multiprocessing lock."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "d"
+    write_got10k_split(root, "val", n_sequences=4, n_frames=40, size=(160, 120), seed=6)
+    out = tmp_path / "out"
+    with OpenAIServer(responder=wobble_responder, latency_s=0.3) as server:
+        args = ["eval", f"{root}/val", "--server", server.base_url, "--model", "fake-model", "--model-family",
+                "qwen2.5-vl", "--crop-size", "112", "--workers", "2", "--out", str(out)]
+        proc = subprocess.Popen([sys.executable, "-c", _DRIVER, *args, "--no-progress"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and len(server.chat_requests()) < 8:
+            time.sleep(0.05)
+        assert proc.poll() is None and len(server.chat_requests()) >= 8, proc.communicate(timeout=60)
+        (os.killpg if who == "process group" else os.kill)(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        lines = [line for line in err.splitlines() if not line.startswith(("settings:", "tracking "))]
+        assert lines == ["r1track: interrupted"], err  # no traceback, no resource-tracker warning
+        assert not (out / "run.json").exists()
+        server.latency_s = 0.0
+        assert main([*args, "--no-progress"]) == 0
+    doc = json.loads((out / "run.json").read_text())
+    assert [s["status"] for s in doc["sequences"]] == ["done"] * 4
+
+
+def test_a_disabled_progress_bar_takes_no_multiprocessing_lock():
+    import subprocess
+    import sys
+
+    code = ("from r1track.progress import progress_bar\n"
+            "bar = progress_bar(10, 'x', enabled=False)\n"
+            "with bar:\n    bar.update(3); bar.set_postfix(fallbacks=1, refresh=False)\n"
+            "assert list(progress_bar(3, 'y', enabled=False, iterable=[4, 5, 6])) == [4, 5, 6]\n"
+            "import tqdm\nprint(hasattr(tqdm.tqdm, '_lock'))\n"
+            "progress_bar(10, 'z', enabled=True).close()\nprint(hasattr(tqdm.tqdm, '_lock'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]  # an enabled bar does take it: the check can tell
+
+
+def test_a_worker_stopped_by_ctrl_c_exits_130_quietly(monkeypatch):
+    """A worker that gets the Ctrl-C first tells the parent and exits with 130 instead of raising: a raised
+    KeyboardInterrupt makes ``multiprocessing`` print the worker's traceback."""
+    import queue
+
+    from r1track import evalpool
+
+    async def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evalpool, "evaluate_async", interrupted)
+    results, progress = queue.Queue(), queue.Queue()
+    with pytest.raises(SystemExit) as stop:
+        evalpool._worker(0, [], None, results, progress)
+    assert stop.value.code == 130
+    k, kind, value = results.get_nowait()
+    assert (k, kind) == (0, "error") and isinstance(value, KeyboardInterrupt)  # the parent re-raises it: exit 130

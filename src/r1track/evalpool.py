@@ -39,6 +39,7 @@ from .evalfolder import check_fingerprint, write_run_json_if_possible
 from .backends.model_lookup import ModelLookup
 from .evalloop import evaluate_async, frames_total, lookup_record
 from .evalrun import EvalAborted, EvalRun
+from .exitcodes import ExitStatus
 from .faults import FaultRecord
 from .progress import progress_bar
 
@@ -88,6 +89,8 @@ def _worker(k: int, sequences: list, settings: Any, results: Any, progress: Any)
             results.put((k, "error", exc))
         except Exception:  # an exception that does not pickle
             results.put((k, "error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C reaches every worker: the parent says it once, no traceback
+            raise SystemExit(ExitStatus.INTERRUPTED) from None
         if not isinstance(exc, Exception):
             raise
 
