@@ -112,9 +112,12 @@ def _init(clip: Seq) -> str:
 
 # -- the hung server: PyTracking ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("model", [None, "m"], ids=["model-looked-up", "model-given"])
+@pytest.mark.parametrize("model, family", [(None, None), ("m", None), ("m", "qwen2.5-vl")],
+                         ids=["model-looked-up", "family-looked-up", "model-and-family-given"])
 def test_plugin_stops_every_sequence_of_a_hung_server_within_the_limit_and_looks_the_model_up_once(
-        pytracking, clip, model, caplog):
+        pytracking, clip, model, family, caplog):
+    """The listing is asked when the model's name or family is not given (as on the command line); a silent
+    server costs the limit once per process there, then each sequence stops at once."""
     import logging
 
     from r1track.integrations import pytracking as adapter
@@ -122,8 +125,8 @@ def test_plugin_stops_every_sequence_of_a_hung_server_within_the_limit_and_looks
     n = 3
     before = adapter.RECORD.to_json()
     with SilentServer() as server:
-        params = load_params(server_url=server.base_url, model=model, timeout_s=TIMEOUT_S, retries=3,
-                             max_fault_seconds=LIMIT_S)
+        params = load_params(server_url=server.base_url, model=model, model_family=family, timeout_s=TIMEOUT_S,
+                             retries=3, max_fault_seconds=LIMIT_S)
         took = []
         with caplog.at_level(logging.ERROR, logger="r1track.pytracking"):
             for k in range(n):
@@ -137,9 +140,9 @@ def test_plugin_stops_every_sequence_of_a_hung_server_within_the_limit_and_looks
     stops = [r.getMessage() for r in caplog.records if "STOPPED" in r.getMessage()]
     assert len(stops) == n and all("no reply from the server at " + server.base_url in s for s in stops)
     delta = adapter.RECORD.to_json()
-    if model is None:
+    if family is None:
         assert lookups == 1  # asked by the first sequence only: the silence it met is kept for the process
-        assert all(not h.startswith("POST") for h in heads)  # no frame could be asked without the model name
+        assert all(not h.startswith("POST") for h in heads)  # no frame is asked before the listing answers
         lookup = delta["by_kind"]["lookup"]
         assert lookup["requests"] - before.get("by_kind", {}).get("lookup", {}).get("requests", 0) == 1
         assert lookup["faults"].get("timeout", 0) >= 1  # the attempt cut off at the limit is counted

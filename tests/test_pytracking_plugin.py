@@ -97,6 +97,10 @@ class Seq:
     init_bbox: list
 
 
+QWEN25_ROOT = "/ckpt/Qwen2.5-VL-3B-Instruct"
+"""What the fake servers report having loaded (vLLM's ``root``): the family the plugin asks the server for."""
+
+
 def load_params(param="default", **overrides):
     params = importlib.import_module(f"pytracking.parameter.r1track.{param}").parameters()
     for k, v in overrides.items():
@@ -189,7 +193,7 @@ def test_every_preset_ships_a_parameter_file_of_one_call():
 
 
 def test_runs_a_sequence_over_http_with_environment_overrides(pytracking, crossing, monkeypatch):
-    with OpenAIServer(model="from-env") as server:
+    with OpenAIServer(model="from-env", root=QWEN25_ROOT) as server:
         monkeypatch.setenv("R1TRACK_BASE_URL", server.base_url)
         monkeypatch.setenv("R1TRACK_MODEL", "from-env")
         params = load_params(server_url="http://127.0.0.1:9/v1", model="from-param")  # env wins
@@ -207,7 +211,7 @@ def test_runs_a_sequence_over_http_with_environment_overrides(pytracking, crossi
 
 def test_faults_are_logged_with_the_sequence_name_and_counted(pytracking, crossing, caplog):
     before = pytracking_adapter.TOTALS.copy()
-    with OpenAIServer(script=[reply("no idea"), status(500), status(500), reply("[1,1,1,1]")]) as server:
+    with OpenAIServer(script=[reply("no idea"), status(500), status(500), reply("[1,1,1,1]")], root=QWEN25_ROOT) as server:
         params = load_params(server_url=server.base_url, retries=1)
         params.backoff_s = 0.01
         with caplog.at_level(logging.WARNING, logger="r1track.pytracking"):
@@ -223,7 +227,7 @@ def test_faults_are_logged_with_the_sequence_name_and_counted(pytracking, crossi
 
 
 def test_fatal_error_is_logged_before_pytracking_swallows_it(pytracking, crossing, caplog):
-    with OpenAIServer(script=[status(404)]) as server:
+    with OpenAIServer(script=[status(404)], root=QWEN25_ROOT) as server:
         params = load_params(server_url=server.base_url)
         with caplog.at_level(logging.ERROR, logger="r1track.pytracking"):
             assert run_sequence(crossing, params) is None
@@ -249,7 +253,7 @@ def test_a_killed_server_makes_the_sequence_raise_so_pytracking_writes_no_result
         server.stop()
 
     threading.Thread(target=kill_after_four_requests, daemon=True).start()
-    params = load_params(server_url=server.base_url, model="m", retries=1)
+    params = load_params(server_url=server.base_url, model="m", model_family="qwen2.5-vl", retries=1)
     params.backoff_s = 0.01
     with caplog.at_level(logging.ERROR, logger="r1track.pytracking"):
         assert run_sequence(crossing, params) is None  # raised: PyTracking prints it and writes no files
@@ -304,7 +308,7 @@ def test_injected_faults_are_counted_and_the_key_never_logged(pytracking, crossi
     monkeypatch.setenv("R1TRACK_API_KEY", secret)
     before = pytracking_adapter.RECORD.faults.copy()
     script = ["echo-auth", "reset", "malformed", "http-429", "truncated"]
-    with OpenAIServer() as server:
+    with OpenAIServer(root=QWEN25_ROOT) as server:
         with FaultProxy(("127.0.0.1", server.port), script=script) as proxy:
             params = load_params(server_url=proxy.base_url, retries=1)
             params.backoff_s = 0.01
@@ -321,7 +325,7 @@ def test_vis_preset_reports_object_presence_score(pytracking, crossing):
     cls = importlib.import_module("pytracking.tracker.r1track").get_tracker_class()
     outs = {}
     for preset in ("vis", "default"):
-        with OpenAIServer(script=[reply("[]")]) as server:  # then the fake server's template box
+        with OpenAIServer(script=[reply("[]")], root=QWEN25_ROOT) as server:  # then the fake server's template box
             tracker = cls(load_params(preset, server_url=server.base_url))
             tracker.initialize(read(crossing.frames[0]), {"init_bbox": list(crossing.init_bbox)})
             outs[preset] = [tracker.track(read(p), {}) for p in crossing.frames[1:3]]
@@ -356,3 +360,40 @@ def test_eval_track_and_the_plugin_give_identical_boxes_on_a_large_target(pytrac
     assert np.abs(from_eval - from_plugin).max() <= 1e-6
     assert np.abs(from_track - from_plugin).max() <= 1e-6
     assert np.ptp(from_plugin[:, 0]) > 5 or np.ptp(from_plugin[:, 1]) > 5  # the target moved: pixels decided
+
+
+@pytest.mark.parametrize("root, family, side", [("/ckpt/Qwen2.5-VL-3B-Instruct", "qwen2.5-vl", 336),
+                                                ("/ckpt/Qwen3-VL-2B-Instruct-r1track", "qwen3-vl", 384)])
+def test_the_family_comes_from_the_server_when_the_parameter_file_leaves_it(pytracking, crossing, root, family, side):
+    """A shipped parameter file names neither model nor family: the plugin asks the server what it loaded, as the
+    command line does. Before, it took qwen2.5-vl for any server: a Qwen3-VL server got 336-px crops and its
+    0-1000 answers were read as pixels."""
+    import base64
+    import io
+
+    read = lambda p: np.asarray(Image.open(p).convert("RGB"))
+    cls = importlib.import_module("pytracking.tracker.r1track").get_tracker_class()
+    with OpenAIServer(model="tracker", root=root) as server:
+        tracker = cls(load_params(server_url=server.base_url))
+        tracker.initialize(read(crossing.frames[0]), {"init_bbox": list(crossing.init_bbox)})
+        out = tracker.track(read(crossing.frames[1]), {})
+        (req,) = server.chat_requests()
+    assert tracker._session.tracker.params.model_family == family and out["r1track_status"] == "ok"
+    sizes = {Image.open(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).size for u in req.image_urls}
+    assert sizes == {(side, side)} and req.body["model"] == "tracker"
+    # the echoed template box, read back in the family's coordinates: the target stays where it was
+    assert out["target_bbox"] == pytest.approx(list(crossing.init_bbox), abs=2.0)
+
+
+def test_a_server_whose_family_nothing_tells_is_refused_naming_the_setting(pytracking, crossing, caplog):
+    read = lambda p: np.asarray(Image.open(p).convert("RGB"))
+    cls = importlib.import_module("pytracking.tracker.r1track").get_tracker_class()
+    before = pytracking_adapter.TOTALS.copy()
+    with OpenAIServer(model="my-finetune", root="/ckpt/step-100") as server:
+        tracker = cls(load_params(server_url=server.base_url))
+        with caplog.at_level(logging.ERROR, logger="r1track.pytracking"):
+            with pytest.raises(ValueError, match="set params.model_family with one of: qwen2.5-vl, qwen3-vl, qwen3.5"):
+                tracker.initialize(read(crossing.frames[0]), {"init_bbox": list(crossing.init_bbox)})
+        assert server.chat_requests() == []  # nothing was asked in a guessed coordinate system
+    assert (pytracking_adapter.TOTALS - before)["fatal"] == 1
+    assert "serves 'my-finetune' (loaded from '/ckpt/step-100')" in caplog.text

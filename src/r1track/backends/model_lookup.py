@@ -37,7 +37,8 @@ from typing import Any, Callable, Mapping, Protocol
 from ..exitcodes import ExitStatus
 from .base import BackendError, ServerRefused
 
-__all__ = ["ModelLookup", "Hints", "LookupFailed", "RETRYABLE_CAUSES", "lookup_failure", "explain_lookup_failure", "served_ids"]
+__all__ = ["ModelLookup", "Hints", "LookupFailed", "RETRYABLE_CAUSES", "lookup_failure", "explain_lookup_failure", "served_ids",
+           "unknown_family_message"]
 
 LookupHook = Callable[[str, int, Mapping[str, int]], None]
 
@@ -174,7 +175,7 @@ class Hints:
     """How the users of a caller change what a message is about (the command line's flags, a PyTracking
     parameter file's attributes): ``url`` gives another server, ``default`` says the URL was nobody's choice,
     ``serverless`` runs without a model server, ``family`` / ``model`` name the model, ``time_limit`` the
-    fault policy's seconds."""
+    fault policy's seconds; ``choose`` is the verb for giving one of them ("pass" a flag, "set" an attribute)."""
 
     url: str = "--server URL (or R1TRACK_BASE_URL)"
     default: str = "the default URL: no --server was given and R1TRACK_BASE_URL is not set"
@@ -182,6 +183,25 @@ class Hints:
     family: str = "--model-family"
     model: str = "--model"
     time_limit: str = "--max-fault-seconds"
+    choose: str = "pass"
+
+
+def unknown_family_message(url: str, model: str | None, listing: Any, hints: Hints = Hints()) -> str:
+    """Why the family of what ``url`` serves cannot be told from its ``/v1/models`` ``listing`` (for ``model``, or
+    the first model listed when None), cause first, naming the families and how to choose one (``hints``)."""
+    from ..models import family_names
+
+    families = ", ".join(family_names())
+    ids = served_ids(listing)
+    if model is not None and model not in ids:
+        return (f"the server at {url} does not list model {model!r} (it lists: {', '.join(map(repr, ids)) or 'none'}), "
+                f"and r1track cannot tell the family of {model!r} from its name: {hints.choose} {hints.model} with a listed "
+                f"name, or {hints.family} with one of: {families}")
+    entry = next(e for e in listing["data"] if isinstance(e, dict) and e.get("id") == (model or ids[0]))
+    root = entry.get("root")
+    loaded = f" (loaded from {root!r})" if isinstance(root, str) and root and root != entry["id"] else ""
+    return (f"the server at {url} serves {entry['id']!r}{loaded}, whose model family r1track cannot tell from its name "
+            f"or files: {hints.choose} {hints.family} with one of: {families}")
 
 
 _CAUSES = {

@@ -198,6 +198,7 @@ def served_family(args: argparse.Namespace, model: str | None, *, lookup: Any = 
     the path or name vLLM loaded, then its id), else ``model``'s name. All servers must agree.
     ``UnknownModelFamily`` (a ValueError naming the families, the cause first) when nothing tells;
     :class:`~r1track.backends.model_lookup.LookupFailed` when a server cannot be asked or refuses."""
+    from ..backends.model_lookup import unknown_family_message
     from ..models import UnknownModelFamily, resolve_family
 
     found: dict[str, str] = {}
@@ -205,29 +206,11 @@ def served_family(args: argparse.Namespace, model: str | None, *, lookup: Any = 
         try:
             found[url] = resolve_family(model=model, listing=listing).family.name
         except UnknownModelFamily:
-            raise UnknownModelFamily(_unknown_family(url, model, listing)) from None
+            raise UnknownModelFamily(unknown_family_message(url, model, listing)) from None
     if len(set(found.values())) > 1:
         raise UnknownModelFamily(f"the servers serve models of different families ({found}); run them separately "
                                  "or pass --model-family")
     return next(iter(found.values()))
-
-
-def _unknown_family(url: str, model: str | None, listing: Any) -> str:
-    """Why the family of what ``url`` serves cannot be told, cause first, naming the families."""
-    from ..backends.model_lookup import served_ids
-    from ..models import family_names
-
-    families = ", ".join(family_names())
-    ids = served_ids(listing)
-    if model is not None and model not in ids:
-        return (f"the server at {url} does not list model {model!r} (it lists: {', '.join(map(repr, ids)) or 'none'}), "
-                f"and r1track cannot tell the family of {model!r} from its name: pass --model with a listed name, or "
-                f"--model-family with one of: {families}")
-    entry = next(e for e in listing["data"] if isinstance(e, dict) and e.get("id") == (model or ids[0]))
-    root = entry.get("root")
-    loaded = f" (loaded from {root!r})" if isinstance(root, str) and root and root != entry["id"] else ""
-    return (f"the server at {url} serves {entry['id']!r}{loaded}, whose model family r1track cannot tell from its name "
-            f"or files: pass --model-family with one of: {families}")
 
 
 def resolve_settings(args: argparse.Namespace, warn=None, *, lookup: Any = None, deadline: float | None = None):

@@ -16,13 +16,14 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import Counter
 from typing import Any
 
 from ..redact import get_logger
 from ..backends import Backend, BackendError, backend_names, get_backend_spec, make_backend
 from ..backends.hf import TransformersOptions
-from ..backends.model_lookup import Hints, ModelLookup
+from ..backends.model_lookup import Hints, ModelLookup, unknown_family_message
 from ..backends.openai import DEFAULT_BASE_URL, ENV_BASE_URL, ENV_MODEL
 from ..faults import FaultGuard, FaultPolicy, FaultRecord, RequestKind, SequenceStopped, format_summary
 from ..tracker import FAULT_STATUSES, Status, Tracker, TrackerParams
@@ -59,7 +60,7 @@ HINTS = Hints(url="params.server_url (or R1TRACK_BASE_URL)",
               default="the parameter file's server_url, the default; R1TRACK_BASE_URL is not set",
               serverless="params.backend = 'ncc' (the classical baseline) or R1TRACK_BACKEND=ncc",
               family="params.model_family", model="params.model (or R1TRACK_MODEL)",
-              time_limit="params.max_fault_seconds")
+              time_limit="params.max_fault_seconds", choose="set")
 """How a PyTracking user changes what a message is about (the parameter file's attributes)."""
 
 _LOOKUP: list = [0, None]  # [pid, ModelLookup]
@@ -86,18 +87,33 @@ def _get(params: Any, name: str, default: Any = None) -> Any:
     return getattr(params, name, default) if params is not None else default
 
 
-def tracker_params_from(params: Any) -> TrackerParams:
+def tracker_params_from(params: Any, backend: Backend | None = None, *, deadline: float | None = None) -> TrackerParams:
     """A :class:`TrackerParams` from a PyTracking parameter object: every attribute named like a
     TrackerParams field is taken, the rest keep their defaults. A ``model_family`` left None (as the shipped
-    parameter files leave it) is told by the model the way the command line tells it,
-    :func:`r1track.models.resolve_family` of ``$R1TRACK_MODEL`` or ``params.model`` (a registered checkpoint, a LoRA
-    adapter by its base model, a folder's config, the name), else qwen2.5-vl; set it to choose one."""
-    from ..models import DEFAULT_FAMILY, resolve_family
+    parameter files leave it) is told by the model the way the command line tells it
+    (:func:`r1track.models.resolve_family`): given the sequence's ``backend`` and a server backend whose model is
+    not a registered checkpoint, the server's ``/v1/models`` listing (the path vLLM loaded, then the served name;
+    asked once per process through :func:`model_lookup`, giving up at ``deadline``), else ``$R1TRACK_MODEL`` or
+    ``params.model`` (a registered checkpoint, a LoRA adapter by its base model, a folder's config, the name). A
+    server whose model nothing tells is refused (:class:`r1track.models.UnknownModelFamily`, naming
+    ``params.model_family``): a guess would send it crops and read its answers in another model's coordinates.
+    Without ``backend`` (reading a parameter file, no server asked) and for ``ncc`` the default is qwen2.5-vl.
+    Set ``params.model_family`` to choose."""
+    from ..models import DEFAULT_FAMILY, UnknownModelFamily, resolve_family
+    from ..presets import find_checkpoint
 
     values = {f.name: getattr(params, f.name) for f in dataclasses.fields(TrackerParams) if hasattr(params, f.name)}
     if "model_family" in values and values["model_family"] is None:
         model = os.environ.get(ENV_MODEL) or _get(params, "model") or None
-        values["model_family"] = resolve_family(model=model, default=DEFAULT_FAMILY).family.name
+        if backend is not None and hasattr(backend, "model_listing") and not find_checkpoint(model):
+            url = getattr(backend, "base_url", backend.label)
+            listing = backend.model_listing(deadline)
+            try:
+                values["model_family"] = resolve_family(model=model, listing=listing).family.name
+            except UnknownModelFamily:
+                raise UnknownModelFamily(unknown_family_message(url, model, listing, HINTS)) from None
+        else:
+            values["model_family"] = resolve_family(model=model, default=DEFAULT_FAMILY).family.name
     return TrackerParams(**values)
 
 
@@ -239,9 +255,12 @@ class PyTrackingSession:
             raise ValueError(f"r1track: {self.name}: init_bbox is a per-object dict; use multiobj_mode = 'parallel'")
         try:
             backend = backend_from(self.params)
-            self.tracker = Tracker(backend, tracker_params_from(self.params), name=self.name)
             self.guard = FaultGuard(fault_policy_from(self.params), getattr(backend, "base_url", backend.label))
+            params = self._tracker_params(backend, self.guard)
+            self.tracker = Tracker(backend, params, name=self.name)
             result = self.tracker.initialize(image, [float(v) for v in box])
+        except SequenceStopped:
+            raise
         except Exception as exc:
             TOTALS["fatal"] += 1
             log.error("r1track: %s: initialisation failed: %s", self.name, exc)
@@ -249,6 +268,32 @@ class PyTrackingSession:
         TOTALS["sequences"] += 1
         _register_summary()
         return {"target_bbox": [float(v) for v in result.box_xywh_orig]}
+
+    def _tracker_params(self, backend: Backend, guard: FaultGuard) -> TrackerParams:
+        """:func:`tracker_params_from` with the sequence's backend. The model family may have to be asked of the
+        server: a failed listing is asked again, as a frame without a reply would be, until the fault policy's
+        bound (frames in a row, seconds) is reached; then the sequence stops. A definite answer (a refusal, no
+        model listed) is an error at once, as for a frame."""
+        failures = 0
+        while True:
+            try:
+                return tracker_params_from(self.params, backend, deadline=guard.deadline())
+            except BackendError as exc:
+                if exc.fatal:
+                    raise
+                failures += 1
+                if failures >= guard.policy.max_consecutive_faults or time.monotonic() >= guard.deadline():
+                    self._stop_before_the_first_frame(backend, exc)
+
+    def _stop_before_the_first_frame(self, backend: Backend, exc: BackendError) -> None:
+        """No reply to the model listing the family needed, within the time bound: the sequence stops as for
+        frames without replies (counted as stopped, no result files); a silent server is asked once per process
+        (:func:`model_lookup` keeps the silence), so the next sequences stop at once."""
+        TOTALS["stopped"] += 1
+        log.error("r1track: %s STOPPED before its first frame (the model family is asked of the server), no result "
+                  "for this sequence: %s%s", self.name, _no_server(backend), exc)
+        raise SequenceStopped(str(exc), where=getattr(backend, "base_url", backend.label), frames=0,
+                              seconds=self.guard.policy.max_fault_seconds if self.guard else 0.0) from None
 
     def track(self, image: Any, info: dict | None = None) -> dict:
         """The next frame's box; raises :class:`SequenceStopped` when the server gave no reply for too
