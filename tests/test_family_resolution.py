@@ -119,7 +119,16 @@ def test_pytracking_parameter_files_take_the_family_from_the_model(monkeypatch):
         model_family = None
         model = None
 
-    assert tracker_params_from(Params()).model_family == "qwen2.5-vl"
+    assert tracker_params_from(Params()).model_family == "qwen2.5-vl"  # reading the file: no backend, no server asked
+    # a backend that answers in process must be told by its checkpoint; the classical baseline needs no model
+    from types import SimpleNamespace
+
+    Params.model = "/ckpt/my-finetune"
+    with pytest.raises(ValueError, match="transformers: cannot tell the model family of '/ckpt/my-finetune'.*set "
+                                         "params.model_family with one of: qwen2.5-vl, qwen3-vl, qwen3.5"):
+        tracker_params_from(Params(), SimpleNamespace(name="transformers", label="transformers"))
+    assert tracker_params_from(Params(), SimpleNamespace(name="ncc", label="ncc")).model_family == "qwen2.5-vl"
+    Params.model = None
     monkeypatch.setenv("R1TRACK_MODEL", QWEN3)
     assert tracker_params_from(Params()).model_family == "qwen3-vl"
     Params.model_family = "qwen3.5"

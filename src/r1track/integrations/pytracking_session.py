@@ -97,9 +97,9 @@ def tracker_params_from(params: Any, backend: Backend | None = None, *, deadline
     ``params.model`` (a registered checkpoint, a LoRA adapter by its base model, a folder's config, the name). A
     server whose model nothing tells is refused (:class:`r1track.models.UnknownModelFamily`, naming
     ``params.model_family``): a guess would send it crops and read its answers in another model's coordinates.
-    Without ``backend`` (reading a parameter file, no server asked) and for ``ncc`` the default is qwen2.5-vl.
-    Set ``params.model_family`` to choose."""
-    from ..models import DEFAULT_FAMILY, UnknownModelFamily, resolve_family
+    So is an in-process engine's checkpoint that does not tell. Without ``backend`` (reading a parameter file, no
+    server asked) and for ``ncc`` the default is qwen2.5-vl. Set ``params.model_family`` to choose."""
+    from ..models import DEFAULT_FAMILY, UnknownModelFamily, family_names, resolve_family
     from ..presets import find_checkpoint
 
     values = {f.name: getattr(params, f.name) for f in dataclasses.fields(TrackerParams) if hasattr(params, f.name)}
@@ -112,8 +112,14 @@ def tracker_params_from(params: Any, backend: Backend | None = None, *, deadline
                 values["model_family"] = resolve_family(model=model, listing=listing).family.name
             except UnknownModelFamily:
                 raise UnknownModelFamily(unknown_family_message(url, model, listing, HINTS)) from None
-        else:
-            values["model_family"] = resolve_family(model=model, default=DEFAULT_FAMILY).family.name
+        else:  # an in-process engine answers too: its checkpoint must tell (as on the command line)
+            engine = backend is not None and get_backend_spec(backend.name).in_process
+            try:
+                values["model_family"] = resolve_family(model=model, default=None if engine else DEFAULT_FAMILY).family.name
+            except UnknownModelFamily:
+                raise UnknownModelFamily(f"{backend.name}: cannot tell the model family of {model!r} (neither a published "
+                                         "checkpoint, nor a folder whose config.json says it, nor a name that does): "
+                                         f"set {HINTS.family} with one of: {', '.join(family_names())}") from None
     return TrackerParams(**values)
 
 
