@@ -116,9 +116,10 @@ def load_region(source: ImageSource, region_xyxy_orig: tuple[int, int, int, int]
                 min_scale: float = 1.0) -> DecodedImage:
     """Decode what ``region_xyxy_orig`` (whole original pixels, x1 and y1 exclusive; it may reach past the frame)
     needs, decoding as :func:`load_image` with ``min_scale``. For a plain RGB JPEG (a path or a lazily opened
-    PIL image) the decode stops at the region's last row and only the frame's pixels inside the region's
-    :func:`decoded_span` are kept (:attr:`DecodedImage.origin` says where they lie); anything else is decoded
-    whole. The pixels are those of a full decode either way. Errors as :func:`load_image`."""
+    PIL image) the decode stops at the region's last row; of a large frame (:data:`SCRATCH_MIN_PIXELS`) only the
+    frame's pixels inside the region's :func:`decoded_span` are kept (:attr:`DecodedImage.origin` says where they
+    lie), of a smaller one every row down to it. Anything else is decoded whole. The pixels are those of a full
+    decode either way. Errors as :func:`load_image`."""
     return _load(source, min_scale, region_xyxy_orig)
 
 
