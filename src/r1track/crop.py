@@ -186,11 +186,8 @@ def load_for_window(source: ImageSource, window: CropWindow, *,
     coarsest DCT scale that keeps one decoded pixel per crop pixel (as :func:`load_image` with ``min_scale``).
     Errors as :func:`load_image`."""
     fast = DecodeMode.parse(decode) is DecodeMode.FAST
-    return load_region(source, _window_xyxy(window), min_scale=window.out_side / window.side if fast else 1.0)
-
-
-def _window_xyxy(window: CropWindow) -> tuple[int, int, int, int]:
-    return window.x0, window.y0, window.x0 + window.side, window.y0 + window.side
+    min_scale = window.out_side / window.side if fast else 1.0
+    return load_region(source, window.transform.window_xyxy_orig(), min_scale=min_scale)
 
 
 @dataclass(frozen=True)
@@ -220,7 +217,7 @@ def render_crop(
     ``decoded`` is a partial decode (:func:`load_for_window` of another window) that lacks pixels this window
     needs."""
     r = decoded.reduce
-    dx0, dy0, dx1, dy1 = decoded_span(_window_xyxy(window), r)
+    dx0, dy0, dx1, dy1 = decoded_span(window.transform.window_xyxy_orig(), r)
     if not decoded.covers((dx0, dy0, dx1, dy1)):
         raise ValueError(f"window {window} needs pixels of the frame that were not decoded (kept: "
                          f"{decoded.image.size[0]}x{decoded.image.size[1]} at {decoded.origin}, 1/{r}); decode it with "

@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -95,9 +96,9 @@ class DecodedImage:
         return ox <= x0 and oy <= y0 and x1 <= ox + self.image.size[0] and y1 <= oy + self.image.size[1]
 
 
-def decoded_span(region_xyxy_orig: tuple[int, int, int, int], reduce: int) -> tuple[int, int, int, int]:
+def decoded_span(region_xyxy_orig: Sequence[float], reduce: int) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1): the whole decoded pixels (of a frame decoded at 1/``reduce``) that cover the region
-    ``region_xyxy_orig`` (whole original pixels, x1 and y1 exclusive; it may reach past the frame)."""
+    ``region_xyxy_orig`` (original pixels, x1 and y1 exclusive; it may reach past the frame)."""
     r = reduce
     x0, y0, x1, y1 = region_xyxy_orig
     return math.floor(x0 / r), math.floor(y0 / r), math.ceil(x1 / r), math.ceil(y1 / r)
@@ -112,9 +113,9 @@ def load_image(source: ImageSource, *, min_scale: float = 1.0) -> DecodedImage:
     return _load(source, min_scale, None)
 
 
-def load_region(source: ImageSource, region_xyxy_orig: tuple[int, int, int, int], *,
+def load_region(source: ImageSource, region_xyxy_orig: Sequence[float], *,
                 min_scale: float = 1.0) -> DecodedImage:
-    """Decode what ``region_xyxy_orig`` (whole original pixels, x1 and y1 exclusive; it may reach past the frame)
+    """Decode what ``region_xyxy_orig`` (original pixels, x1 and y1 exclusive; it may reach past the frame)
     needs, decoding as :func:`load_image` with ``min_scale``. For a plain RGB JPEG (a path or a lazily opened
     PIL image) the decode stops at the region's last row; of a large frame (:data:`SCRATCH_MIN_PIXELS`) only the
     frame's pixels inside the region's :func:`decoded_span` are kept (:attr:`DecodedImage.origin` says where they
@@ -130,22 +131,21 @@ comes back warm from the allocator): measured on 640 x 480 frames, the scratch m
 1920 x 1080 frames, 2-5 % faster in the fast mode."""
 
 SCRATCH_MAX_PIXELS = 3840 * 2160
-"""Largest frame (width x rows decoded) whose rows go through the thread's scratch image (4K UHD: 33 MB kept per
-decoding thread); a larger one is decoded into a new image, as Pillow does."""
+"""Most pixels (width x rows decoded) that go through the thread's scratch image (4K UHD: at most 33 MB kept per
+decoding thread); more are decoded into a new image, as Pillow does."""
 
 _SCRATCH = threading.local()
 
 
 def _scratch(width: int, rows: int) -> Image.Image:
-    """This thread's scratch image, at least ``width`` x ``rows`` (made, or made larger, when it is not)."""
+    """This thread's scratch image, at least ``width`` x ``rows`` (made, or made larger, when it is not; the caller
+    keeps ``width * rows`` within :data:`SCRATCH_MAX_PIXELS`, and so does the scratch)."""
     img = getattr(_SCRATCH, "image", None)
     if img is None or img.size[0] < width or img.size[1] < rows:
         w, h = (max(width, img.size[0]), max(rows, img.size[1])) if img is not None else (width, rows)
-        if w * h > SCRATCH_MAX_PIXELS:
+        if w * h > SCRATCH_MAX_PIXELS:  # frames of other shapes: just this one's
             w, h = width, rows
-        img = Image.new("RGB", (w, h), None)
-        if w * h <= SCRATCH_MAX_PIXELS:
-            _SCRATCH.image = img
+        img = _SCRATCH.image = Image.new("RGB", (w, h), None)
     return img
 
 
@@ -193,7 +193,7 @@ def _decode_rows(img: Image.Image, rows: int, keep: tuple[int, int, int, int] | 
     return out if keep is None else out.crop(keep)
 
 
-def _load(source: ImageSource, min_scale: float, region: tuple[int, int, int, int] | None) -> DecodedImage:
+def _load(source: ImageSource, min_scale: float, region: Sequence[float] | None) -> DecodedImage:
     if isinstance(source, np.ndarray):
         if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
             raise ValueError(f"image array must be H x W x 3 uint8 RGB, got {source.shape} {source.dtype}")
@@ -227,18 +227,19 @@ def _load(source: ImageSource, min_scale: float, region: tuple[int, int, int, in
         if lazy_jpeg and region is not None:
             fw, fh = img.size
             x0, y0, x1, y1 = decoded_span(region, reduce)
-            keep = (min(max(x0, 0), fw - 1), min(max(y0, 0), fh - 1), max(min(x1, fw), 1), max(min(y1, fh), 1))
-            keep = (keep[0], keep[1], max(keep[2], keep[0] + 1), max(keep[3], keep[1] + 1))  # never empty
+            kx0, ky0 = min(max(x0, 0), fw - 1), min(max(y0, 0), fh - 1)
+            keep = (kx0, ky0, max(min(x1, fw), kx0 + 1), max(min(y1, fh), ky0 + 1))  # the frame's part; never empty
             rows = keep[3]
             # the scratch pays where many rows are decoded and little of them is kept (a new image of the rows
             # costs its zero-filling; the scratch, a copy of what is kept); else the rows are the new image
-            small = fw * rows >= SCRATCH_MIN_PIXELS and (keep[2] - keep[0]) * (keep[3] - keep[1]) * 2 <= fw * rows
-            if small or rows < fh:
-                part = _decode_rows(img, rows, keep if small else None)
+            into_scratch = (SCRATCH_MIN_PIXELS <= fw * rows <= SCRATCH_MAX_PIXELS
+                            and (keep[2] - kx0) * (keep[3] - ky0) * 2 <= fw * rows)
+            if into_scratch or rows < fh:
+                part = _decode_rows(img, rows, keep if into_scratch else None)
                 if part is not None:
                     if path is not None:
                         img.close()
-                    return DecodedImage(part, reduce, orig_size, (keep[0], keep[1]) if small else (0, 0))
+                    return DecodedImage(part, reduce, orig_size, (kx0, ky0) if into_scratch else (0, 0))
         if img.mode != "RGB":
             img = img.convert("RGB")
         else:

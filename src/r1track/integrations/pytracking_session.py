@@ -21,7 +21,7 @@ from collections import Counter
 from typing import Any
 
 from ..redact import get_logger
-from ..backends import Backend, BackendError, backend_names, get_backend_spec, make_backend
+from ..backends import BACKENDS, Backend, BackendError, backend_names, get_backend_spec, make_backend
 from ..backends.hf import TransformersOptions
 from ..backends.model_lookup import Hints, ModelLookup, unknown_family_message
 from ..backends.openai import DEFAULT_BASE_URL, ENV_BASE_URL, ENV_MODEL
@@ -105,7 +105,8 @@ def tracker_params_from(params: Any, backend: Backend | None = None, *, deadline
     values = {f.name: getattr(params, f.name) for f in dataclasses.fields(TrackerParams) if hasattr(params, f.name)}
     if "model_family" in values and values["model_family"] is None:
         model = os.environ.get(ENV_MODEL) or _get(params, "model") or None
-        if backend is not None and hasattr(backend, "model_listing") and not find_checkpoint(model):
+        spec = BACKENDS.get(backend.name) if backend is not None else None  # None: not a registered backend
+        if spec is not None and spec.needs_server and not find_checkpoint(model):
             url = getattr(backend, "base_url", backend.label)
             listing = backend.model_listing(deadline)
             try:
@@ -113,7 +114,7 @@ def tracker_params_from(params: Any, backend: Backend | None = None, *, deadline
             except UnknownModelFamily:
                 raise UnknownModelFamily(unknown_family_message(url, model, listing, HINTS)) from None
         else:  # an in-process engine answers too: its checkpoint must tell (as on the command line)
-            engine = backend is not None and get_backend_spec(backend.name).in_process
+            engine = spec is not None and spec.in_process
             try:
                 values["model_family"] = resolve_family(model=model, default=None if engine else DEFAULT_FAMILY).family.name
             except UnknownModelFamily:
