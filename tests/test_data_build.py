@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from datagen import corrupt_jpeg, red_extent, red_mask, write_red_split
+from procs import CLI_DRIVER, on_linux_proc, sigint_blocked, wait_for_starting_workers
 from r1track.cli import main
 from r1track.data.build import Source, build
 from r1track.data.profiles import get_profile
@@ -387,6 +388,33 @@ def test_a_killed_build_never_leaves_a_file_that_looks_complete(red_root, tmp_pa
     assert main(["data", "build", f"got10k:{root}@train", "--out", str(out), "--quiet"]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["set"]
     assert (out / "stats.json").is_file()
+
+
+@pytest.mark.slow  # two spawned render workers in a subprocess (about 3 s): CI runs it
+@pytest.mark.skipif(not on_linux_proc(), reason="watches the workers through /proc")
+def test_ctrl_c_while_the_render_workers_start_says_so_once_and_leaves_nothing(red_root, tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group. The moment it lands here, the workers' Python is up
+    and importing r1track, before any of r1track's code could ignore it: each used to print a KeyboardInterrupt
+    traceback under the parent's one line."""
+    import os
+
+    root, _ = red_root
+    out = tmp_path / "set"
+    args = ["data", "build", f"got10k:{root}@train", "--out", str(out), "--format", "llamafactory", "--workers", "2"]
+    proc = subprocess.Popen([sys.executable, "-c", CLI_DRIVER, *args, "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        workers = wait_for_starting_workers(proc, 2)
+        assert all(sigint_blocked(k) for k in workers)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["r1track: interrupted"], err
+    assert list(tmp_path.iterdir()) == []  # no partial folder, no output
+    assert main([*args, "--quiet"]) == 0 and (out / "stats.json").is_file()
 
 
 def test_existing_output_needs_overwrite(red_root, tmp_path, capsys):

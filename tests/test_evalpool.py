@@ -8,6 +8,7 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
+from procs import CLI_DRIVER, on_linux_proc, sigint_blocked, wait_for_starting_workers
 from r1track.cli import main
 from r1track.data import read_got10k
 from r1track.evalpool import shard
@@ -84,16 +85,13 @@ def test_in_process_engines_refuse_several_workers(tmp_path):
         EvalSettings(out_dir=tmp_path, backend="vllm", model="/ckpt", workers=2)
 
 
-_DRIVER = "import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\nfrom r1track.cli import main\n" \
-          "sys.exit(main(sys.argv[1:]))"  # a background job may inherit SIGINT ignored: give it Python's handler
-
-
 @pytest.mark.slow  # two spawned client processes in a subprocess (about 5 s): CI runs it
-@pytest.mark.parametrize("who", ["process group", "parent only"])
+@pytest.mark.parametrize("who", ["process group", "parent only", "process group, workers starting"])
 def test_an_interrupted_eval_with_workers_says_so_once_and_a_rerun_finishes(tmp_path, who):
-    """Ctrl-C reaches the parent and its workers (a terminal signals the process group; ``kill -INT`` only the
-    parent, which then terminates the workers). Before, every run ended with Python's resource tracker warning
-    about leaked semaphores: each worker's disabled tqdm bar had taken tqdm's multiprocessing lock."""
+    """Ctrl-C: a terminal signals the process group, ``kill -INT`` only the parent; either way the parent stops
+    the workers. Before, every run ended with Python's resource tracker warning about leaked semaphores (each
+    worker's disabled tqdm bar had taken tqdm's multiprocessing lock), and a Ctrl-C while the workers were still
+    importing r1track printed their KeyboardInterrupt tracebacks."""
     import os
     import signal
     import subprocess
@@ -106,13 +104,20 @@ def test_an_interrupted_eval_with_workers_says_so_once_and_a_rerun_finishes(tmp_
     with OpenAIServer(responder=wobble_responder, latency_s=0.3) as server:
         args = ["eval", f"{root}/val", "--server", server.base_url, "--model", "fake-model", "--model-family",
                 "qwen2.5-vl", "--crop-size", "112", "--workers", "2", "--out", str(out)]
-        proc = subprocess.Popen([sys.executable, "-c", _DRIVER, *args, "--no-progress"], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-c", CLI_DRIVER, *args, "--no-progress"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None and len(server.chat_requests()) < 8:
-            time.sleep(0.05)
-        assert proc.poll() is None and len(server.chat_requests()) >= 8, proc.communicate(timeout=60)
-        (os.killpg if who == "process group" else os.kill)(proc.pid, signal.SIGINT)
+        if who.endswith("workers starting"):
+            if not on_linux_proc():
+                proc.kill()
+                pytest.skip("watches the workers through /proc")
+            assert all(sigint_blocked(k) for k in wait_for_starting_workers(proc, 2))
+            assert server.chat_requests() == []
+        else:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None and len(server.chat_requests()) < 8:
+                time.sleep(0.05)
+            assert proc.poll() is None and len(server.chat_requests()) >= 8, proc.communicate(timeout=60)
+        (os.kill if who == "parent only" else os.killpg)(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         lines = [line for line in err.splitlines() if not line.startswith(("settings:", "tracking "))]

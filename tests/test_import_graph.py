@@ -32,11 +32,11 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "r1track"
 
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("foundation", "no r1track knowledge: version, atomic files, secrets redaction, progress bars, the HTTP "
+    ("foundation", "no r1track knowledge: version, atomic files, secrets redaction, progress bars, Ctrl-C and worker processes, the HTTP "
      "client and the sync face of its event loops, the vocabulary of data problems, the exit statuses, the "
      "optional extras",
      ("r1track", "r1track.exitcodes", "r1track.fsutil", "r1track.redact", "r1track.progress", "r1track.httpclient",
-      "r1track.callerloop", "r1track.reasons", "r1track.extras")),
+      "r1track.callerloop", "r1track.reasons", "r1track.extras", "r1track.interrupts")),
     ("conventions", "what a model and its data agree on: boxes, Qwen sizes, prompts, answer parsing, model "
      "families, published checkpoints, rewards, metrics",
      ("r1track.boxes", "r1track.qwen", "r1track.prompts", "r1track.parse", "r1track.models", "r1track.checkpoints",

@@ -17,7 +17,8 @@ their outcomes into the one ``run.json`` the parent writes:
 * **Progress**: one bar in the parent, fed by the workers' counts (sent a few times a second).
 * **Faults**: a fatal error in one worker (the server rejects every request, a bad setting) stops the others
   (SIGTERM; their replay logs keep what they did) and is raised as :class:`~r1track.evaluate.EvalAborted`,
-  as is a worker that dies without an answer. Ctrl-C reaches every worker (one process group).
+  as is a worker that dies without an answer. Ctrl-C reaches only the parent (the workers start with it held:
+  :func:`r1track.interrupts.ctrl_c_held`), which stops the workers as on a fatal error and exits with 130.
 
 The in-process engines (``transformers``, ``vllm``) are refused: they would load one model per worker; one
 process already batches every sequence into its engine.
@@ -41,6 +42,7 @@ from .evalloop import evaluate_async, frames_total, lookup_record
 from .evalrun import EvalAborted, EvalRun
 from .exitcodes import ExitStatus
 from .faults import FaultRecord
+from .interrupts import ctrl_c_held
 from .progress import progress_bar
 
 __all__ = ["shard", "evaluate_sharded"]
@@ -89,7 +91,7 @@ def _worker(k: int, sequences: list, settings: Any, results: Any, progress: Any)
             results.put((k, "error", exc))
         except Exception:  # an exception that does not pickle
             results.put((k, "error", RuntimeError(f"{type(exc).__name__}: {exc}")))
-        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C reaches every worker: the parent says it once, no traceback
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C where it cannot be held (no signal masks): the parent says it
             raise SystemExit(ExitStatus.INTERRUPTED) from None
         if not isinstance(exc, Exception):
             raise
@@ -136,8 +138,9 @@ def evaluate_sharded(sequences: Seq[Sequence], settings: Any):
     feeder = threading.Thread(target=feed, name="r1track-eval-progress", daemon=True)
     outcomes: dict[int, tuple] = {}
     try:
-        for p in procs:
-            p.start()
+        with ctrl_c_held():  # the workers never hear Ctrl-C, not even while they import: this process stops them
+            for p in procs:
+                p.start()
         feeder.start()
         while len(outcomes) < len(procs):
             try:

@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .. import __version__
+from ..interrupts import ctrl_c_held
 from ..models import get_family
 from ..prompts import ABSENT_ANSWER, format_box, render_answer, render_text
 from ..reasons import Reason
@@ -348,7 +349,8 @@ def build(
         if workers == 1:
             results: Iterable = (render_sample(p, settings) for p in plans)
         else:
-            pool = multiprocessing.get_context("spawn").Pool(workers, initializer=init_worker, initargs=(settings,))
+            with ctrl_c_held():  # the workers never hear Ctrl-C, not even while they import: this process acts on it
+                pool = multiprocessing.get_context("spawn").Pool(workers, initializer=init_worker, initargs=(settings,))
             results = pool.imap(render_in_worker, plans, chunksize=max(1, min(32, len(plans) // (workers * 16))))
         written = {"train": 0, "val": 0}
         written_plans: list[SamplePlan] = []

@@ -87,9 +87,9 @@ _SETTINGS = RenderSettings()
 
 
 def init_worker(settings: RenderSettings) -> None:
-    """Set up a render worker process. Ctrl-C reaches the whole process group; only the parent acts on it
-    (it terminates the pool and removes the partial folder), so a worker ignores SIGINT instead of printing
-    its own traceback."""
+    """Set up a render worker process. Only the parent acts on Ctrl-C (it terminates the pool and removes the
+    partial folder): it starts the workers with SIGINT blocked (:func:`r1track.interrupts.ctrl_c_held`), so they
+    never hear it, not even while importing; ignoring it here as well covers platforms without signal masks."""
     import signal
 
     global _SETTINGS
