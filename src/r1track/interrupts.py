@@ -29,9 +29,10 @@ __all__ = ["ctrl_c_held"]
 def ctrl_c_held() -> Iterator[None]:
     """Block SIGINT in the calling thread for the ``with`` block; worker processes (and threads) started inside it
     keep it blocked for their whole life, so Ctrl-C reaches only this process. A Ctrl-C that arrives during the
-    block is delivered when it ends (as :class:`KeyboardInterrupt`, after the block's work is done: a caller
-    keeps what it started in a variable its cleanup sees). Where the platform has no ``pthread_sigmask``
-    (Windows), nothing is blocked."""
+    block is this process's all the same: raised as :class:`KeyboardInterrupt` when the block ends, or inside it
+    when another thread of this process (one that does not block SIGINT) took the signal; a caller keeps what
+    it starts in a variable its cleanup sees. Where the platform has no ``pthread_sigmask`` (Windows), nothing
+    is blocked."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
