@@ -124,8 +124,8 @@ def test_pytracking_parameter_files_take_the_family_from_the_model(monkeypatch):
     from types import SimpleNamespace
 
     Params.model = "/ckpt/my-finetune"
-    with pytest.raises(ValueError, match="transformers: cannot tell the model family of '/ckpt/my-finetune'.*set "
-                                         "params.model_family with one of: qwen2.5-vl, qwen3-vl, qwen3.5"):
+    with pytest.raises(ValueError, match="^transformers: cannot tell the model family from '/ckpt/my-finetune'; set "
+                                         "params.model_family with one of: qwen2.5-vl, qwen3-vl, qwen3.5$"):
         tracker_params_from(Params(), SimpleNamespace(name="transformers", label="transformers"))
     assert tracker_params_from(Params(), SimpleNamespace(name="ncc", label="ncc")).model_family == "qwen2.5-vl"
     Params.model = None

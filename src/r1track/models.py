@@ -418,7 +418,7 @@ class FamilyChoice:
 
 
 def resolve_family(*, family: str | None = None, model: str | None = None, listing: object = None,
-                   default: str | None = None) -> FamilyChoice:
+                   default: str | None = None, choose: str = "pass --model-family") -> FamilyChoice:
     """The model family of a run -- the one function every command and backend gets it from:
 
     1. ``family``: a name the user gave (``--model-family``); it wins, and when ``model`` (or ``listing``) tells
@@ -430,7 +430,8 @@ def resolve_family(*, family: str | None = None, model: str | None = None, listi
     4. ``default``, when given (backends that ask no model: ``ncc``, ``oracle``).
 
     Raises :class:`UnknownModelFamily` naming the families when nothing tells and there is no default --
-    never a silent guess for a model that answers."""
+    never a silent guess for a model that answers; ``choose`` says how its reader names one (the command line's
+    flag by default; a PyTracking parameter file's attribute)."""
     told: tuple[ModelFamily, str] | None = None
     tried: list[str] = []
     if listing is not None:
@@ -458,7 +459,7 @@ def resolve_family(*, family: str | None = None, model: str | None = None, listi
         return FamilyChoice(get_family(default), "the default" + (f" (nothing tells the family of {model!r})" if model else ""))
     what = ", ".join(tried) or "no model given"
     raise UnknownModelFamily(
-        f"cannot tell the model family from {what}; pass --model-family with one of: {_choices()}"
+        f"cannot tell the model family from {what}; {choose} with one of: {_choices()}"
     )
 
 

@@ -99,7 +99,7 @@ def tracker_params_from(params: Any, backend: Backend | None = None, *, deadline
     ``params.model_family``): a guess would send it crops and read its answers in another model's coordinates.
     So is an in-process engine's checkpoint that does not tell. Without ``backend`` (reading a parameter file, no
     server asked) and for ``ncc`` the default is qwen2.5-vl. Set ``params.model_family`` to choose."""
-    from ..models import DEFAULT_FAMILY, UnknownModelFamily, family_names, resolve_family
+    from ..models import DEFAULT_FAMILY, UnknownModelFamily, resolve_family
     from ..presets import find_checkpoint
 
     values = {f.name: getattr(params, f.name) for f in dataclasses.fields(TrackerParams) if hasattr(params, f.name)}
@@ -116,11 +116,10 @@ def tracker_params_from(params: Any, backend: Backend | None = None, *, deadline
         else:  # an in-process engine answers too: its checkpoint must tell (as on the command line)
             engine = spec is not None and spec.in_process
             try:
-                values["model_family"] = resolve_family(model=model, default=None if engine else DEFAULT_FAMILY).family.name
-            except UnknownModelFamily:
-                raise UnknownModelFamily(f"{backend.name}: cannot tell the model family of {model!r} (neither a published "
-                                         "checkpoint, nor a folder whose config.json says it, nor a name that does): "
-                                         f"set {HINTS.family} with one of: {', '.join(family_names())}") from None
+                values["model_family"] = resolve_family(model=model, default=None if engine else DEFAULT_FAMILY,
+                                                        choose=f"{HINTS.choose} {HINTS.family}").family.name
+            except UnknownModelFamily as exc:
+                raise UnknownModelFamily(f"{backend.name}: {exc}") from None
     return TrackerParams(**values)
 
 
@@ -290,9 +289,9 @@ class PyTrackingSession:
                     raise
                 failures += 1
                 if failures >= guard.policy.max_consecutive_faults or time.monotonic() >= guard.deadline():
-                    self._stop_before_the_first_frame(backend, exc)
+                    self._stop_before_the_first_frame(backend, guard, exc)
 
-    def _stop_before_the_first_frame(self, backend: Backend, exc: BackendError) -> None:
+    def _stop_before_the_first_frame(self, backend: Backend, guard: FaultGuard, exc: BackendError) -> None:
         """No reply to the model listing the family needed, within the time bound: the sequence stops as for
         frames without replies (counted as stopped, no result files); a silent server is asked once per process
         (:func:`model_lookup` keeps the silence), so the next sequences stop at once."""
@@ -300,7 +299,7 @@ class PyTrackingSession:
         log.error("r1track: %s STOPPED before its first frame (the model family is asked of the server), no result "
                   "for this sequence: %s%s", self.name, _no_server(backend), exc)
         raise SequenceStopped(str(exc), where=getattr(backend, "base_url", backend.label), frames=0,
-                              seconds=self.guard.policy.max_fault_seconds if self.guard else 0.0) from None
+                              seconds=guard.policy.max_fault_seconds) from None
 
     def track(self, image: Any, info: dict | None = None) -> dict:
         """The next frame's box; raises :class:`SequenceStopped` when the server gave no reply for too
